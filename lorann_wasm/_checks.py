@@ -1,0 +1,80 @@
+"""Input validation shared by every public entry point.
+
+Each helper either returns a clean float32 array or raises ``TypeError`` /
+``ValueError`` with a message that names the argument and the problem.
+"""
+
+import numbers
+
+import numpy as np
+
+
+def as_matrix(x, name, *, allow_1d=False):
+    """Return ``x`` as a C-contiguous float32 array of finite values.
+
+    A 2-D array is returned as is; with ``allow_1d`` a 1-D array is accepted
+    too (a single vector). Raises ``TypeError`` for non-numeric input and
+    ``ValueError`` for wrong rank, empty input or NaN/inf.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got dtype {arr.dtype}")
+    ndims = (1, 2) if allow_1d else (2,)
+    if arr.ndim not in ndims:
+        want = "a 1-D vector or a 2-D matrix" if allow_1d else "a 2-D matrix"
+        raise ValueError(f"{name} must be {want}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s) (after conversion to float32)"
+        )
+    return arr
+
+
+def as_queries(q, dim, name="q"):
+    """Validate queries against an index of dimension ``dim``.
+
+    Returns ``(matrix, single)`` where ``matrix`` is (b, dim) float32 and
+    ``single`` says whether the caller passed one 1-D vector.
+    """
+    arr = as_matrix(q, name, allow_1d=True)
+    single = arr.ndim == 1
+    if single:
+        arr = arr[None, :]
+    if arr.shape[1] != dim:
+        raise ValueError(
+            f"{name} has dimension {arr.shape[1]} but the index has dimension {dim}"
+        )
+    return arr, single
+
+
+def as_int(value, name, *, low=None, high=None):
+    """Return ``value`` as a Python int within ``[low, high]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_k(k, n):
+    """Validate the number of neighbours requested from ``n`` indexed points."""
+    k = as_int(k, "k")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(f"k={k} is larger than the number of indexed points ({n})")
+    return k

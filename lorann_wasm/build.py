@@ -1,0 +1,108 @@
+"""Index construction: the LoRANN training pipeline, start to finish.
+
+1. global projection from the training queries (:mod:`.projection`);
+2. k-means of the reduced data (:mod:`.kmeans`);
+3. each training query goes to its ``train_size`` nearest clusters;
+4. a reduced-rank regression per cluster (:mod:`.regression`);
+5. optional 8-bit storage of ``A`` and ``B`` (:mod:`.quantization`);
+6. rerank vectors, encoded and sorted by cluster (:mod:`.vectors`).
+
+The result is the dict of tensors that :mod:`.index_file` stores.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+from .kmeans import kmeans, nearest_centroids
+from .projection import fit_projection
+from .quantization import quantize_int8
+from .regression import fit_cluster_scorer
+from .vectors import RerankVectors
+
+
+class _Progress:
+    """Step timings on stderr when verbose; silent otherwise."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg):
+        if self.verbose:
+            print(f"[lorann_wasm {time.perf_counter() - self.t0:7.2f}s] {msg}",
+                  file=sys.stderr, flush=True)
+
+
+def _group(labels, n_groups):
+    """Members of each group: ``(order, offsets)`` with group j = order[offsets[j]:offsets[j+1]]."""
+    order = np.argsort(labels, kind="stable")
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(labels, minlength=n_groups), out=offsets[1:])
+    return order, offsets
+
+
+def build_tensors(data, params, training_queries=None, verbose=False):
+    """Train an index on ``data`` (n, d) float32 (already normalised for cosine).
+
+    ``params`` holds the validated build parameters; ``training_queries``
+    defaults to the data itself. Returns the tensors of the index file.
+    """
+    log = _Progress(verbose)
+    n, d = data.shape
+    g, r, n_clusters = params["global_dim"], params["rank"], params["n_clusters"]
+    euclidean = params["distance"] == "l2"
+    rng = np.random.default_rng(params["seed"])
+    queries = data if training_queries is None else training_queries
+
+    projection = None
+    if g < d:
+        projection = fit_projection(queries, g, rng)
+        log(f"global projection {d} -> {g} dims")
+    reduced = data if projection is None else data @ projection
+    reduced_q = reduced if training_queries is None else (
+        queries if projection is None else queries @ projection)
+
+    centroids, labels = kmeans(reduced, n_clusters, euclidean=euclidean, seed=params["seed"])
+    order, offsets = _group(labels, n_clusters)
+    log(f"k-means: {n} points in {n_clusters} clusters "
+        f"(sizes {int(np.diff(offsets).min())}..{int(np.diff(offsets).max())})")
+
+    w = min(params["train_size"], n_clusters)
+    assigned = nearest_centroids(reduced_q, centroids, euclidean, w)
+    q_order, q_offsets = _group(assigned.ravel(), n_clusters)
+    q_rows = q_order // w
+    log(f"{reduced_q.shape[0]} training queries assigned to {w} clusters each")
+
+    A = np.empty((n_clusters, g, r), dtype=np.float32)
+    Bt = np.empty((n, r), dtype=np.float32)
+    for j in range(n_clusters):
+        lo, hi = offsets[j], offsets[j + 1]
+        points = reduced[order[lo:hi]]
+        qs = reduced_q[q_rows[q_offsets[j]:q_offsets[j + 1]]]
+        A[j], b = fit_cluster_scorer(points, qs, r)
+        Bt[lo:hi] = b.T
+        if verbose and ((j + 1) % max(1, n_clusters // 10) == 0 or j + 1 == n_clusters):
+            log(f"reduced-rank regressions: {j + 1}/{n_clusters} clusters")
+
+    tensors = {"cluster_offsets": offsets, "centroids": centroids, "ids": order.astype(np.int64)}
+    if projection is not None:
+        tensors["projection"] = projection
+    if params["quantization_bits"] == 8:
+        tensors["A"], tensors["A_scales"] = quantize_int8(A, axis=1)
+        tensors["B"], tensors["B_scales"] = quantize_int8(Bt, axis=1)
+    else:
+        tensors["A"], tensors["B"] = A, Bt
+
+    vectors = RerankVectors.encode(data[order], params["rerank_dtype"],
+                                   params["int8_scales"] or "dimension")
+    tensors["vectors"] = vectors.codes
+    tensors["sq_norms"] = vectors.sq_norms
+    if vectors.scale is not None:
+        tensors["vectors_dim_offset"] = vectors.offset
+        tensors["vectors_dim_scale"] = vectors.scale
+    if vectors.vector_scale is not None:
+        tensors["vectors_row_scale"] = vectors.vector_scale
+    log(f"rerank vectors stored as {params['rerank_dtype']}")
+    return tensors

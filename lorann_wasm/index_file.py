@@ -1,0 +1,187 @@
+"""The lorann_wasm index file: which tensors a safetensors file holds, and checks.
+
+Layout (offsets increase down the list). A small *prefix* holds everything a
+query needs before it touches any point: the cluster offsets, the centroids,
+the global projection and the per-cluster ``A`` matrices. Then come the
+*per-point* arrays, every one sorted by cluster so that one cluster's rows
+are one contiguous byte range in each; ``cluster_offsets[j]:cluster_offsets[j+1]``
+are cluster j's rows. ``cluster_crc32`` holds a CRC-32 per cluster over those
+ranges (taken in file order), so a reader that fetches single clusters can
+verify them.
+
+Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
+            projection (d, g) f32 [if g < d] | A (C, g, r) f32 or i8 |
+            A_scales (C, r) f32 [8-bit] | vectors_dim_offset, vectors_dim_scale
+            (d,) f32 [int8 per dimension] | cluster_crc32 (C,) u32
+Per point:  ids (n,) i64 | B (n, r) f32 or i8 (B_j transposed) |
+            B_scales (n,) f32 [8-bit] | sq_norms (n,) f32 |
+            vectors (n, d) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
+
+Within each part tensors are ordered by decreasing item size, so each is
+naturally aligned; a ``_padding`` u8 tensor realigns the per-point part.
+"""
+
+import json
+import zlib
+
+import numpy as np
+
+from . import safetensors_io
+from .metrics import DISTANCES
+from .vectors import INT8_SCALES, RERANK_DTYPES
+
+FORMAT_NAME = "lorann_wasm"
+FORMAT_VERSION = 1
+ALIGN = 64
+
+#: build and search parameters stored in the metadata, with their types
+PARAM_TYPES = {
+    "n": int, "dim": int, "distance": str, "n_clusters": int, "global_dim": int,
+    "rank": int, "train_size": int, "quantization_bits": (int, type(None)),
+    "rerank_dtype": str, "int8_scales": (str, type(None)), "seed": int,
+    "clusters_to_search": int, "points_to_rerank": int,
+}
+PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vectors", "vectors_row_scale")
+
+
+def expected_tensors(p):
+    """Name -> (dtype, shape) of every tensor an index with params ``p`` has."""
+    n, d, c, g, r = p["n"], p["dim"], p["n_clusters"], p["global_dim"], p["rank"]
+    q8 = p["quantization_bits"] == 8
+    vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p["rerank_dtype"]]
+    spec = {
+        "cluster_offsets": ("<i8", (c + 1,)),
+        "centroids": ("<f4", (c, g)),
+        "A": ("i1" if q8 else "<f4", (c, g, r)),
+        "cluster_crc32": ("<u4", (c,)),
+        "ids": ("<i8", (n,)),
+        "B": ("i1" if q8 else "<f4", (n, r)),
+        "sq_norms": ("<f4", (n,)),
+        "vectors": (vdtype, (n, d)),
+    }
+    if g < d:
+        spec["projection"] = ("<f4", (d, g))
+    if q8:
+        spec["A_scales"] = ("<f4", (c, r))
+        spec["B_scales"] = ("<f4", (n,))
+    if p["int8_scales"] == "dimension":
+        spec["vectors_dim_offset"] = ("<f4", (d,))
+        spec["vectors_dim_scale"] = ("<f4", (d,))
+    elif p["int8_scales"] == "vector":
+        spec["vectors_row_scale"] = ("<f4", (n,))
+    return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
+
+
+def _ordered(names, tensors):
+    return sorted(names, key=lambda k: (-tensors[k].dtype.itemsize, k))
+
+
+def cluster_checksums(tensors, offsets):
+    """CRC-32 of each cluster's rows across the per-point arrays, in file order."""
+    arrays = [tensors[k] for k in _ordered([k for k in PER_POINT if k in tensors], tensors)]
+    views = [memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays]
+    rowbytes = [a.nbytes // max(1, a.shape[0]) for a in arrays]
+    out = np.empty(len(offsets) - 1, dtype=np.uint32)
+    for j in range(len(out)):
+        lo, hi = int(offsets[j]), int(offsets[j + 1])
+        crc = 0
+        for view, rb in zip(views, rowbytes):
+            crc = zlib.crc32(view[lo * rb:hi * rb], crc)
+        out[j] = crc
+    return out
+
+
+def encode_index(tensors, params):
+    """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`."""
+    tensors = dict(tensors)
+    tensors["cluster_crc32"] = cluster_checksums(tensors, tensors["cluster_offsets"])
+    prefix = _ordered([k for k in tensors if k not in PER_POINT], tensors)
+    points = _ordered([k for k in tensors if k in PER_POINT], tensors)
+    ordered = [(k, tensors[k]) for k in prefix]
+    prefix_bytes = sum(tensors[k].nbytes for k in prefix)
+    if prefix_bytes % ALIGN:
+        ordered.append(("_padding", np.zeros(ALIGN - prefix_bytes % ALIGN, dtype=np.uint8)))
+    ordered += [(k, tensors[k]) for k in points]
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "params": json.dumps(params, sort_keys=True),
+    }
+    return safetensors_io.encode(ordered, metadata)
+
+
+def _fail(msg):
+    raise ValueError(f"invalid index file: {msg}")
+
+
+def _parse_params(metadata):
+    fmt = metadata.get("format")
+    if fmt != FORMAT_NAME:
+        _fail(f"not a lorann_wasm index (format={fmt!r})")
+    version = metadata.get("format_version", "")
+    if not version.isdigit() or len(version) > 6:
+        _fail(f"bad format_version {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(
+            f"index file has format version {version}, newer than this lorann_wasm "
+            f"supports ({FORMAT_VERSION}); upgrade lorann_wasm"
+        )
+    try:
+        params = json.loads(metadata.get("params", ""))
+    except (ValueError, RecursionError):
+        _fail("params metadata is not valid JSON")
+    if not isinstance(params, dict):
+        _fail("params metadata is not a JSON object")
+    for key, types in PARAM_TYPES.items():
+        value = params.get(key, ...)
+        if value is ... or isinstance(value, bool) or not isinstance(value, types):
+            _fail(f"parameter {key!r} is missing or has the wrong type ({value!r})")
+    p = params
+    if p["distance"] not in DISTANCES or p["rerank_dtype"] not in RERANK_DTYPES:
+        _fail(f"unknown distance {p['distance']!r} or rerank_dtype {p['rerank_dtype']!r}")
+    if p["quantization_bits"] not in (8, None):
+        _fail(f"unsupported quantization_bits {p['quantization_bits']!r}")
+    want_scales = INT8_SCALES if p["rerank_dtype"] == "int8" else (None,)
+    if p["int8_scales"] not in want_scales:
+        _fail(f"int8_scales {p['int8_scales']!r} does not fit rerank_dtype {p['rerank_dtype']!r}")
+    if not (1 <= p["n_clusters"] <= p["n"] and 1 <= p["rank"] <= p["global_dim"] <= p["dim"]
+            and 1 <= p["train_size"] and 1 <= p["clusters_to_search"] <= p["n_clusters"]
+            and 1 <= p["points_to_rerank"]):
+        _fail(f"inconsistent parameters {p}")
+    return p
+
+
+def _check_values(t, p):
+    off = t["cluster_offsets"]
+    if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
+        _fail("cluster_offsets are not a non-decreasing sequence from 0 to n")
+    ids = t["ids"]
+    if ids.min() < 0 or ids.max() >= p["n"] or np.bincount(ids, minlength=p["n"]).max() != 1:
+        _fail("ids are not a permutation of 0..n-1")
+    for name, arr in t.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            _fail(f"tensor {name!r} contains NaN or infinite values")
+    for name in ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale"):
+        if name in t and not (t[name] > 0).all():
+            _fail(f"tensor {name!r} has non-positive scales")
+
+
+def decode_index(buf):
+    """Validate and parse an index file buffer; returns ``(tensors, params)``.
+
+    Raises ``ValueError`` for anything that is not a well-formed index of a
+    supported version.
+    """
+    tensors, metadata = safetensors_io.decode(buf)
+    params = _parse_params(metadata)
+    tensors.pop("_padding", None)
+    expected = expected_tensors(params)
+    if set(tensors) != set(expected):
+        missing, extra = set(expected) - set(tensors), set(tensors) - set(expected)
+        _fail(f"tensor set does not match the parameters (missing {sorted(missing)}, extra {sorted(extra)})")
+    for name, (dtype, shape) in expected.items():
+        if tensors[name].dtype != dtype or tensors[name].shape != shape:
+            _fail(f"tensor {name!r} is {tensors[name].dtype}{list(tensors[name].shape)}, "
+                  f"expected {dtype}{list(shape)}")
+    _check_values(tensors, params)
+    return tensors, params

@@ -1,0 +1,116 @@
+"""k-means clustering (Lloyd's algorithm), the IVF partition of LoRANN.
+
+For inner-product geometry the centroids are kept at unit length (spherical
+k-means) and points go to the centroid with the largest inner product; for
+Euclidean geometry points go to the nearest centroid. Training runs on a
+seeded sample; the final assignment covers every point and leaves no cluster
+empty.
+"""
+
+import numpy as np
+
+#: points sampled per cluster for the Lloyd iterations, as in the C++ lorann
+SAMPLE_PER_CLUSTER = 256
+#: rows scored per chunk when assigning, bounding memory to chunk x n_clusters
+ASSIGN_CHUNK = 8192
+
+
+def centroid_distances(x, centroids, centroid_sq_norms, euclidean):
+    """Distances from each row of ``x`` to each centroid, up to a per-row constant.
+
+    Euclidean: ``||c||^2 - 2<x, c>``; inner product: ``-<x, c>``.
+    """
+    d = x @ centroids.T
+    if euclidean:
+        d *= -2.0
+        d += centroid_sq_norms
+    else:
+        np.negative(d, out=d)
+    return d
+
+
+def nearest_centroids(x, centroids, euclidean, n_nearest=1):
+    """Indices (rows of ``x``) of the ``n_nearest`` closest centroids, closest first."""
+    from .topk import smallest_k
+
+    sq = np.einsum("ij,ij->i", centroids, centroids)
+    out = np.empty((x.shape[0], n_nearest), dtype=np.int64)
+    for start in range(0, x.shape[0], ASSIGN_CHUNK):
+        d = centroid_distances(x[start:start + ASSIGN_CHUNK], centroids, sq, euclidean)
+        if n_nearest == 1:
+            out[start:start + ASSIGN_CHUNK, 0] = np.argmin(d, axis=1)
+        else:
+            out[start:start + ASSIGN_CHUNK] = smallest_k(d, n_nearest)
+    return out
+
+
+def _update_centroids(x, labels, centroids, spherical, rng):
+    """Move centroids to the mean of their points; re-seed empty ones by splitting."""
+    n_clusters, dim = centroids.shape
+    counts = np.bincount(labels, minlength=n_clusters)
+    order = np.argsort(labels, kind="stable")
+    nonempty = np.flatnonzero(counts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+    sums = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+    new = centroids.copy()
+    new[nonempty] = (sums / counts[nonempty, None]).astype(np.float32)
+    # An empty cluster takes half of a big one: copy a centroid chosen with
+    # probability proportional to cluster size and push the two apart.
+    for empty in np.flatnonzero(counts == 0):
+        donor = rng.choice(n_clusters, p=counts / counts.sum())
+        eps = (rng.standard_normal(dim) * 1e-3).astype(np.float32)
+        scale = np.abs(new[donor]).mean() + 1e-12
+        new[empty] = new[donor] + eps * scale
+        new[donor] = new[donor] - eps * scale
+        counts[donor] //= 2
+        counts[empty] = counts[donor]
+    if spherical:
+        new /= np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-30)
+    return new
+
+
+def _fill_empty_clusters(x, labels, centroids, euclidean):
+    """Give every empty cluster the worst-fitting point of the largest cluster."""
+    n_clusters = centroids.shape[0]
+    counts = np.bincount(labels, minlength=n_clusters)
+    for empty in np.flatnonzero(counts == 0):
+        donor = int(np.argmax(counts))
+        members = np.flatnonzero(labels == donor)
+        c = centroids[donor]
+        if euclidean:
+            fit = -np.einsum("ij,ij->i", x[members] - c, x[members] - c)
+        else:
+            fit = x[members] @ c
+        moved = members[int(np.argmin(fit))]
+        labels[moved] = empty
+        centroids[empty] = x[moved]
+        if not euclidean:
+            centroids[empty] /= max(float(np.linalg.norm(x[moved])), 1e-30)
+        counts[donor] -= 1
+        counts[empty] = 1
+    return labels, centroids
+
+
+def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0):
+    """Cluster the rows of ``x`` into ``n_clusters`` non-empty clusters.
+
+    Returns ``(centroids, labels)``: float32 ``(n_clusters, dim)`` and int64
+    ``(n,)``. Deterministic for a given ``seed``. Requires
+    ``1 <= n_clusters <= n``.
+    """
+    n = x.shape[0]
+    if not 1 <= n_clusters <= n:
+        raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
+    rng = np.random.default_rng(seed)
+    spherical = not euclidean
+    sample_size = min(n, SAMPLE_PER_CLUSTER * n_clusters)
+    sample = x if sample_size == n else x[np.sort(rng.choice(n, sample_size, replace=False))]
+    centroids = sample[rng.choice(sample.shape[0], n_clusters, replace=False)].copy()
+    if spherical:
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-30)
+    for _ in range(iterations):
+        labels = nearest_centroids(sample, centroids, euclidean)[:, 0]
+        centroids = _update_centroids(sample, labels, centroids, spherical, rng)
+    labels = nearest_centroids(x, centroids, euclidean)[:, 0]
+    labels, centroids = _fill_empty_clusters(x, labels, centroids, euclidean)
+    return centroids, labels

@@ -1,0 +1,41 @@
+"""Per-cluster reduced-rank regression (LoRANN section 3).
+
+For a cluster with points ``X`` (n_j x g) and training queries ``Q``
+(m_j x g), the exact scores are ``Y = Q X^T``. The reduced-rank regression
+solution keeps the top-``rank`` right singular vectors ``V`` of ``Y``; the
+scorer is ``A = X^T V`` (g x rank) and ``B = V^T`` (rank x n_j), so that the
+approximate scores of a query ``q`` are ``(q A) B``.
+"""
+
+import numpy as np
+
+
+def right_singular_vectors(queries, points, rank):
+    """Top-``rank`` right singular vectors of ``queries @ points.T``, as (n_j, rank).
+
+    Uses ``Y^T Y = X (Q^T Q) X^T``, so ``Y`` (m_j x n_j) is never formed:
+    with ``Q^T Q = U diag(w) U^T`` the wanted vectors are the left singular
+    vectors of ``Z = X U diag(sqrt(w))`` (n_j x g). Columns beyond the
+    cluster's own rank are zero.
+    """
+    gram = queries.T.astype(np.float64) @ queries.astype(np.float64)
+    w, u = np.linalg.eigh(gram)
+    z = points.astype(np.float64) @ (u * np.sqrt(np.clip(w, 0.0, None)))
+    left, singular, _ = np.linalg.svd(z, full_matrices=False)
+    keep = min(rank, left.shape[1])
+    v = np.zeros((points.shape[0], rank), dtype=np.float64)
+    v[:, :keep] = left[:, :keep]
+    return v
+
+
+def fit_cluster_scorer(points, queries, rank):
+    """Return ``(A, B)``: float32 ``(g, rank)`` and ``(rank, n_j)`` for one cluster.
+
+    A cluster with fewer training queries than points uses its own points as
+    queries, as the C++ reference does.
+    """
+    if queries is None or queries.shape[0] < points.shape[0]:
+        queries = points
+    v = right_singular_vectors(queries, points, rank)
+    a = points.T.astype(np.float64) @ v
+    return a.astype(np.float32), np.ascontiguousarray(v.T, dtype=np.float32)

@@ -1,0 +1,101 @@
+"""The approximate stage of a LoRANN query: probe clusters, score their points.
+
+Works on a :class:`SearchArrays` view of an index. Point "positions" are
+row numbers in cluster order (the order of every per-point array); they are
+mapped to user ids only at the very end.
+
+Scores are distances (smaller is better). The query is scaled by -1 (inner
+product) or -2 (Euclidean) ahead of time by folding the factor into the
+centroids and the ``A`` matrices, so a query's approximate distances are
+``(q A_j) B_j`` (plus ``||x||^2`` for Euclidean).
+"""
+
+import numpy as np
+
+from .topk import smallest_k
+
+#: queries handled per block by batch search, bounding its padded buffers
+BATCH_BLOCK = 256
+
+
+class SearchArrays:
+    """The float32 arrays the query path needs, derived once from the stored tensors."""
+
+    def __init__(self, *, projection, centroids, offsets, A, Bt, sq_norms, euclidean):
+        factor = -2.0 if euclidean else -1.0
+        self.projection = projection
+        self.centroids_t = np.ascontiguousarray(factor * centroids.T)
+        self.centroid_bias = (
+            np.einsum("ij,ij->i", centroids, centroids) if euclidean else None
+        )
+        self.offsets = offsets
+        self.sizes = np.diff(offsets)
+        self.A = factor * A
+        self.Bt = Bt
+        self.sq_norms = sq_norms
+        self.euclidean = euclidean
+
+    @property
+    def n_clusters(self):
+        return self.sizes.shape[0]
+
+    def reduce(self, queries):
+        """Queries in the globally reduced space."""
+        return queries if self.projection is None else queries @ self.projection
+
+    def probe(self, reduced, clusters_to_search):
+        """The ``clusters_to_search`` best clusters of each query, (b, c)."""
+        dist = reduced @ self.centroids_t
+        if self.centroid_bias is not None:
+            dist += self.centroid_bias
+        return smallest_k(dist, clusters_to_search)
+
+
+def candidates_single(arrays, reduced, probes, points_to_rerank):
+    """Positions of the best approximate candidates of one query, (R,).
+
+    One gather over all probed clusters, no per-cluster Python loop.
+    """
+    starts = arrays.offsets[probes]
+    sizes = arrays.sizes[probes]
+    total = int(sizes.sum())
+    t = np.matmul(reduced, arrays.A[probes])  # (c, r)
+    seg_start = np.cumsum(sizes) - sizes
+    pos = np.arange(total) + np.repeat(starts - seg_start, sizes)
+    approx = np.einsum("ij,ij->i", arrays.Bt[pos], np.repeat(t, sizes, axis=0))
+    if arrays.euclidean:
+        approx += arrays.sq_norms[pos]
+    if points_to_rerank < total:
+        pos = pos[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]
+    return pos
+
+
+def candidates_batch(arrays, reduced, probes, points_to_rerank):
+    """Positions of the best approximate candidates of each query, (b, R), -1 padded.
+
+    Queries are grouped by cluster, so each probed cluster costs one pair of
+    matrix products for all the queries that probe it.
+    """
+    b, c = probes.shape
+    sizes = arrays.sizes[probes]
+    col_start = np.cumsum(sizes, axis=1) - sizes
+    width = int(sizes.sum(axis=1).max())
+    approx = np.full((b, width), np.inf, dtype=np.float32)
+    pos = np.full((b, width), -1, dtype=np.int64)
+    flat = probes.ravel()
+    pair_order = np.argsort(flat, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
+    for j in np.unique(flat):
+        pairs = pair_order[bounds[j]:bounds[j + 1]]
+        rows = pairs // c
+        lo, hi = arrays.offsets[j], arrays.offsets[j + 1]
+        scores = (reduced[rows] @ arrays.A[j]) @ arrays.Bt[lo:hi].T
+        if arrays.euclidean:
+            scores += arrays.sq_norms[lo:hi]
+        cols = col_start.ravel()[pairs][:, None] + np.arange(hi - lo)
+        approx[rows[:, None], cols] = scores
+        pos[rows[:, None], cols] = np.arange(lo, hi)
+    if points_to_rerank < width:
+        keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
+        pos = np.take_along_axis(pos, keep, axis=1)
+    return pos

@@ -1,0 +1,125 @@
+"""Storage of the vectors used for exact reranking.
+
+Rerank vectors are kept in one of four encodings, trading bytes for accuracy:
+
+* ``float32``            4 bytes per value, exact;
+* ``float16``            2 bytes per value;
+* ``int8`` per dimension 1 byte per value, ``x = offset + scale * code``
+                          with one (offset, scale) pair per dimension;
+* ``int8`` per vector    1 byte per value, ``x = scale * code`` with one
+                          scale per vector.
+
+"Exact" reranking means exact with respect to the stored (decoded) vectors.
+All encodings answer inner products with queries without decoding whole rows
+into a separate float32 copy of the data set.
+"""
+
+import numpy as np
+
+RERANK_DTYPES = ("float32", "float16", "int8")
+INT8_SCALES = ("dimension", "vector")
+
+
+class RerankVectors:
+    """Encoded vectors plus what is needed to take inner products with them.
+
+    Attributes (all arrays, read-only use): ``codes`` (n, d) in the storage
+    dtype; ``offset`` and ``scale`` (d,) for int8 per dimension;
+    ``vector_scale`` (n,) for int8 per vector; ``sq_norms`` (n,) squared
+    norms of the decoded vectors.
+    """
+
+    def __init__(self, codes, sq_norms, *, offset=None, scale=None, vector_scale=None):
+        self.codes = codes
+        self.sq_norms = sq_norms
+        self.offset = offset
+        self.scale = scale
+        self.vector_scale = vector_scale
+
+    @property
+    def dtype_name(self):
+        return str(self.codes.dtype)
+
+    @property
+    def int8_scales(self):
+        if self.codes.dtype != np.int8:
+            return None
+        return "vector" if self.vector_scale is not None else "dimension"
+
+    @classmethod
+    def encode(cls, x, dtype="float32", int8_scales="dimension"):
+        """Encode float32 vectors ``x`` (n, d)."""
+        if dtype == "float32":
+            codes = np.ascontiguousarray(x, dtype=np.float32)
+            return cls(codes, _sq_norms(codes))
+        if dtype == "float16":
+            peak = float(np.abs(x).max())
+            if peak > 65504:
+                raise ValueError(
+                    f"rerank_dtype='float16' cannot hold values up to {peak:.3g} "
+                    "(float16 max is 65504); use 'float32' or 'int8'"
+                )
+            codes = x.astype(np.float16)
+            return cls(codes, _sq_norms(codes.astype(np.float32)))
+        if dtype != "int8":
+            raise ValueError(f"unknown rerank_dtype {dtype!r}; expected one of {RERANK_DTYPES}")
+        if int8_scales == "dimension":
+            low, high = x.min(axis=0), x.max(axis=0)
+            offset = ((low + high) / 2).astype(np.float32)
+            scale = np.where(high > low, (high - low) / 254.0, 1.0).astype(np.float32)
+            codes = np.clip(np.rint((x - offset) / scale), -127, 127).astype(np.int8)
+            decoded = codes.astype(np.float32) * scale + offset
+            return cls(codes, _sq_norms(decoded), offset=offset, scale=scale)
+        if int8_scales == "vector":
+            peak = np.abs(x).max(axis=1)
+            vscale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            codes = np.clip(np.rint(x / vscale[:, None]), -127, 127).astype(np.int8)
+            decoded = codes.astype(np.float32) * vscale[:, None]
+            return cls(codes, _sq_norms(decoded), vector_scale=vscale)
+        raise ValueError(f"unknown int8 scales {int8_scales!r}; expected one of {INT8_SCALES}")
+
+    def decode(self, rows=slice(None)):
+        """Decoded float32 vectors of ``rows``."""
+        out = self.codes[rows].astype(np.float32)
+        if self.scale is not None:
+            out *= self.scale
+            out += self.offset
+        elif self.vector_scale is not None:
+            out *= self.vector_scale[rows, None]
+        return out
+
+    def _query_terms(self, q):
+        """Fold per-dimension scales into the queries: ``<q, x> = <q', code> + c``."""
+        if self.scale is None:
+            return q, None
+        return q * self.scale, q @ self.offset
+
+    def inner_products(self, rows, q):
+        """``<q_i, x_rows[i, j]>`` for queries ``q`` (b, d) and ``rows`` (b, R)."""
+        qs, const = self._query_terms(q)
+        gathered = self.codes[rows]
+        if gathered.dtype != np.float32:
+            gathered = gathered.astype(np.float32)
+        ip = np.matmul(gathered, qs[:, :, None])[:, :, 0]
+        if self.vector_scale is not None:
+            ip *= self.vector_scale[rows]
+        if const is not None:
+            ip += const[:, None]
+        return ip
+
+    def inner_products_all(self, q, start=0, stop=None):
+        """``q @ x[start:stop].T`` for queries ``q`` (b, d)."""
+        qs, const = self._query_terms(q)
+        block = self.codes[start:stop]
+        if block.dtype != np.float32:
+            block = block.astype(np.float32)
+        ip = qs @ block.T
+        if self.vector_scale is not None:
+            ip *= self.vector_scale[start:stop]
+        if const is not None:
+            ip += const[:, None]
+        return ip
+
+
+def _sq_norms(x):
+    return np.einsum("ij,ij->i", x, x).astype(np.float32)
