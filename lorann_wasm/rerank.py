@@ -13,6 +13,17 @@ from .topk import smallest_k
 WORK_VALUES = 1 << 22
 
 
+def rerank_one(vectors, query, candidates, k, distance):
+    """Best ``k`` of ``candidates`` (R,) for one query (d,), by exact distance.
+
+    Returns ``(rows, distances)`` of length min(k, R), best first.
+    """
+    ip = vectors.inner_products(candidates, query)
+    dist = from_inner_products(ip, distance, vectors.sq_norms[candidates], query @ query)
+    best = smallest_k(dist, k)
+    return candidates[best], dist[best]
+
+
 def rerank(vectors, queries, candidates, k, distance):
     """Best ``k`` of ``candidates`` (b, R) for each query, by exact distance.
 
@@ -34,8 +45,9 @@ def rerank(vectors, queries, candidates, k, distance):
         dist = from_inner_products(ip, distance, vectors.sq_norms[safe], q_sq[s:s + step, None])
         dist[~valid] = np.inf
         best = smallest_k(dist, k)
-        out_rows[s:s + step] = np.take_along_axis(cand, best, axis=1)
-        out_dist[s:s + step] = np.take_along_axis(dist, best, axis=1)
+        rows = np.arange(cand.shape[0])[:, None]
+        out_rows[s:s + step] = cand[rows, best]
+        out_dist[s:s + step] = dist[rows, best]
     out_rows[~np.isfinite(out_dist)] = -1
     return out_rows, out_dist
 
@@ -54,5 +66,5 @@ def brute_force(vectors, queries, k, distance):
         dist = from_inner_products(ip, distance, vectors.sq_norms, q_sq[s:s + step])
         best = smallest_k(dist, k)
         rows[s:s + step] = best
-        dists[s:s + step] = np.take_along_axis(dist, best, axis=1)
+        dists[s:s + step] = dist[np.arange(best.shape[0])[:, None], best]
     return rows, dists

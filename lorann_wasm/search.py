@@ -44,7 +44,7 @@ class SearchArrays:
         return queries if self.projection is None else queries @ self.projection
 
     def probe(self, reduced, clusters_to_search):
-        """The ``clusters_to_search`` best clusters of each query, (b, c)."""
+        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
         dist = reduced @ self.centroids_t
         if self.centroid_bias is not None:
             dist += self.centroid_bias
@@ -97,5 +97,5 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank):
         pos[rows[:, None], cols] = np.arange(lo, hi)
     if points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
-        pos = np.take_along_axis(pos, keep, axis=1)
+        pos = pos[np.arange(b)[:, None], keep]
     return pos

@@ -95,16 +95,23 @@ class RerankVectors:
         return q * self.scale, q @ self.offset
 
     def inner_products(self, rows, q):
-        """``<q_i, x_rows[i, j]>`` for queries ``q`` (b, d) and ``rows`` (b, R)."""
+        """Inner products of queries with selected rows.
+
+        One query: ``q`` (d,), ``rows`` (R,) -> (R,). A batch: ``q`` (b, d),
+        ``rows`` (b, R) -> (b, R).
+        """
         qs, const = self._query_terms(q)
         gathered = self.codes[rows]
         if gathered.dtype != np.float32:
             gathered = gathered.astype(np.float32)
-        ip = np.matmul(gathered, qs[:, :, None])[:, :, 0]
+        if q.ndim == 1:
+            ip = gathered @ qs
+        else:
+            ip = np.matmul(gathered, qs[:, :, None])[:, :, 0]
         if self.vector_scale is not None:
             ip *= self.vector_scale[rows]
         if const is not None:
-            ip += const[:, None]
+            ip += const if q.ndim == 1 else const[:, None]
         return ip
 
     def inner_products_all(self, q, start=0, stop=None):
