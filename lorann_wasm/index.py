@@ -290,8 +290,10 @@ class LorannIndex:
         return cls.from_bytes(buf)
 
     def __repr__(self):
-        p = self._params
-        state = "built" if self.is_built else "not built"
+        p = getattr(self, "_params", None)
+        if p is None:
+            return "LorannIndex(<not initialised>)"
+        state = "built" if getattr(self, "_tensors", None) is not None else "not built"
         return (f"LorannIndex(n={p['n']}, dim={p['dim']}, distance={p['distance']!r}, "
                 f"n_clusters={p['n_clusters']}, global_dim={p['global_dim']}, rank={p['rank']}, "
                 f"{state})")

@@ -1,0 +1,43 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lorann_wasm import ExactIndex, LorannIndex  # noqa: E402
+
+
+def clustered(n, d, n_centers=40, seed=0, spread=3.0):
+    """Seeded clustered Gaussian data: (n, d) float32."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_centers, d)) * spread
+    return (centers[rng.integers(0, n_centers, n)] + rng.standard_normal((n, d))).astype(np.float32)
+
+
+def recall(found, truth):
+    k = truth.shape[1]
+    return float(np.mean([np.intersect1d(f, t).size for f, t in zip(found, truth)])) / k
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    """(data, queries): 6,000 x 48 points and 150 held-out queries from the same mixture."""
+    both = clustered(6150, 48, seed=7)
+    return both[:6000], both[6000:]
+
+
+@pytest.fixture(scope="session")
+def built(synthetic):
+    """One built index per metric, default parameters except a small rank."""
+    data, _ = synthetic
+    return {dist: LorannIndex(data, distance=dist, rank=16, seed=1).build()
+            for dist in ("ip", "cosine", "l2")}
+
+
+@pytest.fixture(scope="session")
+def truth(synthetic):
+    data, queries = synthetic
+    return {dist: ExactIndex(data, distance=dist).search(queries, 10)
+            for dist in ("ip", "cosine", "l2")}

@@ -1,0 +1,100 @@
+"""The paper's building blocks in isolation: k-means, projection, regression, int8."""
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from lorann_wasm.kmeans import kmeans, nearest_centroids
+from lorann_wasm.projection import fit_projection
+from lorann_wasm.quantization import dequantize_int8, quantize_int8
+from lorann_wasm.regression import fit_cluster_scorer, right_singular_vectors
+
+
+@pytest.mark.parametrize("euclidean", [True, False])
+def test_kmeans_no_empty_clusters_even_with_duplicates(euclidean):
+    rng = np.random.default_rng(0)
+    # 90% of the points are one repeated vector: many centroids start identical.
+    x = np.repeat(rng.standard_normal((1, 8)), 900, axis=0)
+    x = np.vstack([x, rng.standard_normal((100, 8))]).astype(np.float32)
+    centroids, labels = kmeans(x, 50, euclidean=euclidean, seed=0)
+    assert np.bincount(labels, minlength=50).min() >= 1
+    assert centroids.shape == (50, 8) and labels.shape == (1000,)
+
+
+def test_kmeans_is_seeded_and_spherical():
+    x = clustered(3000, 16, seed=1)
+    a = kmeans(x, 30, euclidean=False, seed=4)
+    b = kmeans(x, 30, euclidean=False, seed=4)
+    c = kmeans(x, 30, euclidean=False, seed=5)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    np.testing.assert_allclose(np.linalg.norm(a[0], axis=1), 1, rtol=1e-5)
+
+
+def test_kmeans_labels_are_nearest_centroids_and_beat_random():
+    x = clustered(4000, 10, n_centers=20, seed=2)
+    centroids, labels = kmeans(x, 20, euclidean=True, seed=0)
+    assert np.mean(labels == nearest_centroids(x, centroids, True)[:, 0]) > 0.999
+    sse = ((x - centroids[labels]) ** 2).sum()
+    random_c = x[np.random.default_rng(0).choice(4000, 20, replace=False)]
+    random_sse = ((x - random_c[nearest_centroids(x, random_c, True)[:, 0]]) ** 2).sum()
+    assert sse < 0.7 * random_sse
+
+
+def test_kmeans_rejects_too_many_clusters():
+    with pytest.raises(ValueError, match="n_clusters"):
+        kmeans(np.ones((5, 2), np.float32), 6, euclidean=True)
+
+
+def test_projection_keeps_query_energy():
+    rng = np.random.default_rng(0)
+    # queries live mostly in a 5-dim subspace of 40 dims
+    basis = np.linalg.qr(rng.standard_normal((40, 5)))[0]
+    q = (rng.standard_normal((2000, 5)) @ basis.T + 0.01 * rng.standard_normal((2000, 40)))
+    p = fit_projection(q.astype(np.float32), 5, rng)
+    assert p.shape == (40, 5)
+    np.testing.assert_allclose(p.T @ p, np.eye(5), atol=1e-5)
+    kept = np.linalg.norm(q @ p) ** 2 / np.linalg.norm(q) ** 2
+    assert kept > 0.999
+
+
+def test_right_singular_vectors_match_explicit_svd():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 20)).astype(np.float32)
+    q = rng.standard_normal((300, 20)).astype(np.float32)
+    v = right_singular_vectors(q, x, 8)
+    _, _, vt = np.linalg.svd(q.astype(np.float64) @ x.T.astype(np.float64))
+    # same subspace: projectors agree
+    np.testing.assert_allclose(v @ v.T, vt[:8].T @ vt[:8], atol=1e-6)
+
+
+def test_reduced_rank_scorer_is_optimal_and_exact_at_full_rank():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((50, 16)).astype(np.float32)
+    q = rng.standard_normal((400, 16)).astype(np.float32)
+    y = q @ x.T
+    a, b = fit_cluster_scorer(x, q, 16)
+    np.testing.assert_allclose(q @ a @ b, y, atol=1e-3)  # rank = dim: exact
+    a, b = fit_cluster_scorer(x, q, 4)
+    err = np.linalg.norm(q @ a @ b - y)
+    s = np.linalg.svd(y, compute_uv=False)
+    # Eckart-Young: the best rank-4 approximation's error, which RRR attains here
+    assert err == pytest.approx(np.sqrt((s[4:] ** 2).sum()), rel=1e-3)
+
+
+def test_small_cluster_pads_rank_and_falls_back_to_points():
+    x = np.random.default_rng(5).standard_normal((3, 10)).astype(np.float32)
+    a, b = fit_cluster_scorer(x, None, 6)
+    assert a.shape == (10, 6) and b.shape == (6, 3)
+    np.testing.assert_allclose(x @ a @ b, x @ x.T, atol=1e-4)
+    assert np.all(b[3:] == 0)
+
+
+def test_int8_round_trip_error_is_bounded():
+    x = np.random.default_rng(6).standard_normal((7, 30, 9)).astype(np.float32)
+    codes, scales = quantize_int8(x, axis=1)
+    assert codes.dtype == np.int8 and scales.shape == (7, 9)
+    err = np.abs(dequantize_int8(codes, scales, axis=1) - x)
+    assert np.all(err <= scales[:, None, :] / 2 + 1e-7)
+    zero_codes, zero_scales = quantize_int8(np.zeros((4, 3), np.float32), axis=0)
+    assert np.all(zero_codes == 0) and np.all(zero_scales == 1)

@@ -1,0 +1,231 @@
+"""The index file: safetensors-compatible, validated, atomic, round-trips exactly."""
+
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+from conftest import clustered
+from lorann_wasm import LorannIndex
+from lorann_wasm import index_file, safetensors_io
+
+VARIANTS = [
+    dict(distance="ip"),
+    dict(distance="l2", quantization_bits=None, rerank_dtype="float16"),
+    dict(distance="cosine", rerank_dtype="int8", int8_scales="vector"),
+    dict(distance="l2", rerank_dtype="int8", int8_scales="dimension", global_dim=24),
+]
+
+
+@pytest.fixture(scope="module", params=range(len(VARIANTS)))
+def small(request):
+    data = clustered(1500, 40, seed=request.param)
+    index = LorannIndex(data, rank=12, seed=3, **VARIANTS[request.param]).build()
+    return index, data[:60] + 0.05
+
+
+def test_save_load_round_trip(small, tmp_path):
+    index, queries = small
+    path = tmp_path / "a.lorann"
+    index.save(path)
+    loaded = LorannIndex.load(path)
+    assert loaded.params == index.params
+    for q in (queries, queries[0]):
+        a, ad = index.search(q, 10, return_distances=True)
+        b, bd = loaded.search(q, 10, return_distances=True)
+        assert np.array_equal(a, b) and np.array_equal(ad, bd)
+    assert np.array_equal(index.exact_search(queries, 5), loaded.exact_search(queries, 5))
+    # Saving a loaded index reproduces the file byte for byte.
+    assert loaded.to_bytes() == path.read_bytes() == index.to_bytes()
+
+
+def test_from_bytes_accepts_buffers_and_is_zero_copy(small):
+    index, queries = small
+    raw = index.to_bytes()
+    for buf in (raw, bytearray(raw), memoryview(raw)):
+        loaded = LorannIndex.from_bytes(buf)
+        assert np.array_equal(loaded.search(queries, 10), index.search(queries, 10))
+    loaded = LorannIndex.from_bytes(raw)
+    backing = np.frombuffer(raw, dtype=np.uint8)
+    assert np.shares_memory(loaded._tensors["vectors"], backing)
+    assert np.shares_memory(loaded._tensors["ids"], backing)
+
+
+def test_readable_by_safetensors(small, tmp_path):
+    index, _ = small
+    path = tmp_path / "b.lorann"
+    index.save(path)
+    tensors = load_file(str(path))
+    ours, _ = safetensors_io.decode(path.read_bytes())
+    assert set(tensors) == set(ours)
+    for name, arr in tensors.items():
+        assert np.array_equal(arr, ours[name]), name
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata()
+    assert meta["format"] == "lorann_wasm" and meta["format_version"] == "1"
+    assert json.loads(meta["params"]) == index.params
+    assert meta["checksum"].startswith("crc32:")
+
+
+def test_layout_prefix_then_per_point_arrays_sorted_by_cluster(small):
+    index, _ = small
+    raw = index.to_bytes()
+    (hlen,) = struct.unpack_from("<Q", raw)
+    header = json.loads(raw[8:8 + hlen])
+    assert (8 + hlen) % 8 == 0
+    ranges = {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
+    prefix_end = max(e for k, (b, e) in ranges.items() if k not in index_file.PER_POINT)
+    point_start = min(b for k, (b, e) in ranges.items() if k in index_file.PER_POINT)
+    assert prefix_end <= point_start and point_start % index_file.ALIGN == 0
+    for name, (b, _) in ranges.items():
+        itemsize = safetensors_io.DTYPES[header[name]["dtype"]].itemsize
+        assert (8 + hlen + b) % itemsize == 0, f"{name} is misaligned"
+    # cluster j's rows are contiguous, and its CRC covers exactly them
+    t, _ = index_file.decode_index(raw)
+    off = t["cluster_offsets"]
+    data = memoryview(raw)[8 + hlen:]
+    names = sorted((k for k in ranges if k in index_file.PER_POINT), key=lambda k: ranges[k][0])
+    for j in (0, len(off) - 2):
+        crc = 0
+        for name in names:
+            b, e = ranges[name]
+            row = (e - b) // t[name].shape[0]
+            crc = zlib.crc32(data[b + off[j] * row:b + off[j + 1] * row], crc)
+        assert crc == t["cluster_crc32"][j]
+
+
+def test_save_is_atomic(small, tmp_path, monkeypatch):
+    index, _ = small
+    path = tmp_path / "c.lorann"
+    path.write_bytes(b"old contents")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(path)
+    assert path.read_bytes() == b"old contents"
+    assert os.listdir(tmp_path) == ["c.lorann"], "temporary file left behind"
+    monkeypatch.undo()
+    index.save(path)
+    assert LorannIndex.load(path).params == index.params
+    assert os.listdir(tmp_path) == ["c.lorann"]
+
+
+def _rewrite(raw, edit):
+    """Parse ``raw``, let ``edit`` change the header dict, re-sign it validly."""
+    (hlen,) = struct.unpack_from("<Q", raw)
+    header = json.loads(raw[8:8 + hlen])
+    data = raw[8 + hlen:]
+    data = edit(header, data) or data
+    header["__metadata__"].pop("checksum")
+    header["__metadata__"]["checksum"] = safetensors_io._checksum(header, [data])
+    body = json.dumps(header).encode()
+    body += b" " * (-len(body) % 8)
+    return struct.pack("<Q", len(body)) + body + data
+
+
+def _set_meta(key, value):
+    def edit(h, _):
+        h["__metadata__"][key] = value
+    return edit
+
+
+def _set_param(key, value):
+    def edit(h, _):
+        p = json.loads(h["__metadata__"]["params"])
+        p[key] = value
+        h["__metadata__"]["params"] = json.dumps(p)
+    return edit
+
+
+def _set_entry(name, field, value):
+    def edit(h, _):
+        h[name][field] = value
+    return edit
+
+
+def _drop(name):
+    def edit(h, _):
+        del h[name]
+    return edit
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_set_meta("format_version", "2"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "x"), "bad format_version"),
+    (_set_meta("format", "something-else"), "not a lorann_wasm index"),
+    (_set_meta("params", "{"), "params metadata is not valid JSON"),
+    (_set_param("rank", 13), "expected"),
+    (_set_param("n", 1499), "does not match|expected|permutation|cluster_offsets"),
+    (_set_param("distance", "hamming"), "unknown distance"),
+    (_set_param("rank", "12"), "wrong type"),
+    (_set_param("clusters_to_search", 10 ** 6), "inconsistent parameters"),
+    (_set_entry("ids", "dtype", "F64"), "unsupported dtype"),
+    (_set_entry("ids", "shape", [10 ** 12]), "does not match"),
+    (_set_entry("ids", "shape", [-1]), "invalid shape"),
+    (_set_entry("ids", "shape", [True]), "invalid shape"),
+    (_set_entry("ids", "data_offsets", [0, 2 ** 62]), "outside"),
+    (_set_entry("ids", "data_offsets", [0]), "invalid data_offsets"),
+    (_set_entry("ids", "extra", 1), "exactly dtype, shape and data_offsets"),
+    (_drop("centroids"), "gap|missing"),
+    (lambda h, d: d + b"\0" * 8, "truncated or padded"),
+])
+def test_malformed_but_correctly_checksummed_files_are_refused(small, edit, match):
+    index, _ = small
+    bad = _rewrite(index.to_bytes(), edit)
+    with pytest.raises(ValueError, match=match):
+        LorannIndex.from_bytes(bad)
+
+
+def test_semantic_checks_catch_signed_garbage(small):
+    index, _ = small
+    raw = index.to_bytes()
+    t, _ = index_file.decode_index(raw)
+
+    def clobber(name, value):
+        def edit(h, data):
+            b, e = h[name]["data_offsets"]
+            arr = np.frombuffer(data[b:e], dtype=t[name].dtype).copy()
+            arr.flat[0] = value
+            return data[:b] + arr.tobytes() + data[e:]
+        return edit
+
+    for name, value, match in [("ids", t["ids"][1], "permutation"), ("cluster_offsets", 5, "cluster_offsets"),
+                               ("centroids", np.nan, "NaN"), ("sq_norms", np.inf, "NaN")]:
+        with pytest.raises(ValueError, match=match):
+            LorannIndex.from_bytes(_rewrite(raw, clobber(name, value)))
+
+
+@pytest.mark.parametrize("blob, match", [
+    (b"", "too short"), (b"\x01\x02", "too short"),
+    (struct.pack("<Q", 2 ** 40) + b"{}", "exceeds"),
+    (struct.pack("<Q", 100) + b"{}", "runs past the end"),
+    (struct.pack("<Q", 4) + b"\xff\xfe{}", "not valid UTF-8 JSON"),
+    (struct.pack("<Q", 2) + b"[]", "not a JSON object"),
+    (struct.pack("<Q", 20000) + b"[" * 20000, "not valid UTF-8 JSON"),
+    (struct.pack("<Q", 2) + b"{}", "no checksum"),
+    (b"PK\x03\x04" + b"\0" * 100, "runs past the end|exceeds"),
+])
+def test_other_formats_and_garbage(blob, match):
+    with pytest.raises(ValueError, match=match):
+        LorannIndex.from_bytes(blob)
+
+
+def test_plain_safetensors_file_is_not_an_index(tmp_path):
+    from safetensors.numpy import save_file
+    path = tmp_path / "model.safetensors"
+    save_file({"w": np.ones((3, 3), np.float32)}, str(path), metadata={"format": "np"})
+    with pytest.raises(ValueError, match="no checksum"):
+        LorannIndex.load(path)
+
+
+def test_missing_file_raises_oserror(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        LorannIndex.load(tmp_path / "nope.lorann")

@@ -1,0 +1,165 @@
+"""Search behaviour on seeded synthetic data, for every metric."""
+
+import numpy as np
+import pytest
+
+from conftest import clustered, recall
+from lorann_wasm import ExactIndex, LorannIndex
+
+METRICS = ("ip", "cosine", "l2")
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_recall_against_exact(built, truth, synthetic, distance):
+    _, queries = synthetic
+    found = built[distance].search(queries, 10)
+    assert recall(found, truth[distance]) >= 0.95
+    # More clusters and more reranking can only help.
+    wide = built[distance].search(queries, 10, clusters_to_search=30, points_to_rerank=600)
+    assert recall(wide, truth[distance]) >= 0.99
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_single_and_batch_agree(built, synthetic, distance):
+    _, queries = synthetic
+    index = built[distance]
+    batch_ids, batch_d = index.search(queries, 10, return_distances=True)
+    for q, ids, d in zip(queries, batch_ids, batch_d):
+        one_ids, one_d = index.search(q, 10, return_distances=True)
+        np.testing.assert_allclose(one_d, d, rtol=1e-5, atol=1e-4)
+    single = np.array([index.search(q, 10) for q in queries])
+    assert np.mean(np.all(single == batch_ids, axis=1)) >= 0.99
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_return_shapes_and_types(built, synthetic, distance):
+    _, queries = synthetic
+    index = built[distance]
+    ids = index.search(queries[0], k=7)
+    assert ids.shape == (7,) and ids.dtype == np.int64
+    ids, d = index.search(queries[:5], k=7, return_distances=True)
+    assert ids.shape == (5, 7) and d.shape == (5, 7) and d.dtype == np.float32
+    assert np.all(np.diff(d, axis=1) >= 0), "distances must be sorted best first"
+    e_ids, e_d = ExactIndex(np.zeros((3, 48)) + 1, distance="l2").search(queries[:2], 3,
+                                                                          return_distances=True)
+    assert e_ids.shape == (2, 3) and e_d.shape == (2, 3)
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_distances_mean_what_the_docs_say(built, synthetic, distance):
+    data, queries = synthetic
+    ids, d = built[distance].search(queries[:20], 5, return_distances=True)
+    x, q = data[ids].astype(np.float64), queries[:20, None, :].astype(np.float64)
+    if distance == "ip":
+        want = -np.sum(q * x, axis=2)
+    elif distance == "l2":
+        want = np.sum((q - x) ** 2, axis=2)
+    else:
+        cos = np.sum(q * x, axis=2) / np.linalg.norm(q, axis=2) / np.linalg.norm(x, axis=2)
+        want = 1 - cos
+    np.testing.assert_allclose(d, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_exact_search_matches_exact_index(built, truth, synthetic, distance):
+    _, queries = synthetic
+    ids = built[distance].exact_search(queries, 10)
+    assert np.mean(ids == truth[distance]) >= 0.999  # float ties may reorder
+    assert built[distance].exact_search(queries[0], 10).shape == (10,)
+
+
+def test_exact_index_is_exact(synthetic):
+    data, queries = synthetic
+    for distance in METRICS:
+        ids, d = ExactIndex(data, distance=distance).search(queries[:10], 4, return_distances=True)
+        if distance == "l2":
+            full = ((queries[:10, None, :].astype(np.float64) - data[None]) ** 2).sum(-1)
+        else:
+            x = data / np.linalg.norm(data, axis=1, keepdims=True) if distance == "cosine" else data
+            qq = queries[:10] / np.linalg.norm(queries[:10], axis=1, keepdims=True) \
+                if distance == "cosine" else queries[:10]
+            full = -(qq.astype(np.float64) @ x.T.astype(np.float64))
+        want = np.argsort(full, axis=1, kind="stable")[:, :4]
+        assert np.mean(ids == want) >= 0.97
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_quantized_and_float_scorers_agree(synthetic, truth, distance):
+    data, queries = synthetic
+    common = dict(distance=distance, rank=16, seed=1)
+    q8 = LorannIndex(data, quantization_bits=8, **common).build()
+    f32 = LorannIndex(data, quantization_bits=None, **common).build()
+    assert q8._tensors["A"].dtype == np.int8 and f32._tensors["A"].dtype == np.float32
+    a = q8.search(queries, 10, points_to_rerank=100)
+    b = f32.search(queries, 10, points_to_rerank=100)
+    assert np.mean([np.intersect1d(x, y).size / 10 for x, y in zip(a, b)]) >= 0.99
+    assert abs(recall(a, truth[distance]) - recall(b, truth[distance])) <= 0.01
+    # The approximate inner products themselves: int8 error is ~1% of their spread.
+    qa, fa = q8._arrays, f32._arrays
+    for j in range(0, qa.n_clusters, 7):
+        lo, hi = qa.offsets[j], qa.offsets[j + 1]
+        s8 = (qa.reduce(queries) @ qa.A[j]) @ qa.Bt[lo:hi].T
+        s32 = (fa.reduce(queries) @ fa.A[j]) @ fa.Bt[lo:hi].T
+        assert np.abs(s8 - s32).mean() <= 0.02 * s32.std()
+
+
+@pytest.mark.parametrize("rerank_dtype, scales, min_recall", [
+    ("float16", None, 0.95), ("int8", "dimension", 0.93), ("int8", "vector", 0.93)])
+@pytest.mark.parametrize("distance", METRICS)
+def test_compact_rerank_vectors(synthetic, truth, distance, rerank_dtype, scales, min_recall):
+    data, queries = synthetic
+    kw = {"int8_scales": scales} if scales else {}
+    index = LorannIndex(data, distance=distance, rank=16, seed=1, rerank_dtype=rerank_dtype,
+                        **kw).build()
+    assert index._tensors["vectors"].dtype == np.dtype(rerank_dtype)
+    assert recall(index.search(queries, 10), truth[distance]) >= min_recall
+    full_size = LorannIndex(data, distance=distance, rank=16, seed=1).build().to_bytes()
+    assert len(index.to_bytes()) < 0.75 * len(full_size)
+
+
+def test_global_reduction_and_training_queries():
+    data = clustered(4000, 300, seed=3)
+    queries = clustered(300, 300, seed=3)[:100] + 0.1
+    truth = ExactIndex(data, distance="ip").search(queries, 10)
+    index = LorannIndex(data, distance="ip", seed=2)
+    assert index.params["global_dim"] == 128  # the documented rule for 200 <= d <= 1000
+    index.build(training_queries=clustered(2000, 300, seed=4))
+    assert index._tensors["projection"].shape == (300, 128)
+    assert recall(index.search(queries, 10, points_to_rerank=200), truth) >= 0.95
+
+
+def test_deterministic_for_a_seed(synthetic):
+    data, _ = synthetic
+    a = LorannIndex(data, rank=16, seed=5).build().to_bytes()
+    b = LorannIndex(data, rank=16, seed=5).build().to_bytes()
+    c = LorannIndex(data, rank=16, seed=6).build().to_bytes()
+    assert a == b and a != c
+
+
+def test_tiny_index_pads_missing_neighbours():
+    data = clustered(40, 8, seed=1)
+    index = LorannIndex(data, n_clusters=8, rank=4, distance="l2").build()
+    # one cluster probed holds fewer than k points: the tail is padded.
+    ids, d = index.search(data[0], k=30, clusters_to_search=1, points_to_rerank=1,
+                          return_distances=True)
+    valid = ids >= 0
+    assert ids.shape == (30,) and valid.sum() < 30
+    assert np.all(np.isinf(d[~valid])) and np.all(np.isfinite(d[valid]))
+    assert ids[0] == 0 and d[0] == pytest.approx(0, abs=1e-4)
+    full = index.search(data[:3], k=40, clusters_to_search=8, points_to_rerank=40)
+    assert np.all(np.sort(full, axis=1) == np.arange(40))
+
+
+def test_one_cluster_and_k_equals_n():
+    data = clustered(50, 8, seed=2)
+    index = LorannIndex(data, n_clusters=1, rank=8, distance="cosine").build()
+    ids = index.search(data[:4], k=50)
+    assert np.all(np.sort(ids, axis=1) == np.arange(50))
+    assert list(index.search(data[5], k=1)) == [5]
+
+
+def test_default_parameters_rule():
+    index = LorannIndex(clustered(10000, 32), rank=16)
+    p = index.params
+    assert p["n_clusters"] == 100 and p["global_dim"] == 32
+    assert p["clusters_to_search"] == 8 and p["points_to_rerank"] == 100
