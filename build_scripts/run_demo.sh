@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up the machine, build a LoRANN index on real data
-# (Fashion-MNIST, 60,000 x 784) and print recall and speed next to exact search.
+# The main job: set up the machine, build the demo index (cached after the
+# first run), assemble the static site and serve it on 127.0.0.1.
+# Usage: bash build_scripts/run_demo.sh [--port 8000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash build_scripts/setup.sh
-exec "${PYTHON:-python3}" -m build_scripts.bench_core "$@"
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -m build_scripts.build_site --demo
+exec "$PYTHON" -m build_scripts.serve site "$@"

@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(dataset-fashion-mnist)
+# data sets, the browser for the Playwright tests, Node's npm for fetching Pyodide
+DEBIAN_PACKAGES=(dataset-fashion-mnist chromium)
+command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(npm)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -22,3 +24,6 @@ fi
 PYTHON=${PYTHON:-python3}
 echo "setup: installing Python packages (lorann_wasm, NumPy, SciPy, test tools)"
 "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,fast]"
+
+# Pyodide runtime + NumPy wheel, verified against the official lock file (cached).
+"$PYTHON" -m build_scripts.pyodide_assets >/dev/null

@@ -38,7 +38,7 @@ class _Progress:
 def _group(labels, n_groups):
     """Members of each group: ``(order, offsets)`` with group j = order[offsets[j]:offsets[j+1]]."""
     order = np.argsort(labels, kind="stable")
-    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)  # stored as int64 on every platform
     np.cumsum(np.bincount(labels, minlength=n_groups), out=offsets[1:])
     return order, offsets
 

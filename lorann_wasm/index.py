@@ -234,6 +234,20 @@ class LorannIndex:
             ids, dists = ids[0], dists[0]
         return (ids, dists) if return_distances else ids
 
+    def get_vectors(self, ids):
+        """The stored vectors (decoded to float32, normalised for cosine) of ``ids``."""
+        self._require_built()
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n):
+            raise ValueError(f"ids must be in [0, {self.n}), got range "
+                             f"[{ids.min()}, {ids.max()}]")
+        if getattr(self, "_positions", None) is None:
+            self._positions = np.empty(self.n, dtype=np.intp)
+            self._positions[self._ids] = np.arange(self.n)
+        return self._vectors.decode(self._positions[ids])
+
     # -- persistence ------------------------------------------------------
 
     def to_bytes(self):
@@ -250,6 +264,9 @@ class LorannIndex:
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".lorann-", suffix=".tmp", dir=folder)
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved index is an ordinary file
             with os.fdopen(fd, "wb") as f:
                 f.write(head)
                 for chunk in chunks:

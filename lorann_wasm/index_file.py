@@ -156,7 +156,7 @@ def _check_values(t, p):
     if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
         _fail("cluster_offsets are not a non-decreasing sequence from 0 to n")
     ids = t["ids"]
-    if ids.min() < 0 or ids.max() >= p["n"] or np.bincount(ids, minlength=p["n"]).max() != 1:
+    if ids.min() < 0 or ids.max() >= p["n"] or np.bincount(ids.astype(np.intp), minlength=p["n"]).max() != 1:
         _fail("ids are not a permutation of 0..n-1")
     for name, arr in t.items():
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():

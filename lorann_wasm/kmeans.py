@@ -34,7 +34,7 @@ def nearest_centroids(x, centroids, euclidean, n_nearest=1):
     from .topk import smallest_k
 
     sq = np.einsum("ij,ij->i", centroids, centroids)
-    out = np.empty((x.shape[0], n_nearest), dtype=np.int64)
+    out = np.empty((x.shape[0], n_nearest), dtype=np.intp)
     for start in range(0, x.shape[0], ASSIGN_CHUNK):
         d = centroid_distances(x[start:start + ASSIGN_CHUNK], centroids, sq, euclidean)
         if n_nearest == 1:
@@ -94,7 +94,7 @@ def _fill_empty_clusters(x, labels, centroids, euclidean):
 def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0):
     """Cluster the rows of ``x`` into ``n_clusters`` non-empty clusters.
 
-    Returns ``(centroids, labels)``: float32 ``(n_clusters, dim)`` and int64
+    Returns ``(centroids, labels)``: float32 ``(n_clusters, dim)`` and intp
     ``(n,)``. Deterministic for a given ``seed``. Requires
     ``1 <= n_clusters <= n``.
     """

@@ -44,7 +44,10 @@ def prepare(x, distance, name):
 
 
 def from_inner_products(ip, distance, x_sq_norms=None, q_sq_norms=None):
-    """Turn inner products ``<q, x>`` into this package's distances (in place)."""
+    """Turn inner products ``<q, x>`` into this package's distances (in place).
+
+    Euclidean needs the squared norms of the points and the queries.
+    """
     if distance == "ip":
         np.negative(ip, out=ip)
     elif distance == "cosine":

@@ -13,15 +13,44 @@ from .topk import smallest_k
 WORK_VALUES = 1 << 22
 
 
+def _candidate_distances(vectors, queries, rows, distance):
+    """Exact distances from queries (d,) or (b, d) to ``rows`` (R,) or (b, R)."""
+    ip = vectors.inner_products(rows, queries)
+    if distance != "l2":
+        return from_inner_products(ip, distance)
+    q_sq = np.einsum("...j,...j->...", queries, queries)
+    return from_inner_products(ip, distance, vectors.sq_norms[rows], q_sq[..., None])
+
+
+def _exact_l2(vectors, queries, rows, dist):
+    """Recompute squared L2 of the final ``rows`` as ``||x - q||^2`` and re-sort.
+
+    Ranking uses the expansion ``||x||^2 - 2<q, x> + ||q||^2``, which is fast
+    but loses float32 precision for large norms (a vector's distance to
+    itself would not come out as 0); the k returned values are exact.
+    """
+    valid = np.isfinite(dist)
+    diff = vectors.decode(np.where(valid, rows, 0))
+    diff -= queries[..., None, :]
+    exact = np.where(valid, np.einsum("...j,...j->...", diff, diff), np.inf).astype(np.float32)
+    order = np.argsort(exact, axis=-1, kind="stable")
+    if rows.ndim == 1:
+        return rows[order], exact[order]
+    at = np.arange(rows.shape[0])[:, None]
+    return rows[at, order], exact[at, order]
+
+
 def rerank_one(vectors, query, candidates, k, distance):
     """Best ``k`` of ``candidates`` (R,) for one query (d,), by exact distance.
 
     Returns ``(rows, distances)`` of length min(k, R), best first.
     """
-    ip = vectors.inner_products(candidates, query)
-    dist = from_inner_products(ip, distance, vectors.sq_norms[candidates], query @ query)
+    dist = _candidate_distances(vectors, query, candidates, distance)
     best = smallest_k(dist, k)
-    return candidates[best], dist[best]
+    rows, dist = candidates[best], dist[best]
+    if distance == "l2":
+        rows, dist = _exact_l2(vectors, query, rows, dist)
+    return rows, dist
 
 
 def rerank(vectors, queries, candidates, k, distance):
@@ -36,18 +65,18 @@ def rerank(vectors, queries, candidates, k, distance):
     out_rows = np.empty((b, min(k, width)), dtype=np.int64)
     out_dist = np.empty(out_rows.shape, dtype=np.float32)
     step = max(1, WORK_VALUES // max(1, width * dim))
-    q_sq = np.einsum("ij,ij->i", queries, queries)
     for s in range(0, b, step):
         cand = candidates[s:s + step]
         valid = cand >= 0
-        safe = np.where(valid, cand, 0)
-        ip = vectors.inner_products(safe, queries[s:s + step])
-        dist = from_inner_products(ip, distance, vectors.sq_norms[safe], q_sq[s:s + step, None])
+        dist = _candidate_distances(vectors, queries[s:s + step], np.where(valid, cand, 0),
+                                    distance)
         dist[~valid] = np.inf
         best = smallest_k(dist, k)
         rows = np.arange(cand.shape[0])[:, None]
         out_rows[s:s + step] = cand[rows, best]
         out_dist[s:s + step] = dist[rows, best]
+    if distance == "l2":
+        out_rows, out_dist = _exact_l2(vectors, queries, out_rows, out_dist)
     out_rows[~np.isfinite(out_dist)] = -1
     return out_rows, out_dist
 

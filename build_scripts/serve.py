@@ -1,0 +1,131 @@
+"""Serve a static folder on 127.0.0.1, with the right MIME types and HTTP Range.
+
+Usage: python -m build_scripts.serve [FOLDER] [--port 8000]
+Port 0 picks a free port. Prints the URL once it listens.
+"""
+
+import argparse
+import functools
+import http.server
+import os
+import re
+import sys
+import threading
+
+MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
+        ".json": "application/json", ".whl": "application/zip", ".zip": "application/zip",
+        ".lorann": "application/octet-stream", ".bin": "application/octet-stream",
+        ".safetensors": "application/octet-stream", ".css": "text/css", ".html": "text/html"}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range`` requests (206 / 416)."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME}
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("LORANN_SERVE_QUIET") != "1":
+            super().log_message(fmt, *args)
+
+    def end_headers(self):
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def send_head(self):
+        header = self.headers.get("Range")
+        path = self.translate_path(self.path)
+        if header is None or os.path.isdir(path):
+            return super().send_head()
+        match = _RANGE.match(header.strip())
+        try:
+            f = open(path, "rb")
+        except OSError:
+            self.send_error(404, "File not found")
+            return None
+        size = os.fstat(f.fileno()).st_size
+        start, end = (match.groups() if match else ("x", "x"))
+        try:
+            if start == "":  # suffix range: the last N bytes
+                start, end = max(0, size - int(end)), size - 1
+            else:
+                start, end = int(start), (int(end) if end else size - 1)
+        except ValueError:
+            start, end = size, size  # malformed: unsatisfiable
+        end = min(end, size - 1)
+        if start > end or start >= size:
+            f.close()
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        f.seek(start)
+        return _Limited(f, end - start + 1)
+
+
+class _Limited:
+    """A file object that reads at most ``remaining`` bytes, for copyfile()."""
+
+    def __init__(self, f, remaining):
+        self.f, self.remaining = f, remaining
+
+    def read(self, n=-1):
+        if self.remaining <= 0:
+            return b""
+        n = self.remaining if n < 0 else min(n, self.remaining)
+        data = self.f.read(n)
+        self.remaining -= len(data)
+        return data
+
+    def close(self):
+        self.f.close()
+
+
+def make_server(folder, port=0):
+    """A ThreadingHTTPServer for ``folder`` on 127.0.0.1 (not started)."""
+    handler = functools.partial(Handler, directory=os.path.abspath(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_background(folder, port=0):
+    """Start serving in a daemon thread; returns ``(server, base_url)``."""
+    server = make_server(folder, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="site")
+    ap.add_argument("--port", type=int, default=8000)
+    args = ap.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.folder, "index.html")):
+        print(f"serve: error: {args.folder}/index.html not found; build the site first "
+              "(python -m build_scripts.build_site)", file=sys.stderr)
+        return 1
+    try:
+        server = make_server(args.folder, args.port)
+    except OSError as exc:
+        print(f"serve: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    print(f"Serving {os.path.abspath(args.folder)} at http://127.0.0.1:{server.server_address[1]}/ "
+          "(Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The worker's Python entry points, exercised with plain buffers in CPython."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from lorann_wasm import LorannIndex
+from lorann_wasm.bridge import Session
+
+
+@pytest.fixture(scope="module")
+def session_and_index():
+    data = clustered(2000, 24, seed=9)
+    index = LorannIndex(data, rank=8, distance="l2").build()
+    session = Session()
+    info = json.loads(session.load(memoryview(index.to_bytes())))
+    assert info["n"] == 2000 and info["dim"] == 24 and info["bytes"] == len(index.to_bytes())
+    return session, index, data
+
+
+def test_search_matches_the_index(session_and_index):
+    session, index, data = session_and_index
+    q = data[:5] + 0.1
+    ids, d = session.search(q.tobytes(), 5, 7, 0, 0)
+    want_ids, want_d = index.search(q, 7, return_distances=True)
+    assert ids.dtype == np.int32 and ids.shape == (35,)
+    assert np.array_equal(ids.reshape(5, 7), want_ids) and np.array_equal(d.reshape(5, 7), want_d)
+    one, _ = session.search(q[0].tobytes(), 1, 7, 3, 20)
+    assert np.array_equal(one, index.search(q[0], 7, clusters_to_search=3, points_to_rerank=20))
+    ex, _ = session.exact_search(q.tobytes(), 5, 7)
+    assert np.array_equal(ex.reshape(5, 7), index.exact_search(q, 7))
+
+
+def test_vectors_round_trip(session_and_index):
+    session, _, data = session_and_index
+    got = session.vectors(np.array([0, 17, 1999], np.int32).tobytes())
+    np.testing.assert_array_equal(got.reshape(3, 24), data[[0, 17, 1999]])
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 2000\)"):
+        session.vectors(np.array([2000], np.int32).tobytes())
+
+
+def test_errors_are_value_errors(session_and_index):
+    session, _, _ = session_and_index
+    with pytest.raises(ValueError, match="dimension 23 but the index has dimension 24"):
+        session.search(np.zeros(23, np.float32).tobytes(), 1, 5)
+    with pytest.raises(ValueError, match="a batch of 2 queries cannot hold 5 values"):
+        session.search(np.zeros(5, np.float32).tobytes(), 2, 5)
+    with pytest.raises(ValueError, match="no index is loaded"):
+        Session().search(np.zeros(24, np.float32).tobytes(), 1, 5)
+    fresh = Session()
+    with pytest.raises(ValueError, match="invalid index file"):
+        fresh.load(b"garbage!" * 10)
+    assert fresh.index is None

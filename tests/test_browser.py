@@ -1,0 +1,183 @@
+"""The in-browser engine in real headless Chromium, checked against CPython.
+
+A site is assembled (Pyodide, the wheel, index files built here on real and
+synthetic data) and served on 127.0.0.1; every request to any other host is
+blocked and recorded, and the tests assert there were none.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from build_scripts.browser import chromium, open_context
+from build_scripts.build_site import build_site
+from build_scripts.datasets import fashion_mnist
+from build_scripts.serve import serve_in_background
+from conftest import clustered, recall
+from lorann_wasm import ExactIndex, LorannIndex
+
+N_QUERIES = 200
+BOOT_MS = 120_000
+
+
+def _make_cases(folder):
+    """name -> (index, queries, exact ids); index files written to folder."""
+    train, test = fashion_mnist()
+    data, queries = train[:12000], test[:N_QUERIES]
+    syn = clustered(8000 + N_QUERIES, 64, seed=21)
+    specs = {
+        "fmnist-l2": (data, queries, dict(distance="l2", rerank_dtype="int8")),
+        "fmnist-cosine": (data, queries, dict(distance="cosine", rerank_dtype="float16")),
+        "synthetic-ip": (syn[:8000], syn[8000:], dict(distance="ip", rank=16)),
+    }
+    cases = {}
+    for name, (x, q, kw) in specs.items():
+        index = LorannIndex(x, seed=0, **kw).build()
+        index.save(os.path.join(folder, f"{name}.lorann"))
+        cases[name] = (index, q, ExactIndex(x, distance=kw["distance"]).search(q, 10))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    work = tmp_path_factory.mktemp("browser")
+    cases = _make_cases(str(work))
+    root = str(work / "site")
+    build_site(root, [(name, str(work / f"{name}.lorann"), name) for name in cases])
+    raw = bytearray(open(work / "fmnist-l2.lorann", "rb").read())
+    raw[len(raw) // 2] ^= 0x40  # one flipped bit in the data section
+    with open(os.path.join(root, "indexes", "corrupt.lorann"), "wb") as f:
+        f.write(raw)
+    for name, (_, q, _) in cases.items():
+        q.astype(np.float32).tofile(os.path.join(root, "indexes", f"{name}.queries.bin"))
+    server, url = serve_in_background(root)
+    yield {"root": root, "url": url, "cases": cases}
+    server.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser, site):
+    context, guard = open_context(browser, site["url"])
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert guard.blocked == [], f"requests left 127.0.0.1: {guard.blocked}"
+    assert errors == [], f"uncaught page errors: {errors}"
+
+
+RUN_QUERIES = """async ([name, count, k]) => {
+  const engine = window.engine || (window.engine = await window.LorannEngine.create({}));
+  const info = await engine.loadIndex(`indexes/${name}.lorann`);
+  const q = new Float32Array(await (await fetch(`indexes/${name}.queries.bin`)).arrayBuffer());
+  const dim = info.dim;
+  const batch = await engine.searchBatch(q, count, k);
+  const single = [];
+  const singleDist = [];
+  for (let i = 0; i < count; i++) {
+    const r = await engine.search(q.subarray(i * dim, (i + 1) * dim), k);
+    single.push(Array.from(r.ids));
+    singleDist.push(Array.from(r.distances));
+  }
+  return { batch: Array.from(batch.ids), batchDist: Array.from(batch.distances),
+           single, singleDist, info };
+}"""
+
+
+def test_browser_results_match_cpython(page, site):
+    page.goto(site["url"] + "bench.html")
+    page.wait_for_function("window.LorannEngine !== undefined")
+    for name, (index, queries, truth) in site["cases"].items():
+        got = page.evaluate(RUN_QUERIES, [name, N_QUERIES, 10])
+        assert got["info"]["n"] == index.n and got["info"]["distance"] == index.distance
+        want_ids, want_d = index.search(queries, 10, return_distances=True)
+        batch = np.array(got["batch"]).reshape(N_QUERIES, 10)
+        single = np.array(got["single"])
+        same_batch = np.mean(np.all(batch == want_ids, axis=1))
+        same_single = np.mean(np.all(single == want_ids, axis=1))
+        assert same_batch >= 0.99 and same_single >= 0.99, (name, same_batch, same_single)
+        np.testing.assert_allclose(np.array(got["batchDist"]).reshape(N_QUERIES, 10), want_d,
+                                   rtol=1e-4, atol=1e-3 * max(1.0, float(np.abs(want_d).max())))
+        r_browser, r_cpython = recall(batch, truth), recall(want_ids, truth)
+        assert abs(r_browser - r_cpython) <= 0.005, (name, r_browser, r_cpython)
+        assert abs(recall(single, truth) - r_cpython) <= 0.005
+        assert r_cpython >= 0.9, (name, r_cpython)
+
+
+def _open_demo(page, site, query=""):
+    page.goto(site["url"] + "index.html" + query)
+    page.wait_for_function("document.body.dataset.ready", timeout=BOOT_MS)
+    return page.evaluate("document.body.dataset.ready")
+
+
+def test_demo_page_search_by_item(page, site):
+    assert _open_demo(page, site, "?index=fmnist-l2") == "true"
+    assert "12,000 vectors × 784 dims, l2" in page.inner_text("#index-facts")
+    page.fill("#item", "42")
+    page.click("#by-item button[type=submit]")
+    page.wait_for_function("document.body.dataset.searches === '1'")
+    rows = page.locator("#results tbody tr")
+    assert rows.count() == 10
+    index = site["cases"]["fmnist-l2"][0]
+    want = index.search(index.get_vectors([42])[0], 10)
+    shown = [int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(10)]
+    assert shown == list(want) and shown[0] == 42
+    assert page.is_hidden("#error")
+
+
+def test_corrupted_index_shows_error_and_worker_recovers(page, site):
+    assert _open_demo(page, site, "?indexUrl=indexes/corrupt.lorann") == "error"
+    message = page.inner_text("#error")
+    assert "invalid index file" in message and "checksum" in message
+    page.select_option("#index-select", "synthetic-ip")
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=BOOT_MS)
+    page.click("#by-item button[type=submit]")
+    page.wait_for_function("document.body.dataset.searches === '1'")
+    assert page.locator("#results tbody tr").count() == 10 and page.is_hidden("#error")
+
+
+def test_wrong_url_shows_error(page, site):
+    assert _open_demo(page, site, "?indexUrl=indexes/missing.lorann") == "error"
+    assert "HTTP 404" in page.inner_text("#error")
+
+
+def test_dimension_mismatch_shows_error(page, site):
+    assert _open_demo(page, site, "?index=synthetic-ip") == "true"
+    page.fill("#vector", "1, 2, 3")
+    page.click("#by-vector button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "dimension 3 but the index has dimension 64" in page.inner_text("#error")
+    page.fill("#vector", "1, x, 3")
+    page.click("#by-vector button[type=submit]")
+    page.wait_for_function("document.querySelector('#error').textContent.includes('not a number')")
+    # the worker still answers after the errors
+    page.fill("#vector", " ".join(["0.5"] * 64))
+    page.click("#by-vector button[type=submit]")
+    page.wait_for_function("document.body.dataset.searches === '1'")
+    assert page.locator("#results tbody tr").count() == 10
+
+
+def test_nothing_leaves_localhost(browser, site):
+    context, guard = open_context(browser, site["url"])
+    requests = []
+    context.on("request", lambda r: requests.append(r.url))
+    page = context.new_page()
+    assert _open_demo(page, site, "?index=fmnist-cosine") == "true"
+    page.click("#by-item button[type=submit]")
+    page.wait_for_function("document.body.dataset.searches === '1'")
+    context.close()
+    assert guard.blocked == []
+    assert requests and all(u.startswith(site["url"]) or u.startswith("data:") for u in requests)
+    # the runtime, NumPy, the wheel and the index all came from this server
+    for part in ("pyodide.asm.wasm", "numpy-2.0.2", "wheels/lorann_wasm", "fmnist-cosine.lorann"):
+        assert any(part in u for u in requests), part

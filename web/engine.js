@@ -1,0 +1,102 @@
+// LorannEngine: a small promise API over the worker, reusable by any page.
+//
+//   const engine = await LorannEngine.create({ indexUrl, baseUrl, onProgress });
+//   const { ids, distances, ms } = await engine.search(float32Vector, 10,
+//                                       { clustersToSearch, pointsToRerank });
+//   const batch = await engine.searchBatch(float32Matrix, count, 10);  // flat (count * k)
+//
+// Vectors are Float32Arrays; they are transferred to the worker, not copied
+// element by element. Ids are Int32Array (row numbers of the indexed data),
+// distances Float32Array, smaller is better. Options default to the index's
+// stored presets. Errors reject the promise; the engine stays usable.
+
+export class LorannEngine {
+  constructor(worker, config) {
+    this.worker = worker;
+    this.config = config;
+    this.info = null;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.onProgress = () => {};
+    worker.onmessage = ({ data }) => {
+      if (data.progress) {
+        this.onProgress(data.progress);
+        return;
+      }
+      const entry = this.pending.get(data.id);
+      if (!entry) return;
+      this.pending.delete(data.id);
+      if (data.ok) entry.resolve(data.result);
+      else entry.reject(new Error(data.error));
+    };
+    worker.onerror = (event) => {
+      const error = new Error(`worker failed: ${event.message || "unknown error"}`);
+      for (const entry of this.pending.values()) entry.reject(error);
+      this.pending.clear();
+    };
+  }
+
+  // Boot the runtime (and load an index if indexUrl is given).
+  // baseUrl is the site root holding site.json, pyodide/ and the wheel.
+  static async create({ indexUrl = null, baseUrl = new URL(".", document.baseURI).href,
+                        onProgress = () => {} } = {}) {
+    const base = new URL(baseUrl, document.baseURI).href;
+    const response = await fetch(new URL("site.json", base));
+    if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
+    const config = await response.json();
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    const engine = new LorannEngine(worker, config);
+    engine.onProgress = onProgress;
+    await engine.call("boot", { baseUrl: base, wheel: config.wheel });
+    if (indexUrl) await engine.loadIndex(new URL(indexUrl, base).href);
+    return engine;
+  }
+
+  call(op, args = {}, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  // Load (or replace) the index; resolves to its parameters.
+  async loadIndex(url) {
+    this.info = null;
+    this.info = await this.call("loadIndex", { url: new URL(url, document.baseURI).href });
+    return this.info;
+  }
+
+  _options(opts) {
+    return { clustersToSearch: opts.clustersToSearch || 0, pointsToRerank: opts.pointsToRerank || 0 };
+  }
+
+  // One query vector -> { ids, distances, ms } of length k.
+  search(vector, k = 10, opts = {}) {
+    const queries = Float32Array.from(vector);
+    return this.call("search", { queries, count: 1, k, ...this._options(opts) }, [queries.buffer]);
+  }
+
+  // count vectors back to back in one Float32Array -> flat results (count * k).
+  searchBatch(matrix, count, k = 10, opts = {}) {
+    const queries = Float32Array.from(matrix);
+    return this.call("search", { queries, count, k, ...this._options(opts) }, [queries.buffer]);
+  }
+
+  // Exact (brute-force) search over the same stored vectors; same result layout.
+  exactSearch(matrix, count, k = 10) {
+    const queries = Float32Array.from(matrix);
+    return this.call("search", { queries, count, k, exact: true }, [queries.buffer]);
+  }
+
+  // Stored vectors of the given ids, flat Float32Array (ids.length * dim).
+  async vectors(ids) {
+    const idArray = Int32Array.from(ids);
+    const { vectors } = await this.call("vectors", { ids: idArray }, [idArray.buffer]);
+    return vectors;
+  }
+
+  terminate() {
+    this.worker.terminate();
+  }
+}

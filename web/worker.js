@@ -1,0 +1,111 @@
+// Web Worker: boots Pyodide, loads NumPy and the lorann_wasm wheel, holds one
+// index and answers search requests. Talks to engine.js with messages
+// {id, op, ...} -> {id, ok, result | error}; progress goes out as
+// {progress: {stage, loaded, total}}. A failed request leaves the worker usable.
+
+let pyodide = null;
+let session = null;
+
+function progress(stage, loaded = 0, total = 0) {
+  self.postMessage({ progress: { stage, loaded, total } });
+}
+
+// Python errors carry the whole traceback; the page wants its last line.
+function describe(err) {
+  const text = String(err && err.message ? err.message : err);
+  const lines = text.trim().split("\n").filter((l) => l.trim());
+  return lines.length ? lines[lines.length - 1].trim() : text;
+}
+
+async function fetchBytes(url, stage) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (err) {
+    throw new Error(`could not fetch ${url}: ${err.message}`);
+  }
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
+  const total = Number(response.headers.get("Content-Length")) || 0;
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    progress(stage, loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+async function boot({ baseUrl, wheel }) {
+  progress("runtime");
+  const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", baseUrl).href);
+  pyodide = await loadPyodide({ indexURL: new URL("pyodide/", baseUrl).href });
+  progress("packages");
+  await pyodide.loadPackage(["numpy", new URL(wheel, baseUrl).href], { messageCallback: () => {} });
+  session = pyodide.runPython("from lorann_wasm.bridge import Session; Session()");
+  return { pyodide: pyodide.version };
+}
+
+async function loadIndex({ url }) {
+  const bytes = await fetchBytes(url, "index");
+  progress("prepare", bytes.length, bytes.length);
+  const info = session.load(bytes);
+  return JSON.parse(info);
+}
+
+// Copy a NumPy array out of WebAssembly memory into a fresh typed array.
+function take(proxy) {
+  const view = proxy.getBuffer();
+  try {
+    return view.data.slice();
+  } finally {
+    view.release();
+    proxy.destroy();
+  }
+}
+
+function unpack(result) {
+  const ids = take(result.get(0));
+  const distances = take(result.get(1));
+  result.destroy();
+  return { ids, distances };
+}
+
+function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
+  const start = performance.now();
+  const result = exact
+    ? session.exact_search(queries, count, k)
+    : session.search(queries, count, k, clustersToSearch, pointsToRerank);
+  const out = unpack(result);
+  out.ms = performance.now() - start;
+  return out;
+}
+
+function vectors({ ids }) {
+  return { vectors: take(session.vectors(ids)) };
+}
+
+const OPS = { boot, loadIndex, search, vectors };
+
+self.onmessage = async ({ data }) => {
+  const { id, op, args } = data;
+  try {
+    if (!OPS[op]) throw new Error(`unknown operation ${op}`);
+    if (op !== "boot" && !session) throw new Error("the Python runtime is not ready");
+    const result = await OPS[op](args || {});
+    const transfer = Object.values(result).filter((v) => ArrayBuffer.isView(v)).map((v) => v.buffer);
+    self.postMessage({ id, ok: true, result }, transfer);
+  } catch (err) {
+    self.postMessage({ id, ok: false, error: describe(err) });
+  }
+};
