@@ -1,0 +1,117 @@
+"""Browser benchmark: LoRANN vs exact search under Pyodide in headless Chromium.
+
+Builds (or reuses) an index, assembles a site with it plus held-out queries
+and their exact neighbours, opens ``bench.html`` in a fresh (cold) browser
+context and reports: time from page open to the first search result, bytes
+transferred, and recall@10 with single-query and batch QPS for several search
+settings and for exact search on the same index. Prints a table, writes JSON.
+
+Usage: python -m build_scripts.bench_browser [--dataset fashion-mnist]
+       [--queries 1000] [--settings 8x100,6x50,16x200] [--json out.json]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from build_scripts.browser import chromium, open_context
+from build_scripts.build_site import build_site
+from build_scripts.pyodide_assets import default_cache
+from build_scripts.serve import serve_in_background
+
+
+def load_dataset(name):
+    """``(data, queries, distance, index_kwargs)`` for a named data set."""
+    if name == "fashion-mnist":
+        from build_scripts.datasets import fashion_mnist
+        train, test = fashion_mnist()
+        return train, test, "l2", {"rerank_dtype": "int8"}
+    raise SystemExit(f"bench-browser: unknown dataset {name!r}")
+
+
+def cached_index(name, data, distance, kwargs):
+    from lorann_wasm import LorannIndex, __version__
+
+    tag = "-".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    path = os.path.join(default_cache(), "indexes", f"bench-{name}-{tag}-{__version__}.lorann")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        LorannIndex(data, distance=distance, **kwargs).build(verbose=True).save(path)
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--single", type=int, default=300, help="queries timed one at a time")
+    ap.add_argument("--settings", default="0x0,6x50,16x200",
+                    help="clusters x rerank pairs; 0x0 = the index's defaults")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+
+    from lorann_wasm import ExactIndex
+
+    data, test, distance, kwargs = load_dataset(args.dataset)
+    queries = np.ascontiguousarray(test[:args.queries], dtype=np.float32)
+    print(f"bench-browser: {args.dataset}: {data.shape[0]} x {data.shape[1]}, "
+          f"{len(queries)} held-out queries, {distance}", flush=True)
+    index_path = cached_index(args.dataset, data, distance, kwargs)
+    truth = ExactIndex(data, distance=distance).search(queries, 10).astype(np.int32)
+
+    site = os.path.join(default_cache(), "bench-site")
+    build_site(site, [("bench", index_path, args.dataset)])
+    queries.tofile(os.path.join(site, "indexes", "bench.queries.bin"))
+    truth.tofile(os.path.join(site, "indexes", "bench.truth.bin"))
+    server, url = serve_in_background(site)
+    os.environ["LORANN_SERVE_QUIET"] = "1"
+    query = (f"bench.html?index=indexes/bench.lorann&queries=indexes/bench.queries.bin"
+             f"&truth=indexes/bench.truth.bin&count={len(queries)}&k=10"
+             f"&single={args.single}&settings={args.settings}&exact=50")
+    transferred = []
+    with chromium() as browser:
+        context, guard = open_context(browser, url)
+        context.on("requestfinished",
+                   lambda r: transferred.append((r.url, r.sizes()["responseBodySize"])))
+        page = context.new_page()
+        start = time.perf_counter()
+        page.goto(url + query)
+        page.wait_for_function("window.benchResult !== undefined", timeout=30 * 60 * 1000)
+        result = page.evaluate("window.benchResult")
+        wall = time.perf_counter() - start
+        context.close()
+    server.shutdown()
+    if "error" in result:
+        print(f"bench-browser: error in the page: {result['error']}", file=sys.stderr)
+        return 1
+    if guard.blocked:
+        print(f"bench-browser: requests left localhost: {guard.blocked}", file=sys.stderr)
+        return 1
+
+    index_bytes = os.path.getsize(index_path)
+    boot_bytes = sum(size for u, size in transferred
+                     if "bench.queries" not in u and "bench.truth" not in u)
+    exact = next(r for r in result["rows"] if r["method"] == "exact")
+    print(f"\nChromium, Pyodide 0.27.7, {args.dataset}, k=10 (wall {wall:.0f}s)")
+    print(f"cold time to first result: {result['timeToFirstResultMs'] / 1000:.2f} s; "
+          f"bytes for page + runtime + index: {boot_bytes / 1e6:.1f} MB "
+          f"(index file {index_bytes / 1e6:.1f} MB)")
+    print(f"{'method':<8} {'clusters':>8} {'rerank':>6} {'recall@10':>9} {'single q/s':>10} "
+          f"{'batch q/s':>10} {'x exact single':>14} {'x exact batch':>13}")
+    for r in result["rows"]:
+        print(f"{r['method']:<8} {r.get('clustersToSearch', '-'):>8} {r.get('pointsToRerank', '-'):>6} "
+              f"{r['recall']:>9.4f} {r['qpsSingle']:>10.1f} {r['qpsBatch']:>10.1f} "
+              f"{r['qpsSingle'] / exact['qpsSingle']:>14.1f} {r['qpsBatch'] / exact['qpsBatch']:>13.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"dataset": args.dataset, "index_bytes": index_bytes,
+                       "bytes_transferred": boot_bytes, **result}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
