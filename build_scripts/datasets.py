@@ -1,45 +1,26 @@
-"""Real data sets, read from Debian packages (no downloads).
+"""Make and cache the benchmark data sets (see lorann_wasm.bench.datasets).
 
-``fashion_mnist()`` reads ``dataset-fashion-mnist`` (idx format, gzip):
-60,000 training images as the data and 10,000 test images as held-out
-queries, 784-d, Euclidean, as in ann-benchmarks.
+Usage: python -m build_scripts.datasets NAME [--limit N] [--queries 1000]
+Prints the shapes once the data set and its exact ground truth are cached.
 """
 
-import gzip
-import os
-import struct
+import argparse
+import sys
 
-import numpy as np
-
-FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+from lorann_wasm.bench.datasets import NAMES, fashion_mnist, load, read_idx  # noqa: F401
 
 
-def read_idx(path):
-    """Read an idx-format array (optionally gzip-compressed)."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an idx file")
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if raw[2] not in dtypes:
-        raise ValueError(f"{path}: unknown idx type code {raw[2]:#x}")
-    ndim = raw[3]
-    shape = struct.unpack_from(f">{ndim}I", raw, 4)
-    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {shape} values, found {data.size}")
-    return data.reshape(shape)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", choices=NAMES)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N data points")
+    ap.add_argument("--queries", type=int, default=1000)
+    args = ap.parse_args(argv)
+    ds = load(args.name, n_queries=args.queries, limit=args.limit)
+    print(f"{ds.name}: data {ds.train.shape}, queries {ds.queries.shape}, {ds.distance}, "
+          f"ground truth {ds.neighbors.shape}")
+    return 0
 
 
-def fashion_mnist():
-    """``(train, test)`` float32 arrays of shape (60000, 784) and (10000, 784)."""
-    def images(name):
-        path = os.path.join(FASHION_MNIST_DIR, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{path} not found: install it with 'apt-get install dataset-fashion-mnist'")
-        arr = read_idx(path)
-        return arr.reshape(arr.shape[0], -1).astype(np.float32)
-
-    return images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")
+if __name__ == "__main__":
+    sys.exit(main())

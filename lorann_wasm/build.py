@@ -30,9 +30,16 @@ class _Progress:
         self.t0 = time.perf_counter()
 
     def __call__(self, msg):
-        if self.verbose:
+        if callable(self.verbose):
+            self.verbose(msg)
+        elif self.verbose:
             print(f"[lorann_wasm {time.perf_counter() - self.t0:7.2f}s] {msg}",
                   file=sys.stderr, flush=True)
+
+
+def progress_logger(verbose):
+    """A ``log(message)`` function: prints when ``verbose`` is true, calls it if callable."""
+    return _Progress(verbose)
 
 
 def _group(labels, n_groups):
@@ -49,7 +56,7 @@ def build_tensors(data, params, training_queries=None, verbose=False):
     ``params`` holds the validated build parameters; ``training_queries``
     defaults to the data itself. Returns the tensors of the index file.
     """
-    log = _Progress(verbose)
+    log = progress_logger(verbose)
     n, d = data.shape
     g, r, n_clusters = params["global_dim"], params["rank"], params["n_clusters"]
     euclidean = params["distance"] == "l2"

@@ -1,5 +1,6 @@
 """``LorannIndex``: the public face of the index."""
 
+import json
 import math
 import os
 import tempfile
@@ -7,12 +8,13 @@ import tempfile
 import numpy as np
 
 from ._checks import as_int, as_matrix, as_queries, check_k
-from .build import build_tensors
+from .build import build_tensors, progress_logger
 from .index_file import decode_index, encode_index
 from .metrics import check_distance, prepare
 from .quantization import dequantize_int8
 from .rerank import brute_force, rerank, rerank_one
 from .search import SearchArrays, candidates_batch, candidates_single
+from .tuning import choose, lookup, lookup_target, measure_grid
 from .vectors import INT8_SCALES, RERANK_DTYPES, RerankVectors
 
 
@@ -99,11 +101,19 @@ class LorannIndex:
 
     # -- construction -----------------------------------------------------
 
-    def build(self, training_queries=None, verbose=False):
+    def build(self, training_queries=None, verbose=False, target_recall=0.95,
+              tuning_queries=500):
         """Train the index; returns ``self``.
 
         ``training_queries`` (m, d) are examples of the queries to expect;
         by default the data itself serves. ``verbose`` prints step timings.
+
+        With ``target_recall`` (default 0.95; None to skip), ``tuning_queries``
+        held-out training queries (or, by default, data points left out of
+        their own results) are searched exactly and approximately, a table of
+        the cheapest (clusters_to_search, points_to_rerank) per target recall
+        is stored in ``params["tuning"]``, and the entry for
+        ``target_recall`` becomes the default search setting.
         """
         if self._data is None:
             raise RuntimeError("this index was loaded from a file and is already built")
@@ -113,9 +123,34 @@ class LorannIndex:
                 raise ValueError(f"training_queries have dimension {training_queries.shape[1]}, "
                                  f"data has {self.dim}")
             training_queries = prepare(training_queries, self.distance, "training_queries")
+        if target_recall is not None and not 0 < float(target_recall) <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        tuning_queries = as_int(tuning_queries, "tuning_queries", low=1)
+        log = progress_logger(verbose)
         self._attach(build_tensors(self._data, self._params, training_queries, verbose))
+        if target_recall is not None:
+            self._tune(training_queries, float(target_recall), tuning_queries, log)
         self._data = None  # the sorted rerank vectors replace it
         return self
+
+    def _tune(self, training_queries, target_recall, count, log):
+        rng = np.random.default_rng(self._params["seed"] + 1)
+        source = self._data if training_queries is None else training_queries
+        pick = np.sort(rng.choice(source.shape[0], min(count, source.shape[0]), replace=False))
+        self_ids = pick if training_queries is None else None
+        k = min(10, self.n - (self_ids is not None))
+        if k < 1:
+            return
+        results = measure_grid(self._arrays, self._vectors, self._ids, source[pick],
+                               self.distance, k=k, self_ids=self_ids, verbose=log)
+        table = choose(results)
+        c, r = lookup(table, target_recall)
+        self._params.update(clusters_to_search=c, points_to_rerank=r, tuning={
+            "k": k, "queries": int(len(pick)), "leave_one_out": self_ids is not None,
+            "target_recall": target_recall, "table": table})
+        estimate = next(row[3] for row in table if row[0] == lookup_target(table, target_recall))
+        log(f"tuned for recall@{k} >= {target_recall}: clusters_to_search={c}, "
+            f"points_to_rerank={r} (estimated recall {estimate:.4f})")
 
     def _attach(self, tensors):
         """Derive the query-time arrays from the stored tensors."""
@@ -140,8 +175,8 @@ class LorannIndex:
 
     @property
     def params(self):
-        """A copy of the build and default search parameters."""
-        return dict(self._params)
+        """A copy of the build and default search parameters (and the tuning table)."""
+        return json.loads(json.dumps(self._params))
 
     @property
     def n(self):
@@ -166,7 +201,7 @@ class LorannIndex:
     # -- search -----------------------------------------------------------
 
     def search(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
-               return_distances=False):
+               return_distances=False, target_recall=None):
         """Approximate ``k`` nearest neighbours of ``q``.
 
         ``q`` is (d,) for one query, giving 1-D results, or (b, d), giving
@@ -174,13 +209,22 @@ class LorannIndex:
         ``return_distances`` returns ``(ids, distances)``. The
         ``clusters_to_search`` best clusters are scored approximately and the
         best ``max(k, points_to_rerank)`` points are reranked exactly; both
-        default to the index's stored presets (``params``). If fewer than k
+        default to the index's stored presets (``params``). ``target_recall``
+        instead picks them from the build-time tuning table (the cheapest
+        setting measured to reach at least that recall@10). If fewer than k
         points are reached, the tail is padded with id -1 and distance inf.
         """
         self._require_built()
         queries, single = as_queries(q, self.dim)
         k = check_k(k, self.n)
         p = self._params
+        if target_recall is not None:
+            if clusters_to_search is not None or points_to_rerank is not None:
+                raise ValueError("give target_recall or explicit search parameters, not both")
+            if not p.get("tuning"):
+                raise ValueError("this index has no tuning table; build it with target_recall")
+            clusters_to_search, points_to_rerank = lookup(p["tuning"]["table"],
+                                                          float(target_recall))
         c = p["clusters_to_search"] if clusters_to_search is None else as_int(
             clusters_to_search, "clusters_to_search", low=1, high=p["n_clusters"])
         r = p["points_to_rerank"] if points_to_rerank is None else as_int(

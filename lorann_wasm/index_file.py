@@ -144,11 +144,29 @@ def _parse_params(metadata):
     want_scales = INT8_SCALES if p["rerank_dtype"] == "int8" else (None,)
     if p["int8_scales"] not in want_scales:
         _fail(f"int8_scales {p['int8_scales']!r} does not fit rerank_dtype {p['rerank_dtype']!r}")
+    _check_tuning(p)
     if not (1 <= p["n_clusters"] <= p["n"] and 1 <= p["rank"] <= p["global_dim"] <= p["dim"]
             and 1 <= p["train_size"] and 1 <= p["clusters_to_search"] <= p["n_clusters"]
             and 1 <= p["points_to_rerank"]):
         _fail(f"inconsistent parameters {p}")
     return p
+
+
+def _check_tuning(p):
+    """The optional tuning table: {"k", "queries", "leave_one_out", "target_recall", "table"}."""
+    tuning = p.get("tuning")
+    if tuning is None:
+        return
+    ok = (isinstance(tuning, dict) and isinstance(tuning.get("table"), list)
+          and 0 < len(tuning["table"]) <= 64)
+    if ok:
+        for row in tuning["table"]:
+            ok = ok and isinstance(row, list) and len(row) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) \
+                and 0 < row[0] <= 1 and 0 <= row[3] <= 1 and isinstance(row[1], int) \
+                and isinstance(row[2], int) and 1 <= row[1] <= p["n_clusters"] and row[2] >= 1
+    if not ok:
+        _fail("the tuning table in the parameters is malformed")
 
 
 def _check_values(t, p):

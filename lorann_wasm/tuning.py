@@ -1,0 +1,125 @@
+"""Auto-tuning of the search parameters at build time.
+
+The C++ reference leaves ``clusters_to_search`` and ``points_to_rerank`` to
+the user. Here the build holds out a sample of training queries, computes
+their exact neighbours, measures recall@k over a grid of settings and keeps,
+for each target recall, the cheapest setting that reaches it. Cost is a
+deterministic operation count per query, so the choice does not depend on
+how busy the machine is:
+
+    c * g * r            (q A_j for the probed clusters)
+  + points(c) * r        (approximate scores of their points)
+  + R * d                (exact reranking)
+
+where ``points(c)`` is the mean number of points in the c probed clusters.
+When the tuning queries are data points (no training queries given), each
+query's own id is left out of both its exact and its approximate results
+(leave-one-out), so the estimate is not inflated by trivial self-matches.
+"""
+
+import numpy as np
+
+from .rerank import WORK_VALUES, _candidate_distances, brute_force
+from .search import candidates_batch
+from .topk import smallest_k
+
+TARGETS = (0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99, 0.995)
+CLUSTER_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96,
+                112, 128, 160, 192, 256)
+RERANK_GRID = (10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300, 400, 500)
+#: stop adding clusters once the deepest rerank reaches this recall
+SATURATED = 0.999
+
+
+def _hits(found, truth):
+    """How many of the true neighbours were found, summed over queries."""
+    hits = (found[:, :, None] == truth[:, None, :]) & (found[:, :, None] >= 0)
+    return int(hits.any(axis=2).sum())
+
+
+def _drop_self(ids, self_ids, k):
+    """First k of each row after removing the query's own id (leave-one-out)."""
+    if self_ids is None:
+        return ids[:, :k]
+    keep = ids != self_ids[:, None]
+    # stable: move kept entries to the front, preserving order
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return ids[np.arange(ids.shape[0])[:, None], order]
+
+
+def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, verbose=None):
+    """Recall@k of every (clusters_to_search, points_to_rerank) on the grid.
+
+    Returns a list of ``(c, R, recall, cost)``. ``queries`` are prepared
+    (normalised for cosine); ``self_ids`` are the queries' own ids for
+    leave-one-out, or None. For each c, candidates are ranked once by
+    approximate distance and their exact distances taken once; every R is
+    then a prefix.
+    """
+    extra = 0 if self_ids is None else 1
+    kk = k + extra
+    truth_rows, _ = brute_force(vectors, queries, kk, distance)
+    truth = _drop_self(ids[truth_rows], self_ids, k)
+    g, r = arrays.A.shape[1], arrays.A.shape[2]
+    d = vectors.codes.shape[1]
+    reduced = arrays.reduce(queries)
+    c_grid = sorted({c for c in CLUSTER_GRID if c < arrays.n_clusters} | {arrays.n_clusters})
+    probes = arrays.probe(reduced, c_grid[-1])
+    r_max = min(RERANK_GRID[-1], ids.shape[0])
+    r_grid = sorted({min(R, r_max) for R in RERANK_GRID if R >= kk})
+    block = max(1, WORK_VALUES // (r_max * d))
+    b = queries.shape[0]
+    results = []
+    for c in c_grid:
+        points = float(arrays.sizes[probes[:, :c]].sum(axis=1).mean())
+        hits = np.zeros(len(r_grid))
+        for s in range(0, b, block):
+            sl = slice(s, s + block)
+            ranked = candidates_batch(arrays, reduced[sl], probes[sl, :c], r_max, ranked=True)
+            valid = ranked >= 0
+            exact = _candidate_distances(vectors, queries[sl], np.where(valid, ranked, 0),
+                                         distance)
+            exact[~valid] = np.inf
+            at = np.arange(ranked.shape[0])[:, None]
+            for i, R in enumerate(r_grid):
+                rows = ranked[at, smallest_k(exact[:, :R], kk)]
+                found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
+                hits[i] += _hits(_drop_self(found, None if self_ids is None else self_ids[sl], k),
+                                 truth[sl])
+        recalls = hits / (b * k)
+        results += [(c, R, float(rec), c * g * r + points * r + R * d)
+                    for R, rec in zip(r_grid, recalls)]
+        if verbose:
+            verbose(f"tuning: {c} clusters -> recall@{k} up to {recalls.max():.4f}")
+        if recalls.max() >= SATURATED:
+            break
+    return results
+
+
+def choose(results, targets=TARGETS):
+    """For each target, the cheapest grid point reaching it: rows [target, c, R, recall].
+
+    A target no setting reaches gets the most accurate setting measured.
+    """
+    table = []
+    most_accurate = max(results, key=lambda t: (t[2], -t[3]))
+    for target in targets:
+        ok = [t for t in results if t[2] >= target]
+        c, R, rec, _ = min(ok, key=lambda t: t[3]) if ok else most_accurate
+        table.append([float(target), int(c), int(R), round(float(rec), 4)])
+    return table
+
+
+def lookup_target(table, target):
+    """The table target that serves ``target``: the smallest one at least as high."""
+    for t, _, _, _ in table:
+        if t >= target - 1e-9:
+            return t
+    return table[-1][0]
+
+
+def lookup(table, target):
+    """``(clusters_to_search, points_to_rerank)`` for a target recall from the table."""
+    t = lookup_target(table, target)
+    row = next(row for row in table if row[0] == t)
+    return row[1], row[2]
