@@ -50,11 +50,13 @@ def _group(labels, n_groups):
     return order, offsets
 
 
-def build_tensors(data, params, training_queries=None, verbose=False):
+def build_tensors(data, params, training_queries=None, verbose=False, held_out=None):
     """Train an index on ``data`` (n, d) float32 (already normalised for cosine).
 
     ``params`` holds the validated build parameters; ``training_queries``
-    defaults to the data itself. Returns the tensors of the index file.
+    defaults to the data itself. Rows ``held_out`` of the training queries
+    are not used for training (they are kept for tuning). Returns the
+    tensors of the index file.
     """
     log = progress_logger(verbose)
     n, d = data.shape
@@ -70,6 +72,10 @@ def build_tensors(data, params, training_queries=None, verbose=False):
     reduced = data if projection is None else data @ projection
     reduced_q = reduced if training_queries is None else (
         queries if projection is None else queries @ projection)
+    if held_out is not None and len(held_out) < reduced_q.shape[0]:
+        keep = np.ones(reduced_q.shape[0], dtype=bool)
+        keep[held_out] = False
+        reduced_q = reduced_q[keep]
 
     centroids, labels = kmeans(reduced, n_clusters, euclidean=euclidean, seed=params["seed"])
     order, offsets = _group(labels, n_clusters)

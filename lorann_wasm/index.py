@@ -109,8 +109,9 @@ class LorannIndex:
         by default the data itself serves. ``verbose`` prints step timings.
 
         With ``target_recall`` (default 0.95; None to skip), ``tuning_queries``
-        held-out training queries (or, by default, data points left out of
-        their own results) are searched exactly and approximately, a table of
+        training queries (by default, data points) are held out of training
+        and searched exactly and approximately (data points leave themselves
+        out of their own results), a table of
         the cheapest (clusters_to_search, points_to_rerank) per target recall
         is stored in ``params["tuning"]``, and the entry for
         ``target_recall`` becomes the default search setting.
@@ -127,26 +128,30 @@ class LorannIndex:
             raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
         tuning_queries = as_int(tuning_queries, "tuning_queries", low=1)
         log = progress_logger(verbose)
-        self._attach(build_tensors(self._data, self._params, training_queries, verbose))
+        source = self._data if training_queries is None else training_queries
+        held_out = None
         if target_recall is not None:
-            self._tune(training_queries, float(target_recall), tuning_queries, log)
+            rng = np.random.default_rng(self._params["seed"] + 1)
+            count = min(tuning_queries, source.shape[0] // 2)
+            held_out = np.sort(rng.choice(source.shape[0], count, replace=False))
+        self._attach(build_tensors(self._data, self._params, training_queries, verbose, held_out))
+        if held_out is not None and len(held_out):
+            self._tune(source[held_out], held_out if training_queries is None else None,
+                       float(target_recall), log)
         self._data = None  # the sorted rerank vectors replace it
         return self
 
-    def _tune(self, training_queries, target_recall, count, log):
-        rng = np.random.default_rng(self._params["seed"] + 1)
-        source = self._data if training_queries is None else training_queries
-        pick = np.sort(rng.choice(source.shape[0], min(count, source.shape[0]), replace=False))
-        self_ids = pick if training_queries is None else None
+    def _tune(self, queries, self_ids, target_recall, log):
+        """Measure the held-out ``queries``, store the table, set the default preset."""
         k = min(10, self.n - (self_ids is not None))
         if k < 1:
             return
-        results = measure_grid(self._arrays, self._vectors, self._ids, source[pick],
+        results = measure_grid(self._arrays, self._vectors, self._ids, queries,
                                self.distance, k=k, self_ids=self_ids, verbose=log)
         table = choose(results)
         c, r = lookup(table, target_recall)
         self._params.update(clusters_to_search=c, points_to_rerank=r, tuning={
-            "k": k, "queries": int(len(pick)), "leave_one_out": self_ids is not None,
+            "k": k, "queries": int(len(queries)), "leave_one_out": self_ids is not None,
             "target_recall": target_recall, "table": table})
         estimate = next(row[3] for row in table if row[0] == lookup_target(table, target_recall))
         log(f"tuned for recall@{k} >= {target_recall}: clusters_to_search={c}, "

@@ -32,9 +32,9 @@ SATURATED = 0.999
 
 
 def _hits(found, truth):
-    """How many of the true neighbours were found, summed over queries."""
+    """How many of the true neighbours each query found, (b,)."""
     hits = (found[:, :, None] == truth[:, None, :]) & (found[:, :, None] >= 0)
-    return int(hits.any(axis=2).sum())
+    return hits.any(axis=2).sum(axis=1)
 
 
 def _drop_self(ids, self_ids, k):
@@ -50,7 +50,7 @@ def _drop_self(ids, self_ids, k):
 def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, verbose=None):
     """Recall@k of every (clusters_to_search, points_to_rerank) on the grid.
 
-    Returns a list of ``(c, R, recall, cost)``. ``queries`` are prepared
+    Returns a list of ``(c, R, recall, cost, standard error of recall)``. ``queries`` are prepared
     (normalised for cosine); ``self_ids`` are the queries' own ids for
     leave-one-out, or None. For each c, candidates are ranked once by
     approximate distance and their exact distances taken once; every R is
@@ -72,7 +72,7 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
     results = []
     for c in c_grid:
         points = float(arrays.sizes[probes[:, :c]].sum(axis=1).mean())
-        hits = np.zeros(len(r_grid))
+        hits = np.zeros((len(r_grid), b))
         for s in range(0, b, block):
             sl = slice(s, s + block)
             ranked = candidates_batch(arrays, reduced[sl], probes[sl, :c], r_max, ranked=True)
@@ -84,11 +84,13 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
             for i, R in enumerate(r_grid):
                 rows = ranked[at, smallest_k(exact[:, :R], kk)]
                 found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-                hits[i] += _hits(_drop_self(found, None if self_ids is None else self_ids[sl], k),
-                                 truth[sl])
-        recalls = hits / (b * k)
-        results += [(c, R, float(rec), c * g * r + points * r + R * d)
-                    for R, rec in zip(r_grid, recalls)]
+                hits[i, sl] = _hits(
+                    _drop_self(found, None if self_ids is None else self_ids[sl], k), truth[sl])
+        per_query = hits / k
+        recalls = per_query.mean(axis=1)
+        stderr = per_query.std(axis=1) / np.sqrt(b)
+        results += [(c, R, float(rec), c * g * r + points * r + R * d, float(se))
+                    for R, rec, se in zip(r_grid, recalls, stderr)]
         if verbose:
             verbose(f"tuning: {c} clusters -> recall@{k} up to {recalls.max():.4f}")
         if recalls.max() >= SATURATED:
@@ -96,16 +98,19 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
     return results
 
 
-def choose(results, targets=TARGETS):
+def choose(results, targets=TARGETS, z=1.0):
     """For each target, the cheapest grid point reaching it: rows [target, c, R, recall].
 
-    A target no setting reaches gets the most accurate setting measured.
+    "Reaching" means ``recall - z * stderr >= target``: picking the cheapest
+    of many noisy estimates that pass favours ones that are noisy-high, and
+    the margin counters that. A target no setting reaches gets the most
+    accurate setting measured.
     """
     table = []
     most_accurate = max(results, key=lambda t: (t[2], -t[3]))
     for target in targets:
-        ok = [t for t in results if t[2] >= target]
-        c, R, rec, _ = min(ok, key=lambda t: t[3]) if ok else most_accurate
+        ok = [t for t in results if t[2] - z * t[4] >= target]
+        c, R, rec, _, _ = min(ok, key=lambda t: t[3]) if ok else most_accurate
         table.append([float(target), int(c), int(R), round(float(rec), 4)])
     return table
 

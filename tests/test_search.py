@@ -12,7 +12,7 @@ METRICS = ("ip", "cosine", "l2")
 @pytest.mark.parametrize("distance", METRICS)
 def test_recall_against_exact(built, truth, synthetic, distance):
     _, queries = synthetic
-    found = built[distance].search(queries, 10)
+    found = built[distance].search(queries, 10, target_recall=0.97)
     assert recall(found, truth[distance]) >= 0.95
     # More clusters and more reranking can only help.
     wide = built[distance].search(queries, 10, clusters_to_search=30, points_to_rerank=600)
@@ -112,7 +112,7 @@ def test_compact_rerank_vectors(synthetic, truth, distance, rerank_dtype, scales
     index = LorannIndex(data, distance=distance, rank=16, seed=1, rerank_dtype=rerank_dtype,
                         **kw).build()
     assert index._tensors["vectors"].dtype == np.dtype(rerank_dtype)
-    assert recall(index.search(queries, 10), truth[distance]) >= min_recall
+    assert recall(index.search(queries, 10, target_recall=0.98), truth[distance]) >= min_recall
     full_size = LorannIndex(data, distance=distance, rank=16, seed=1).build().to_bytes()
     assert len(index.to_bytes()) < 0.75 * len(full_size)
 
@@ -125,7 +125,7 @@ def test_global_reduction_and_training_queries():
     assert index.params["global_dim"] == 128  # the documented rule for 200 <= d <= 1000
     index.build(training_queries=clustered(2000, 300, seed=4))
     assert index._tensors["projection"].shape == (300, 128)
-    assert recall(index.search(queries, 10, points_to_rerank=200), truth) >= 0.95
+    assert recall(index.search(queries, 10, target_recall=0.98), truth) >= 0.95
 
 
 def test_deterministic_for_a_seed(synthetic):
