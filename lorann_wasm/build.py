@@ -23,7 +23,12 @@ from .vectors import RerankVectors
 
 
 class _Progress:
-    """Step timings on stderr when verbose; silent otherwise."""
+    """Build progress: ``log(message)`` and ``log.step(stage, done, total)``.
+
+    ``verbose`` may be False (silent), True (timed lines on stderr) or a
+    reporter: a callable taking messages, optionally with a
+    ``step(stage, done, total)`` method (the CLI draws progress bars with it).
+    """
 
     def __init__(self, verbose):
         self.verbose = verbose
@@ -36,10 +41,17 @@ class _Progress:
             print(f"[lorann_wasm {time.perf_counter() - self.t0:7.2f}s] {msg}",
                   file=sys.stderr, flush=True)
 
+    def step(self, stage, done, total):
+        step = getattr(self.verbose, "step", None)
+        if step is not None:
+            step(stage, done, total)
+        elif self.verbose and (done == total or done % max(1, total // 10) == 0):
+            self(f"{stage}: {done}/{total}")
+
 
 def progress_logger(verbose):
-    """A ``log(message)`` function: prints when ``verbose`` is true, calls it if callable."""
-    return _Progress(verbose)
+    """The :class:`_Progress` for a ``verbose`` argument (passes one through)."""
+    return verbose if isinstance(verbose, _Progress) else _Progress(verbose)
 
 
 def _group(labels, n_groups):
@@ -52,6 +64,8 @@ def _group(labels, n_groups):
 
 def build_tensors(data, params, training_queries=None, verbose=False, held_out=None):
     """Train an index on ``data`` (n, d) float32 (already normalised for cosine).
+
+    ``verbose``: see :class:`_Progress`.
 
     ``params`` holds the validated build parameters; ``training_queries``
     defaults to the data itself. Rows ``held_out`` of the training queries
@@ -77,7 +91,8 @@ def build_tensors(data, params, training_queries=None, verbose=False, held_out=N
         keep[held_out] = False
         reduced_q = reduced_q[keep]
 
-    centroids, labels = kmeans(reduced, n_clusters, euclidean=euclidean, seed=params["seed"])
+    centroids, labels = kmeans(reduced, n_clusters, euclidean=euclidean, seed=params["seed"],
+                               progress=log.step)
     order, offsets = _group(labels, n_clusters)
     log(f"k-means: {n} points in {n_clusters} clusters "
         f"(sizes {int(np.diff(offsets).min())}..{int(np.diff(offsets).max())})")
@@ -96,8 +111,7 @@ def build_tensors(data, params, training_queries=None, verbose=False, held_out=N
         qs = reduced_q[q_rows[q_offsets[j]:q_offsets[j + 1]]]
         A[j], b = fit_cluster_scorer(points, qs, r)
         Bt[lo:hi] = b.T
-        if verbose and ((j + 1) % max(1, n_clusters // 10) == 0 or j + 1 == n_clusters):
-            log(f"reduced-rank regressions: {j + 1}/{n_clusters} clusters")
+        log.step("reduced-rank regressions", j + 1, n_clusters)
 
     tensors = {"cluster_offsets": offsets, "centroids": centroids, "ids": order.astype(np.int64)}
     if projection is not None:

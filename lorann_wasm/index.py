@@ -134,7 +134,7 @@ class LorannIndex:
             rng = np.random.default_rng(self._params["seed"] + 1)
             count = min(tuning_queries, source.shape[0] // 2)
             held_out = np.sort(rng.choice(source.shape[0], count, replace=False))
-        self._attach(build_tensors(self._data, self._params, training_queries, verbose, held_out))
+        self._attach(build_tensors(self._data, self._params, training_queries, log, held_out))
         if held_out is not None and len(held_out):
             self._tune(source[held_out], held_out if training_queries is None else None,
                        float(target_recall), log)

@@ -91,12 +91,13 @@ def _fill_empty_clusters(x, labels, centroids, euclidean):
     return labels, centroids
 
 
-def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0):
+def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0, progress=None):
     """Cluster the rows of ``x`` into ``n_clusters`` non-empty clusters.
 
     Returns ``(centroids, labels)``: float32 ``(n_clusters, dim)`` and intp
     ``(n,)``. Deterministic for a given ``seed``. Requires
-    ``1 <= n_clusters <= n``.
+    ``1 <= n_clusters <= n``. ``progress(stage, done, total)``, if given, is
+    told of each iteration.
     """
     n = x.shape[0]
     if not 1 <= n_clusters <= n:
@@ -108,9 +109,11 @@ def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0):
     centroids = sample[rng.choice(sample.shape[0], n_clusters, replace=False)].copy()
     if spherical:
         centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-30)
-    for _ in range(iterations):
+    for it in range(iterations):
         labels = nearest_centroids(sample, centroids, euclidean)[:, 0]
         centroids = _update_centroids(sample, labels, centroids, spherical, rng)
+        if progress:
+            progress("k-means iterations", it + 1, iterations)
     labels = nearest_centroids(x, centroids, euclidean)[:, 0]
     labels, centroids = _fill_empty_clusters(x, labels, centroids, euclidean)
     return centroids, labels

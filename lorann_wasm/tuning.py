@@ -52,7 +52,7 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
 
     Returns a list of ``(c, R, recall, cost, standard error of recall)``. ``queries`` are prepared
     (normalised for cosine); ``self_ids`` are the queries' own ids for
-    leave-one-out, or None. For each c, candidates are ranked once by
+    leave-one-out, or None; ``verbose`` a build progress reporter. For each c, candidates are ranked once by
     approximate distance and their exact distances taken once; every R is
     then a prefix.
     """
@@ -92,9 +92,11 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
         results += [(c, R, float(rec), c * g * r + points * r + R * d, float(se))
                     for R, rec, se in zip(r_grid, recalls, stderr)]
         if verbose:
-            verbose(f"tuning: {c} clusters -> recall@{k} up to {recalls.max():.4f}")
+            verbose.step("tuning (clusters probed)", c, c_grid[-1])
         if recalls.max() >= SATURATED:
             break
+    if verbose:
+        verbose.step("tuning (clusters probed)", c_grid[-1], c_grid[-1])
     return results
 
 

@@ -1,0 +1,138 @@
+"""``lorann-wasm bench DATASET``: every method on the same data, in one process.
+
+Single-threaded (OpenMP/OpenBLAS/MKL pinned to one thread before NumPy
+loads), so ratios between methods are meaningful even on a noisy machine.
+For each method and each query setting: recall@k, single-query QPS (one
+query at a time) and batch QPS (all queries in one call); plus build time
+and index bytes. Writes results.json, results.csv, pareto.md and
+recall_qps.png to ``--out``.
+"""
+
+import json
+import os
+import sys
+import time
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def add_arguments(p):
+    p.add_argument("dataset", help="fashion-mnist, wordnet-minilm, synthetic, or an "
+                   "ann-benchmarks .hdf5 file (train/test/neighbors)")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries (1000)")
+    p.add_argument("--limit", type=int, help="index only the first N points (quick runs)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--methods", default="lorann_wasm,exact,lorann-cpp,faiss-ivf,faiss-hnsw",
+                   help="comma-separated subset")
+    p.add_argument("--rerank-dtype", default="float32", choices=("float32", "float16", "int8"))
+    p.add_argument("--single", type=int, default=1000, help="queries timed one at a time")
+    p.add_argument("--out", help="output folder (default results/DATASET)")
+
+
+def _pin_threads():
+    """Re-run this process with one BLAS/OpenMP thread if it was not started so."""
+    if all(os.environ.get(v) == "1" for v in THREAD_VARS):
+        return
+    env = dict(os.environ, **{v: "1" for v in THREAD_VARS})
+    os.execve(sys.executable, [sys.executable, "-m", "lorann_wasm"] + sys.argv[1:], env)
+
+
+def _load(args):
+    import numpy as np
+    from .datasets import NAMES, load
+    if args.dataset in NAMES:
+        return load(args.dataset, n_queries=args.queries, limit=args.limit)
+    from ..io import read_hdf5
+    from .datasets import Dataset
+    if not os.path.exists(args.dataset):
+        raise ValueError(f"unknown dataset {args.dataset!r}: not one of {NAMES} and not a file")
+    train = np.ascontiguousarray(read_hdf5(args.dataset, "train"), dtype=np.float32)
+    if args.limit:
+        raise ValueError("--limit does not apply to .hdf5 files (their ground truth is fixed)")
+    queries = read_hdf5(args.dataset, "test")[:args.queries].astype(np.float32)
+    neighbors = read_hdf5(args.dataset, "neighbors")[:args.queries]
+    import h5py
+    with h5py.File(args.dataset, "r") as f:
+        metric = f.attrs.get("distance", "euclidean")
+    distance = {"euclidean": "l2", "angular": "cosine", "dot": "ip"}.get(str(metric), "l2")
+    return Dataset(os.path.basename(args.dataset), train, queries, distance, neighbors)
+
+
+def _recall(found, truth, k):
+    import numpy as np
+    truth = truth[:, :k]
+    hits = (found[:, :k, None] == truth[:, None, :]).any(axis=2).sum()
+    return float(hits) / (truth.shape[0] * k)
+
+
+def _time_batch(fn, min_seconds=0.3):
+    start, calls = time.perf_counter(), 0
+    while True:
+        out = fn()
+        calls += 1
+        if time.perf_counter() - start >= min_seconds:
+            return out, (time.perf_counter() - start) / calls
+
+
+def _methods(args, n, dim):
+    from ..index import default_global_dim, default_n_clusters
+    from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm
+    c, g = default_n_clusters(n), default_global_dim(dim)
+    table = {
+        "lorann_wasm": lambda: LorannWasm(n_clusters=c, global_dim=g, rerank_dtype=args.rerank_dtype),
+        "exact": Exact,
+        "lorann-cpp": lambda: CppLorann(c, g),
+        "faiss-ivf": lambda: FaissIVFFlat(c),
+        "faiss-hnsw": FaissHNSW,
+    }
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in table]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; expected some of {sorted(table)}")
+    return [(m, table[m]()) for m in chosen]
+
+
+def run_benchmark(args):
+    _pin_threads()
+    import numpy as np
+    from .report import write_reports
+
+    ds = _load(args)
+    n, dim = ds.train.shape
+    k = args.k
+    queries = ds.queries
+    single_q = queries[:args.single]
+    print(f"{ds.name}: {n:,} x {dim} ({ds.distance}), {len(queries)} held-out queries, k={k}, "
+          "single thread", file=sys.stderr)
+    rows, meta = [], {"dataset": ds.name, "n": n, "dim": dim, "distance": ds.distance,
+                      "queries": len(queries), "k": k, "methods": {}}
+    for key, algo in _methods(args, n, dim):
+        if not algo.available():
+            print(f"{algo.name}: not installed, skipped (pip install 'lorann_wasm[bench]')",
+                  file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        algo.fit(ds.train, ds.distance)
+        build_s = time.perf_counter() - t0
+        nbytes = algo.index_bytes()
+        meta["methods"][algo.name] = {"build_seconds": build_s, "index_bytes": nbytes}
+        if key == "lorann_wasm":
+            meta["methods"][algo.name]["tuning"] = algo.index.params.get("tuning")
+        print(f"{algo.name}: built in {build_s:.1f}s, {nbytes / 1e6:.1f} MB", file=sys.stderr)
+        for setting in algo.settings():
+            found, batch_s = _time_batch(lambda: algo.batch_query(queries, k, **setting))
+            start = time.perf_counter()
+            for q in single_q:
+                algo.query(q, k, **setting)
+            single_s = (time.perf_counter() - start) / len(single_q)
+            row = {"method": algo.name, "setting": setting,
+                   "recall": _recall(np.asarray(found), ds.neighbors, k),
+                   "qps_single": 1 / single_s, "qps_batch": len(queries) / batch_s,
+                   "build_seconds": build_s, "index_bytes": nbytes}
+            rows.append(row)
+            print(f"  {json.dumps(setting):48} recall {row['recall']:.4f}  "
+                  f"single {row['qps_single']:9.0f} q/s  batch {row['qps_batch']:9.0f} q/s",
+                  file=sys.stderr)
+    out = args.out or os.path.join("results", ds.name)
+    write_reports(out, meta, rows)

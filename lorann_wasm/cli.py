@@ -1,0 +1,255 @@
+"""The ``lorann-wasm`` command: build, search, info, bench.
+
+Every failure ends with one ``lorann-wasm: error: ...`` line and a non-zero
+exit code (2 for bad usage, 1 otherwise), never a traceback.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+
+EXIT_USAGE, EXIT_ERROR = 2, 1
+
+
+class CliError(Exception):
+    """An error to report on one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        print(f"lorann-wasm: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+class _Bars:
+    """A build reporter drawing one tqdm bar per stage (plain lines without tqdm)."""
+
+    def __init__(self):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            tqdm = None
+        self.tqdm, self.bars, self.t0 = tqdm, {}, time.perf_counter()
+
+    def __call__(self, msg):
+        line = f"[{time.perf_counter() - self.t0:6.1f}s] {msg}"
+        if self.tqdm:
+            self.tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def step(self, stage, done, total):
+        if self.tqdm is None:
+            if done == total:
+                self(f"{stage}: done")
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = self.tqdm(total=total, desc=stage, file=sys.stderr,
+                                               leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self.bars[stage]
+            self(f"{stage}: done")
+
+
+def _positive_or_none(text):
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+    return value
+
+
+def _read(path, key="train", what="input"):
+    from .io import read_vectors
+    try:
+        return read_vectors(path, key)
+    except FileNotFoundError:
+        raise CliError(f"{what} file {path} does not exist") from None
+
+
+def _recall(found, truth, k):
+    truth = truth[:, :k]
+    return float(np.mean([np.intersect1d(f, t).size for f, t in zip(found, truth)])) / k
+
+
+def cmd_build(args):
+    from .index import LorannIndex
+
+    data = _read(args.input, args.key)
+    print(f"read {args.input}: {data.shape[0]:,} vectors x {data.shape[1]} dims", file=sys.stderr)
+    training = _read(args.training_queries, what="training queries") if args.training_queries else None
+    qbits = None if args.quantization_bits == "none" else int(args.quantization_bits)
+    t0 = time.perf_counter()
+    index = LorannIndex(data, n_clusters=args.n_clusters, global_dim=args.global_dim,
+                        rank=args.rank, train_size=args.train_size, quantization_bits=qbits,
+                        distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
+                        int8_scales=args.int8_scales)
+    index.build(training_queries=training, verbose=_Bars(), target_recall=args.target_recall)
+    build_s = time.perf_counter() - t0
+    index.save(args.output)
+    size = os.path.getsize(args.output)
+    p = index.params
+    raw = data.shape[0] * data.shape[1] * 4
+    print(f"\nbuilt {args.output}: {p['n']:,} vectors, {p['n_clusters']} clusters, "
+          f"global_dim {p['global_dim']}, rank {p['rank']}, rerank {p['rerank_dtype']}")
+    print(f"build time {build_s:.1f} s; file {size / 1e6:.1f} MB = {size / raw:.2f}x raw float32")
+    print(f"default search: clusters_to_search={p['clusters_to_search']}, "
+          f"points_to_rerank={p['points_to_rerank']}")
+    if p.get("tuning"):
+        _report_tuning(index, args)
+
+
+def _report_tuning(index, args):
+    tuning = index.params["tuning"]
+    held = None
+    if os.path.splitext(args.input)[1].lower() in (".hdf5", ".h5"):
+        try:
+            held = (_read(args.input, "test"), _read(args.input, "neighbors"))
+        except ValueError:
+            held = None
+    print(f"tuning on {tuning['queries']} held-out training queries (recall@{tuning['k']}):")
+    header = "  target  clusters  rerank  tuned recall"
+    print(header + ("  measured on held-out test queries" if held else ""))
+    for target, c, r, rec in tuning["table"]:
+        line = f"  {target:6.3f}  {c:8d}  {r:6d}  {rec:12.4f}"
+        if held:
+            found = index.search(held[0], tuning["k"], clusters_to_search=c, points_to_rerank=r)
+            line += f"  {_recall(found, held[1], tuning['k']):.4f}"
+        print(line)
+
+
+def cmd_search(args):
+    from .index import LorannIndex
+
+    index = LorannIndex.load(args.index)
+    queries = _read(args.queries, args.key, what="queries")
+    kw = {}
+    if args.target_recall is not None:
+        kw["target_recall"] = args.target_recall
+    else:
+        kw = {"clusters_to_search": args.clusters_to_search,
+              "points_to_rerank": args.points_to_rerank}
+    t0 = time.perf_counter()
+    ids, dists = index.search(np.asarray(queries), args.k, return_distances=True, **kw)
+    elapsed = time.perf_counter() - t0
+    if args.output:
+        np.save(args.output, ids)
+        if args.distances:
+            np.save(args.distances, dists)
+        print(f"{len(ids)} queries in {elapsed:.2f} s ({len(ids) / elapsed:.0f} q/s); "
+              f"ids written to {args.output}", file=sys.stderr)
+    else:
+        for row in ids:
+            print(" ".join(map(str, row)))
+
+
+def cmd_info(args):
+    from .index_file import decode_index
+    from .safetensors_io import decode
+
+    with open(args.index, "rb") as f:
+        buf = f.read()
+    try:
+        tensors, params = decode_index(buf)
+        status = "ok"
+    except ValueError as exc:
+        raise CliError(f"{args.index}: {exc}") from None
+    _, metadata = decode(buf)
+    out = {"file": args.index, "bytes": len(buf), "format": metadata["format"],
+           "format_version": int(metadata["format_version"]),
+           "checksum": f"{metadata['checksum']} ({status})", "params": params,
+           "arrays": {k: f"{v.dtype} {list(v.shape)} ({v.nbytes:,} bytes)"
+                      for k, v in tensors.items()}}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{out['file']}: {out['bytes']:,} bytes, format {out['format']} v{out['format_version']}, "
+          f"checksum {out['checksum']}")
+    tuning = params.pop("tuning", None)
+    for key, value in params.items():
+        print(f"  {key:20} {value}")
+    if tuning:
+        print(f"  tuning (recall@{tuning['k']}, {tuning['queries']} queries): "
+              + ", ".join(f"{t}->({c},{r})" for t, c, r, _ in tuning["table"]))
+    print("arrays:")
+    for name, desc in out["arrays"].items():
+        print(f"  {name:20} {desc}")
+
+
+def cmd_bench(args):
+    from .bench.runner import run_benchmark
+    run_benchmark(args)
+
+
+def make_parser():
+    ap = _Parser(prog="lorann-wasm", description="LoRANN approximate nearest-neighbour search: "
+                 "build index files offline, search them here or in the browser.")
+    ap.add_argument("--version", action="version", version=f"lorann-wasm {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("build", help="build an index file from vectors")
+    b.add_argument("input", help=".npy, .fvecs, .bvecs or ann-benchmarks .hdf5")
+    b.add_argument("-o", "--output", required=True, help="the .lorann file to write")
+    b.add_argument("--key", default="train", help="HDF5 dataset holding the vectors (train)")
+    b.add_argument("--distance", choices=("ip", "cosine", "l2"), default="ip")
+    b.add_argument("--n-clusters", type=int)
+    b.add_argument("--global-dim", type=int)
+    b.add_argument("--rank", type=int, default=32)
+    b.add_argument("--train-size", type=int, default=5)
+    b.add_argument("--quantization-bits", choices=("8", "none"), default="8")
+    b.add_argument("--rerank-dtype", choices=("float32", "float16", "int8"), default="float32")
+    b.add_argument("--int8-scales", choices=("dimension", "vector"), default="dimension")
+    b.add_argument("--target-recall", type=_positive_or_none, default=0.95,
+                   help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
+    b.add_argument("--training-queries", help="example queries (same formats)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("search", help="search an index with a file of queries")
+    s.add_argument("index")
+    s.add_argument("queries", help=".npy, .fvecs, .bvecs or .hdf5 (--key test)")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--key", default="test", help="HDF5 dataset holding the queries (test)")
+    s.add_argument("--clusters-to-search", type=int)
+    s.add_argument("--points-to-rerank", type=int)
+    s.add_argument("--target-recall", type=float)
+    s.add_argument("-o", "--output", help="write ids (int64, queries x k) to this .npy")
+    s.add_argument("--distances", help="also write distances to this .npy (with -o)")
+    s.set_defaults(func=cmd_search)
+
+    i = sub.add_parser("info", help="describe and verify an index file")
+    i.add_argument("index")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    from .bench.runner import add_arguments
+    add_arguments(sub.add_parser("bench", help="benchmark against exact search and peers"))
+    sub.choices["bench"].set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("lorann-wasm: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, TypeError, OSError, RuntimeError) as exc:
+        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else \
+            f"{exc.filename}: {exc.strerror}"
+        print(f"lorann-wasm: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
