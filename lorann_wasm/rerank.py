@@ -9,8 +9,11 @@ import numpy as np
 from .metrics import from_inner_products
 from .topk import smallest_k
 
-#: bound on the float32 temporaries of one step (values, not bytes)
-WORK_VALUES = 1 << 22
+#: float32 values gathered per reranking step: small enough to stay in cache
+#: (measured: 1M beats 4M by ~20% on 400 x 384 candidates per query)
+WORK_VALUES = 1 << 20
+#: float32 values per brute-force step: larger blocks keep its matmul efficient
+BRUTE_FORCE_VALUES = 1 << 22
 
 
 def _candidate_distances(vectors, queries, rows, distance):
@@ -89,7 +92,7 @@ def brute_force(vectors, queries, k, distance):
     dists = np.empty((b, k), dtype=np.float32)
     q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
     # Chunk over queries so a (chunk, n) distance block stays bounded.
-    step = max(1, WORK_VALUES // n)
+    step = max(1, BRUTE_FORCE_VALUES // n)
     for s in range(0, b, step):
         ip = vectors.inner_products_all(queries[s:s + step])
         dist = from_inner_products(ip, distance, vectors.sq_norms, q_sq[s:s + step])

@@ -81,27 +81,32 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     b, c = probes.shape
     sizes = arrays.sizes[probes]
     col_start = np.cumsum(sizes, axis=1) - sizes
-    width = int(sizes.sum(axis=1).max())
-    approx = np.full((b, width), np.inf, dtype=np.float32)
-    pos = np.full((b, width), -1, dtype=np.intp)
+    width = max(1, int(sizes.sum(axis=1).max()))
+    # Each query owns one row of a flat (b * width) buffer; its probed clusters
+    # lie back to back in it. Flat 1-D indexing is several times cheaper than
+    # 2-D fancy assignment, and positions are recovered only for the winners.
+    flat_start = (np.arange(b)[:, None] * width + col_start).ravel()
+    approx = np.full(b * width, np.inf, dtype=np.float32)
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
     for j in np.unique(flat):
         pairs = pair_order[bounds[j]:bounds[j + 1]]
-        rows = pairs // c
         lo, hi = arrays.offsets[j], arrays.offsets[j + 1]
-        scores = (reduced[rows] @ arrays.A[j]) @ arrays.Bt[lo:hi].T
+        scores = (reduced[pairs // c] @ arrays.A[j]) @ arrays.Bt[lo:hi].T
         if arrays.euclidean:
             scores += arrays.sq_norms[lo:hi]
-        cols = col_start.ravel()[pairs][:, None] + np.arange(hi - lo)
-        approx[rows[:, None], cols] = scores
-        pos[rows[:, None], cols] = np.arange(lo, hi)
-    rows = np.arange(b)[:, None]
+        approx[(flat_start[pairs][:, None] + np.arange(hi - lo)).ravel()] = scores.ravel()
+    approx = approx.reshape(b, width)
     if ranked:
         keep = smallest_k(approx, points_to_rerank)
     elif points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
     else:
-        return pos
-    return pos[rows, keep]
+        keep = np.broadcast_to(np.arange(width), (b, width))
+    where = (np.arange(b)[:, None] * width + keep).ravel()
+    slot = np.searchsorted(flat_start, where, side="right") - 1
+    within = where - flat_start[slot]
+    cluster = flat[slot]
+    pos = np.where(within < arrays.sizes[cluster], arrays.offsets[cluster] + within, -1)
+    return pos.reshape(keep.shape)
