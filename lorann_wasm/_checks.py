@@ -57,7 +57,9 @@ def as_queries(q, dim, name="q"):
 
 def as_int(value, name, *, low=None, high=None):
     """Return ``value`` as a Python int within ``[low, high]``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+    if type(value) is int:  # the common case; skips the slow ABC check below
+        pass
+    elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if low is not None and value < low:

@@ -12,29 +12,64 @@ centroids and the ``A`` matrices, so a query's approximate distances are
 
 import numpy as np
 
+from .kernels import rowwise_dot, times_transposed
 from .topk import smallest_k
 
 #: queries handled per block by batch search, bounding its padded buffers
 BATCH_BLOCK = 256
+#: rows of B per block in the blocked layout (see SearchArrays)
+BLOCK = 32
 
 
 class SearchArrays:
-    """The float32 arrays the query path needs, derived once from the stored tensors."""
+    """The float32 arrays the query path needs, derived once from the stored tensors.
+
+    Each cluster's rows of ``B`` are cut into blocks of :data:`BLOCK` rows
+    (the last one zero-padded) in ``B_blocks`` (blocks, BLOCK, r), so that
+    scoring the probed clusters of one query is one block gather and one
+    batched matrix product, with no per-point repeat of ``q A_j``.
+    ``bias_blocks`` holds what is added to ``(q A_j) B_j``: ``||x||^2`` for
+    Euclidean, 0 for inner product, +inf for padding rows; ``pos_blocks`` the
+    row (position) of each block entry, -1 for padding.
+    """
 
     def __init__(self, *, projection, centroids, offsets, A, Bt, sq_norms, euclidean):
         factor = -2.0 if euclidean else -1.0
-        self.projection = projection
-        self.centroids_t = np.ascontiguousarray(factor * centroids.T)
+        # Operands are kept transposed (reduction axis last, contiguous): see kernels.
+        self.projection_t = None if projection is None else np.ascontiguousarray(projection.T)
+        self.centroids_scaled = np.ascontiguousarray(factor * centroids)
         self.centroid_bias = (
             np.einsum("ij,ij->i", centroids, centroids) if euclidean else None
         )
         # Pointer-sized: on wasm32, repeat/bincount refuse int64 counts.
         self.offsets = offsets.astype(np.intp)
         self.sizes = np.diff(self.offsets)
-        self.A = factor * A
-        self.Bt = Bt
-        self.sq_norms = sq_norms
+        self.A_t = np.ascontiguousarray((factor * A).transpose(0, 2, 1))  # (C, r, g)
         self.euclidean = euclidean
+        self._make_blocks(Bt, sq_norms if euclidean else None)
+
+    def _make_blocks(self, Bt, sq_norms):
+        self.n_blocks = -(-self.sizes // BLOCK)
+        self.block_start = np.zeros(len(self.sizes) + 1, dtype=np.intp)
+        np.cumsum(self.n_blocks, out=self.block_start[1:])
+        total = int(self.block_start[-1])
+        cluster = np.repeat(np.arange(len(self.sizes)), self.n_blocks)
+        first_row = self.offsets[cluster] + (np.arange(total) - self.block_start[cluster]) * BLOCK
+        pos = first_row[:, None] + np.arange(BLOCK)
+        valid = pos < self.offsets[cluster + 1][:, None]
+        self.pos_blocks = np.where(valid, pos, -1)
+        safe = np.where(valid, pos, 0)
+        self.B_blocks = Bt[safe]
+        self.B_blocks[~valid] = 0
+        bias = sq_norms[safe] if sq_norms is not None else np.zeros(valid.shape, np.float32)
+        self.bias_blocks = np.where(valid, bias, np.inf).astype(np.float32)
+        #: rows per cluster including block padding: the width batch search lays out
+        self.padded_sizes = self.n_blocks * BLOCK
+
+    def cluster_B(self, j):
+        """Cluster j's ``B_j`` transposed, (n_j, r): a view into the blocks."""
+        lo, hi = self.block_start[j], self.block_start[j + 1]
+        return self.B_blocks[lo:hi].reshape(-1, self.B_blocks.shape[2])[:self.sizes[j]]
 
     @property
     def n_clusters(self):
@@ -42,11 +77,11 @@ class SearchArrays:
 
     def reduce(self, queries):
         """Queries in the globally reduced space."""
-        return queries if self.projection is None else queries @ self.projection
+        return queries if self.projection_t is None else times_transposed(queries, self.projection_t)
 
     def probe(self, reduced, clusters_to_search):
         """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
-        dist = reduced @ self.centroids_t
+        dist = times_transposed(reduced, self.centroids_scaled)
         if self.centroid_bias is not None:
             dist += self.centroid_bias
         return smallest_k(dist, clusters_to_search)
@@ -55,20 +90,19 @@ class SearchArrays:
 def candidates_single(arrays, reduced, probes, points_to_rerank):
     """Positions of the best approximate candidates of one query, (R,).
 
-    One gather over all probed clusters, no per-cluster Python loop.
+    One block gather and one batched product over all probed clusters; no
+    per-cluster Python loop.
     """
-    starts = arrays.offsets[probes]
-    sizes = arrays.sizes[probes]
-    total = int(sizes.sum())
-    t = np.matmul(reduced, arrays.A[probes])  # (c, r)
-    seg_start = np.cumsum(sizes) - sizes
-    pos = np.arange(total) + np.repeat(starts - seg_start, sizes)
-    approx = np.einsum("ij,ij->i", arrays.Bt[pos], np.repeat(t, sizes, axis=0))
-    if arrays.euclidean:
-        approx += arrays.sq_norms[pos]
-    if points_to_rerank < total:
+    t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
+    nb = arrays.n_blocks[probes]
+    blocks = np.arange(int(nb.sum())) + np.repeat(arrays.block_start[probes] - (np.cumsum(nb) - nb), nb)
+    approx = rowwise_dot(arrays.B_blocks[blocks], np.repeat(t, nb, axis=0))
+    approx += arrays.bias_blocks[blocks]
+    approx = approx.ravel()
+    pos = arrays.pos_blocks[blocks].ravel()
+    if points_to_rerank < approx.size:
         pos = pos[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]
-    return pos
+    return pos[pos >= 0]
 
 
 def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
@@ -79,7 +113,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     candidates are sorted by approximate distance, best first.
     """
     b, c = probes.shape
-    sizes = arrays.sizes[probes]
+    sizes = arrays.padded_sizes[probes]
     col_start = np.cumsum(sizes, axis=1) - sizes
     width = max(1, int(sizes.sum(axis=1).max()))
     # Each query owns one row of a flat (b * width) buffer; its probed clusters
@@ -90,13 +124,14 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
+    r = arrays.A_t.shape[1]
     for j in np.unique(flat):
         pairs = pair_order[bounds[j]:bounds[j + 1]]
-        lo, hi = arrays.offsets[j], arrays.offsets[j + 1]
-        scores = (reduced[pairs // c] @ arrays.A[j]) @ arrays.Bt[lo:hi].T
-        if arrays.euclidean:
-            scores += arrays.sq_norms[lo:hi]
-        approx[(flat_start[pairs][:, None] + np.arange(hi - lo)).ravel()] = scores.ravel()
+        lo, hi = arrays.block_start[j], arrays.block_start[j + 1]
+        scores = times_transposed(times_transposed(reduced[pairs // c], arrays.A_t[j]),
+                                  arrays.B_blocks[lo:hi].reshape(-1, r))
+        scores += arrays.bias_blocks[lo:hi].ravel()
+        approx[(flat_start[pairs][:, None] + np.arange(scores.shape[1])).ravel()] = scores.ravel()
     approx = approx.reshape(b, width)
     if ranked:
         keep = smallest_k(approx, points_to_rerank)
@@ -108,5 +143,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     slot = np.searchsorted(flat_start, where, side="right") - 1
     within = where - flat_start[slot]
     cluster = flat[slot]
-    pos = np.where(within < arrays.sizes[cluster], arrays.offsets[cluster] + within, -1)
+    inside = within < arrays.padded_sizes[cluster]
+    entry = arrays.block_start[cluster] * BLOCK + np.where(inside, within, 0)
+    pos = np.where(inside, arrays.pos_blocks.ravel()[entry], -1)
     return pos.reshape(keep.shape)

@@ -60,7 +60,7 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
     kk = k + extra
     truth_rows, _ = brute_force(vectors, queries, kk, distance)
     truth = _drop_self(ids[truth_rows], self_ids, k)
-    g, r = arrays.A.shape[1], arrays.A.shape[2]
+    r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
     d = vectors.codes.shape[1]
     reduced = arrays.reduce(queries)
     c_grid = sorted({c for c in CLUSTER_GRID if c < arrays.n_clusters} | {arrays.n_clusters})

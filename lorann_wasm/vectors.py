@@ -16,6 +16,8 @@ into a separate float32 copy of the data set.
 
 import numpy as np
 
+from .kernels import rowwise_dot, times_transposed
+
 RERANK_DTYPES = ("float32", "float16", "int8")
 INT8_SCALES = ("dimension", "vector")
 
@@ -104,10 +106,7 @@ class RerankVectors:
         gathered = self.codes[rows]
         if gathered.dtype != np.float32:
             gathered = gathered.astype(np.float32)
-        if q.ndim == 1:
-            ip = gathered @ qs
-        else:
-            ip = np.matmul(gathered, qs[:, :, None])[:, :, 0]
+        ip = rowwise_dot(gathered, qs)
         if self.vector_scale is not None:
             ip *= self.vector_scale[rows]
         if const is not None:
@@ -120,7 +119,7 @@ class RerankVectors:
         block = self.codes[start:stop]
         if block.dtype != np.float32:
             block = block.astype(np.float32)
-        ip = qs @ block.T
+        ip = times_transposed(qs, block)
         if self.vector_scale is not None:
             ip *= self.vector_scale[start:stop]
         if const is not None:

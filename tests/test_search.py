@@ -97,9 +97,8 @@ def test_quantized_and_float_scorers_agree(synthetic, truth, distance):
     # The approximate inner products themselves: int8 error is ~1% of their spread.
     qa, fa = q8._arrays, f32._arrays
     for j in range(0, qa.n_clusters, 7):
-        lo, hi = qa.offsets[j], qa.offsets[j + 1]
-        s8 = (qa.reduce(queries) @ qa.A[j]) @ qa.Bt[lo:hi].T
-        s32 = (fa.reduce(queries) @ fa.A[j]) @ fa.Bt[lo:hi].T
+        s8 = (qa.reduce(queries) @ qa.A_t[j].T) @ qa.cluster_B(j).T
+        s32 = (fa.reduce(queries) @ fa.A_t[j].T) @ fa.cluster_B(j).T
         assert np.abs(s8 - s32).mean() <= 0.02 * s32.std()
 
 

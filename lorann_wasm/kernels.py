@@ -1,0 +1,41 @@
+"""The two matrix-product shapes of the query path, in each platform's fastest form.
+
+Natively NumPy hands matmul to BLAS. Pyodide's NumPy has no BLAS, and there
+``einsum`` over a contiguous reduction axis measured 1.2-4x faster than
+``matmul`` (the projection of a 784-d query: 56 us vs 285 us). Both forms
+compute the same sums; only the order of additions, hence the last float32
+bits, may differ between platforms.
+"""
+
+import sys
+
+import numpy as np
+
+WASM = sys.platform == "emscripten"
+#: einsum's iterator spans every (row, column, k) triple and overflows a
+#: 32-bit index past 2**31; stay well below it
+EINSUM_SPAN = 1 << 28
+
+
+def times_transposed(a, b):
+    """``a @ b.T`` for ``a`` (..., k) and a C-contiguous ``b`` (n, k): shape (..., n)."""
+    if not WASM:
+        return a @ b.T
+    k, n = b.shape[1], b.shape[0]
+    if a.size * n < EINSUM_SPAN:
+        return np.einsum("...k,nk->...n", a, b)
+    rows = a.reshape(-1, k)
+    out = np.empty((rows.shape[0], n), dtype=np.result_type(a, b))
+    cols = max(1, EINSUM_SPAN // k)
+    step = max(1, EINSUM_SPAN // (min(n, cols) * k))
+    for i in range(0, rows.shape[0], step):
+        for j in range(0, n, cols):
+            out[i:i + step, j:j + cols] = np.einsum("ik,nk->in", rows[i:i + step], b[j:j + cols])
+    return out.reshape(a.shape[:-1] + (n,))
+
+
+def rowwise_dot(m, v):
+    """Batched matrix-vector products: ``m`` (..., n, k) times ``v`` (..., k) -> (..., n)."""
+    if WASM and m.size < EINSUM_SPAN:
+        return np.einsum("...nk,...k->...n", m, v)
+    return np.matmul(m, v[..., None])[..., 0]

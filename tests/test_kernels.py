@@ -1,0 +1,37 @@
+"""Both forms of the query-path products agree, including the chunked wasm form."""
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from lorann_wasm import LorannIndex, kernels
+
+
+@pytest.fixture
+def wasm(monkeypatch):
+    monkeypatch.setattr(kernels, "WASM", True)
+
+
+def test_times_transposed_forms_agree(wasm, monkeypatch):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((37, 50)).astype(np.float32), rng.standard_normal((41, 50)).astype(np.float32)
+    np.testing.assert_allclose(kernels.times_transposed(a, b), a @ b.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(kernels.times_transposed(a[0], b), a[0] @ b.T, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(kernels, "EINSUM_SPAN", 500)  # force the chunked path
+    np.testing.assert_allclose(kernels.times_transposed(a, b), a @ b.T, rtol=1e-5, atol=1e-5)
+    m, v = rng.standard_normal((6, 9, 50)).astype(np.float32), rng.standard_normal((6, 50)).astype(np.float32)
+    np.testing.assert_allclose(kernels.rowwise_dot(m, v), np.einsum("bnk,bk->bn", m, v), rtol=1e-5, atol=1e-5)
+
+
+def test_search_in_wasm_form_matches_native(monkeypatch):
+    data = clustered(5000, 96, seed=13)
+    queries = clustered(5100, 96, seed=13)[5000:]
+    index = LorannIndex(data, rank=16, distance="l2", global_dim=48).build(target_recall=None)
+    native = (index.search(queries, 10), [index.search(q, 10) for q in queries],
+              index.exact_search(queries, 10))
+    monkeypatch.setattr(kernels, "WASM", True)
+    wasm = (index.search(queries, 10), [index.search(q, 10) for q in queries],
+            index.exact_search(queries, 10))
+    assert np.mean(np.all(native[0] == wasm[0], axis=1)) >= 0.99
+    assert np.mean([np.array_equal(x, y) for x, y in zip(native[1], wasm[1])]) >= 0.99
+    assert np.mean(np.all(native[2] == wasm[2], axis=1)) >= 0.99
