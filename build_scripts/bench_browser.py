@@ -24,13 +24,13 @@ from build_scripts.pyodide_assets import default_cache
 from build_scripts.serve import serve_in_background
 
 
-def load_dataset(name):
-    """``(data, queries, distance, index_kwargs)`` for a named data set."""
-    if name == "fashion-mnist":
-        from build_scripts.datasets import fashion_mnist
-        train, test = fashion_mnist()
-        return train, test, "l2", {"rerank_dtype": "int8"}
-    raise SystemExit(f"bench-browser: unknown dataset {name!r}")
+def load_dataset(name, n_queries):
+    """``(data, queries, neighbors, distance)`` for a named data set (held-out queries)."""
+    from lorann_wasm.bench.datasets import NAMES, load
+    if name not in NAMES:
+        raise SystemExit(f"bench-browser: unknown dataset {name!r}; expected one of {NAMES}")
+    ds = load(name, n_queries=n_queries)
+    return ds.train, ds.queries, ds.neighbors, ds.distance
 
 
 def cached_index(name, data, distance, kwargs):
@@ -51,17 +51,17 @@ def main(argv=None):
     ap.add_argument("--single", type=int, default=300, help="queries timed one at a time")
     ap.add_argument("--settings", default="0x0,6x50,16x200",
                     help="clusters x rerank pairs; 0x0 = the index's defaults")
+    ap.add_argument("--rerank-dtype", default="int8", choices=("float32", "float16", "int8"),
+                    help="rerank vectors in the index file (int8: about 1/4 of the bytes)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
-    from lorann_wasm import ExactIndex
-
-    data, test, distance, kwargs = load_dataset(args.dataset)
-    queries = np.ascontiguousarray(test[:args.queries], dtype=np.float32)
+    data, queries, neighbors, distance = load_dataset(args.dataset, args.queries)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
     print(f"bench-browser: {args.dataset}: {data.shape[0]} x {data.shape[1]}, "
           f"{len(queries)} held-out queries, {distance}", flush=True)
-    index_path = cached_index(args.dataset, data, distance, kwargs)
-    truth = ExactIndex(data, distance=distance).search(queries, 10).astype(np.int32)
+    index_path = cached_index(args.dataset, data, distance, {"rerank_dtype": args.rerank_dtype})
+    truth = np.ascontiguousarray(neighbors[:, :10], dtype=np.int32)
 
     site = os.path.join(default_cache(), "bench-site")
     build_site(site, [("bench", index_path, args.dataset)])

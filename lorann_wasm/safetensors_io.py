@@ -124,12 +124,13 @@ def _check_entry(name, entry, data_len):
     return DTYPES[dtype], tuple(shape), begin, end
 
 
-def decode(buf):
+def decode(buf, require_checksum=True):
     """Validate and parse a safetensors buffer (bytes, bytearray or memoryview).
 
     Returns ``(tensors, metadata)``: a dict of read-only NumPy views in file
     order and the str -> str metadata. Raises ``ValueError`` on any defect,
-    including a checksum mismatch or a missing checksum.
+    including a checksum mismatch, or a missing checksum unless
+    ``require_checksum`` is false (for files written by other tools).
     """
     buf = memoryview(buf).cast("B")
     header, data_start = _parse_header(buf)
@@ -153,10 +154,11 @@ def decode(buf):
     if cursor != data_len:
         _fail(f"data section is {data_len} bytes but tensors cover {cursor} (truncated or padded?)")
     stored = metadata.get(CHECKSUM_KEY)
-    if stored is None:
-        _fail("no checksum in the metadata")
     data = buf[data_start:]
-    if _checksum(header, [data]) != stored:
+    if stored is None:
+        if require_checksum:
+            _fail("no checksum in the metadata")
+    elif _checksum(header, [data]) != stored:
         _fail("checksum mismatch: the file is corrupted")
     tensors = {}
     for name, dtype, shape, begin, end in entries:

@@ -1,0 +1,185 @@
+"""all-MiniLM-L6-v2 in NumPy: BERT encoder, mean pooling, L2 normalisation.
+
+Weights come from the model's ``model.safetensors`` (float32) or from a
+compact file written by :func:`export_weights` (int8 with one scale per
+row, or float16), which also carries the vocabulary. Sequences are batched
+by similar length and padded with an attention mask.
+"""
+
+import json
+
+import numpy as np
+
+from .. import safetensors_io
+from ..kernels import times_transposed
+from .tokenizer import WordPieceTokenizer
+
+FORMAT_NAME = "lorann_wasm-minilm"
+_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def erf(x):
+    """Error function, |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); NumPy has none."""
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (_A[0] + t * (_A[1] + t * (_A[2] + t * (_A[3] + t * _A[4]))))
+    return s * (1.0 - poly * np.exp(-a * a))
+
+
+def gelu(x):
+    """The exact (erf) GELU that BERT uses."""
+    return 0.5 * x * (1.0 + erf(x * np.float32(1 / np.sqrt(2))))
+
+
+def layer_norm(x, weight, bias, eps=1e-12):
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(var + eps) * weight + bias
+
+
+class MiniLM:
+    """The encoder: ``encode(texts) -> (n, 384)`` unit-length float32 embeddings."""
+
+    def __init__(self, weights, vocab, config=None):
+        self.config = dict(num_hidden_layers=6, num_attention_heads=12, hidden_size=384,
+                           max_length=256, layer_norm_eps=1e-12, **(config or {}))
+        self.w = {k.removeprefix("bert."): np.ascontiguousarray(v, dtype=np.float32)
+                  for k, v in weights.items()}
+        self.tokenizer = WordPieceTokenizer(vocab, max_length=self.config["max_length"])
+        need = ["embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+                "embeddings.token_type_embeddings.weight"]
+        missing = [k for k in need if k not in self.w]
+        if missing:
+            raise ValueError(f"weights lack {missing}: not a BERT/MiniLM model")
+
+    # -- loading -----------------------------------------------------------
+
+    @classmethod
+    def from_model_dir(cls, folder):
+        """Load the original float32 files (model.safetensors + vocab.txt + config.json)."""
+        import os
+        with open(os.path.join(folder, "model.safetensors"), "rb") as f:
+            tensors, _ = safetensors_io.decode(f.read(), require_checksum=False)
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        config = {k: cfg[k] for k in ("num_hidden_layers", "num_attention_heads", "hidden_size",
+                                      "layer_norm_eps") if k in cfg}
+        return cls(tensors, os.path.join(folder, "vocab.txt"), config)
+
+    @classmethod
+    def from_bytes(cls, buf):
+        """Load a compact file written by :func:`export_weights`; ValueError if invalid."""
+        tensors, meta = safetensors_io.decode(buf)
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"not a {FORMAT_NAME} weights file (format={meta.get('format')!r})")
+        try:
+            config = json.loads(meta["config"])
+            vocab = bytes(tensors.pop("vocab")).decode("utf-8").split("\n")
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"invalid {FORMAT_NAME} file: {exc}") from None
+        weights = {}
+        for name, arr in tensors.items():
+            if name.endswith(".scale"):
+                continue
+            if arr.dtype == np.int8:
+                scale = tensors.get(name + ".scale")
+                if scale is None or scale.shape != arr.shape[:1]:
+                    raise ValueError(f"invalid {FORMAT_NAME} file: {name} has no row scales")
+                arr = arr.astype(np.float32) * scale[:, None]
+            weights[name] = arr
+        return cls(weights, vocab, config)
+
+    # -- the forward pass --------------------------------------------------
+
+    def _layer(self, x, bias, i):
+        w = self.w
+        p = f"encoder.layer.{i}."
+        b, length, hidden = x.shape
+        heads = self.config["num_attention_heads"]
+        hd = hidden // heads
+
+        def dense(h, name):
+            return times_transposed(h, w[p + name + ".weight"]) + w[p + name + ".bias"]
+
+        def split(h):
+            return h.reshape(b, length, heads, hd).transpose(0, 2, 1, 3)
+
+        q = split(dense(x, "attention.self.query"))
+        k = split(dense(x, "attention.self.key"))
+        v = split(dense(x, "attention.self.value"))
+        scores = np.matmul(q, k.transpose(0, 1, 3, 2)) * np.float32(1 / np.sqrt(hd)) + bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(b, length, hidden)
+        eps = self.config["layer_norm_eps"]
+        x = layer_norm(x + dense(context, "attention.output.dense"),
+                       w[p + "attention.output.LayerNorm.weight"],
+                       w[p + "attention.output.LayerNorm.bias"], eps)
+        h = gelu(dense(x, "intermediate.dense"))
+        return layer_norm(x + dense(h, "output.dense"), w[p + "output.LayerNorm.weight"],
+                          w[p + "output.LayerNorm.bias"], eps)
+
+    def embed_ids(self, batch):
+        """Embeddings of a list of token-id lists (padded together), (b, hidden)."""
+        w = self.w
+        length = max(len(ids) for ids in batch)
+        ids = np.zeros((len(batch), length), dtype=np.intp)
+        mask = np.zeros((len(batch), length), dtype=np.float32)
+        for row, seq in enumerate(batch):
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1
+        x = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:length]
+             + w["embeddings.token_type_embeddings.weight"][0])
+        eps = self.config["layer_norm_eps"]
+        x = layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+        bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
+        for i in range(self.config["num_hidden_layers"]):
+            x = self._layer(x, bias, i)
+        pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def encode(self, texts, batch_size=32, progress=None):
+        """Unit-length embeddings of ``texts`` (a str or a list of str): (n, hidden) float32."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be strings")
+        tokens = [self.tokenizer.encode(t) for t in texts]
+        order = np.argsort([len(t) for t in tokens], kind="stable")
+        out = np.empty((len(texts), self.config["hidden_size"]), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows] = self.embed_ids([tokens[i] for i in rows])
+            if progress:
+                progress(min(start + batch_size, len(order)), len(order))
+        return out[0] if single else out
+
+
+def export_weights(model, dtype="int8"):
+    """The model as compact safetensors bytes: matrices int8 (row scales) or float16."""
+    tensors = []
+    for name in sorted(model.w):
+        arr = model.w[name]
+        if name.endswith("position_ids"):
+            continue
+        if arr.ndim == 2 and dtype == "int8":
+            peak = np.abs(arr).max(axis=1)
+            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            tensors.append((name, np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8)))
+            tensors.append((name + ".scale", scale))
+        elif arr.ndim == 2 and dtype == "float16":
+            tensors.append((name, arr.astype(np.float16)))
+        else:
+            tensors.append((name, arr.astype(np.float32)))
+    vocab = sorted(model.tokenizer.vocab, key=model.tokenizer.vocab.get)
+    tensors.append(("vocab", np.frombuffer("\n".join(vocab).encode("utf-8"), dtype=np.uint8)))
+    # safetensors wants aligned data only by convention; sort by item size to keep it
+    tensors.sort(key=lambda t: -t[1].dtype.itemsize)
+    head, chunks = safetensors_io.encode(tensors, {"format": FORMAT_NAME,
+                                                   "config": json.dumps(model.config)})
+    return b"".join([head, *chunks])
