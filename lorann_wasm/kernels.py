@@ -20,6 +20,8 @@ EINSUM_SPAN = 1 << 28
 def times_transposed(a, b):
     """``a @ b.T`` for ``a`` (..., k) and a C-contiguous ``b`` (n, k): shape (..., n)."""
     if not WASM:
+        if a.ndim > 2:  # one GEMM, not one BLAS call per leading index
+            return (a.reshape(-1, a.shape[-1]) @ b.T).reshape(a.shape[:-1] + (b.shape[0],))
         return a @ b.T
     k, n = b.shape[1], b.shape[0]
     if a.size * n < EINSUM_SPAN:

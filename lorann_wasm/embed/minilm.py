@@ -20,16 +20,29 @@ _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 def erf(x):
     """Error function, |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); NumPy has none."""
-    s = np.sign(x)
     a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (_A[0] + t * (_A[1] + t * (_A[2] + t * (_A[3] + t * _A[4]))))
-    return s * (1.0 - poly * np.exp(-a * a))
+    t = a * np.float32(0.3275911)
+    t += 1
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(_A[4])
+    for coef in (_A[3], _A[2], _A[1], _A[0]):
+        poly += np.float32(coef)
+        poly *= t
+    np.multiply(a, a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a  # 1 - erf(|x|)
+    np.subtract(1, poly, out=poly)
+    return np.copysign(poly, x, out=poly)
 
 
 def gelu(x):
-    """The exact (erf) GELU that BERT uses."""
-    return 0.5 * x * (1.0 + erf(x * np.float32(1 / np.sqrt(2))))
+    """The exact (erf) GELU that BERT uses: ``x/2 (1 + erf(x / sqrt 2))``."""
+    out = erf(x * np.float32(1 / np.sqrt(2)))
+    out += 1
+    out *= x
+    out *= np.float32(0.5)
+    return out
 
 
 def layer_norm(x, weight, bias, eps=1e-12):
@@ -43,8 +56,8 @@ class MiniLM:
     """The encoder: ``encode(texts) -> (n, 384)`` unit-length float32 embeddings."""
 
     def __init__(self, weights, vocab, config=None):
-        self.config = dict(num_hidden_layers=6, num_attention_heads=12, hidden_size=384,
-                           max_length=256, layer_norm_eps=1e-12, **(config or {}))
+        self.config = {"num_hidden_layers": 6, "num_attention_heads": 12, "hidden_size": 384,
+                       "max_length": 256, "layer_norm_eps": 1e-12, **(config or {})}
         self.w = {k.removeprefix("bert."): np.ascontiguousarray(v, dtype=np.float32)
                   for k, v in weights.items()}
         self.tokenizer = WordPieceTokenizer(vocab, max_length=self.config["max_length"])
@@ -143,7 +156,7 @@ class MiniLM:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
-    def encode(self, texts, batch_size=32, progress=None):
+    def encode(self, texts, batch_size=64, progress=None):
         """Unit-length embeddings of ``texts`` (a str or a list of str): (n, hidden) float32."""
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
