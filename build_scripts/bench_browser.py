@@ -34,10 +34,12 @@ def load_dataset(name, n_queries):
 
 
 def cached_index(name, data, distance, kwargs):
-    from lorann_wasm import LorannIndex, __version__
+    from build_scripts.build_site import code_fingerprint
+    from lorann_wasm import LorannIndex
 
     tag = "-".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
-    path = os.path.join(default_cache(), "indexes", f"bench-{name}-{tag}-{__version__}.lorann")
+    path = os.path.join(default_cache(), "indexes",
+                        f"bench-{name}-{tag}-{code_fingerprint()}.lorann")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         LorannIndex(data, distance=distance, **kwargs).build(verbose=True).save(path)

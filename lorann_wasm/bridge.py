@@ -9,6 +9,7 @@ stored default".
 """
 
 import json
+import time
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class Session:
         self.index = None
         self.nbytes = 0
         self._positions = None
+        self.encoder = None
 
     def load(self, data):
         """Load an index file from a buffer; returns its description as JSON."""
@@ -80,3 +82,37 @@ class Session:
         self._require()
         ids = np.frombuffer(_buffer(ids), dtype=np.int32).astype(np.intp)
         return self.index.get_vectors(ids).ravel()
+
+    # -- text queries ---------------------------------------------------------
+
+    def load_encoder(self, data):
+        """Load MiniLM weights (see lorann_wasm.embed.minilm.export_weights); returns JSON."""
+        from .embed.minilm import MiniLM
+        buf = _buffer(data)
+        self.encoder = MiniLM.from_bytes(buf)
+        return json.dumps({"bytes": len(buf), **self.encoder.config})
+
+    def _require_encoder(self):
+        if self.encoder is None:
+            raise ValueError("no text encoder is loaded")
+
+    def embed(self, texts_json):
+        """Embeddings of a JSON list of strings, flat float32 (n * hidden)."""
+        self._require_encoder()
+        texts = json.loads(texts_json)
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts must be a JSON list of strings")
+        return self.encoder.encode(texts).ravel()
+
+    def search_text(self, text, k, clusters_to_search=0, points_to_rerank=0):
+        """Embed ``text`` and search: ``(ids, distances, embed_ms, search_ms)``."""
+        self._require_encoder()
+        self._require()
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the query text is empty")
+        t0 = time.perf_counter()
+        vector = self.encoder.encode(text)
+        t1 = time.perf_counter()
+        ids, dists = self.search(vector, 1, k, clusters_to_search, points_to_rerank)
+        t2 = time.perf_counter()
+        return ids, dists, (t1 - t0) * 1000, (t2 - t1) * 1000

@@ -115,7 +115,7 @@ def test_browser_results_match_cpython(page, site):
 
 
 def _open_demo(page, site, query=""):
-    page.goto(site["url"] + "index.html" + query)
+    page.goto(site["url"] + "explorer.html" + query)
     page.wait_for_function("document.body.dataset.ready", timeout=BOOT_MS)
     return page.evaluate("document.body.dataset.ready")
 

@@ -96,6 +96,23 @@ export class LorannEngine {
     return vectors;
   }
 
+  // Load (or replace) the MiniLM text encoder weights; resolves to its config.
+  async loadEncoder(url) {
+    this.encoder = await this.call("loadEncoder", { url: new URL(url, document.baseURI).href });
+    return this.encoder;
+  }
+
+  // Unit-length embeddings of strings, flat Float32Array (texts.length * 384).
+  async embed(texts) {
+    const { vectors } = await this.call("embed", { texts });
+    return vectors;
+  }
+
+  // Embed a text and search: { ids, distances, embedMs, searchMs, ms }.
+  searchText(text, k = 10, opts = {}) {
+    return this.call("searchText", { text, k, ...this._options(opts) });
+  }
+
   terminate() {
     this.worker.terminate();
   }

@@ -95,7 +95,27 @@ function vectors({ ids }) {
   return { vectors: take(session.vectors(ids)) };
 }
 
-const OPS = { boot, loadIndex, search, vectors };
+async function loadEncoder({ url }) {
+  const bytes = await fetchBytes(url, "model");
+  progress("model-prepare", bytes.length, bytes.length);
+  return JSON.parse(session.load_encoder(bytes));
+}
+
+function embed({ texts }) {
+  return { vectors: take(session.embed(JSON.stringify(texts))) };
+}
+
+function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0 }) {
+  const start = performance.now();
+  const result = session.search_text(text, k, clustersToSearch, pointsToRerank);
+  const out = { ids: take(result.get(0)), distances: take(result.get(1)),
+                embedMs: result.get(2), searchMs: result.get(3) };
+  result.destroy();
+  out.ms = performance.now() - start;
+  return out;
+}
+
+const OPS = { boot, loadIndex, search, vectors, loadEncoder, embed, searchText };
 
 self.onmessage = async ({ data }) => {
   const { id, op, args } = data;

@@ -19,7 +19,10 @@ _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def erf(x):
-    """Error function, |error| < 1.5e-7 (Abramowitz & Stegun 7.1.26); NumPy has none."""
+    """Error function (Abramowitz & Stegun 7.1.26): |error| < 1.5e-7, < 5e-7 in float32.
+
+    NumPy has no erf, and SciPy is not loaded in the browser.
+    """
     a = np.abs(x)
     t = a * np.float32(0.3275911)
     t += 1

@@ -1,0 +1,117 @@
+"""The NumPy MiniLM encoder against the reference (tokenizers + sentence-transformers)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from lorann_wasm import LorannIndex
+from lorann_wasm.bench.datasets import minilm_model_dir, synset_text, wordnet_synsets
+from lorann_wasm.embed.minilm import MiniLM, erf, export_weights
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CRAFTED = [
+    "", "   ", "Hello, world!", "HELLO WORLD", "don't stop—won't stop…", "“quoted” ‘text’ «guillemets»",
+    "e-mail: someone@example.com, url: https://example.org/a_b?c=d&e=f#g", "3.14159 + 2.71828 = 5.85987",
+    "1,000,000 dollars (USD) or €900,000", "Ångström, café, naïve, résumé, Zürich, São Paulo, Mötley Crüe",
+    "ÉCOLE ÉLÉMENTAIRE", "Straße und Fluß", "日本語のテキストと English mixed", "中文分词测试", "한국어 문장입니다",
+    "Ελληνικά γράμματα", "Русский текст с ёлкой", "العربية نص", "हिन्दी पाठ", "emoji 😀🎉👍 test",
+    "tab\tseparated\tvalues", "new\nline\r\nendings", "zero\u200bwidth\u200djoiner", "control\x00char\x07s\x1b",
+    "replacement \ufffd char", "combining e\u0301 and a\u0308", "supercalifragilisticexpialidocious",
+    "pneumonoultramicroscopicsilicovolcanoconiosis" * 3, "xqzvbnmlkjh wqrtplkj zzzzzz", "C++ C# F# .NET",
+    "#hashtag @mention $money %percent ^caret &amp *star", "a--b__c..d,,e;;f", "'''quotes'''",
+    "(parentheses) [brackets] {braces} <angles>", "I.B.M. U.S.A. e.g. i.e.", "12:30pm 2024-10-24T10:00Z",
+    "½ ¼ ¾ ² ³ µ ° ± × ÷", "ﬁ ligature ﬂ", "ＦＵＬＬＷＩＤＴＨ ｌｅｔｔｅｒｓ", "non\u00a0breaking\u2003spaces",
+    "dog, domestic dog, Canis familiaris: a member of the genus Canis",
+]
+
+
+def _random_strings(n, seed=0):
+    rng = np.random.default_rng(seed)
+    pool = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:!?'\"-()[]/\\&%$#@")
+    pool += list("éèêëàâäôöûüçñåøæœßÉÀÖÜ") + ["中", "文", "日", "本", "😀", "\t", "\u0301", "—", "…"]
+    return ["".join(rng.choice(pool, rng.integers(1, 60))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MiniLM.from_model_dir(minilm_model_dir())
+
+
+@pytest.fixture(scope="module")
+def reference():
+    st = pytest.importorskip("sentence_transformers")
+    return st.SentenceTransformer(minilm_model_dir(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def glosses():
+    synsets = wordnet_synsets()
+    pick = np.random.default_rng(1).choice(len(synsets), 300, replace=False)
+    return [synset_text(synsets[i]) for i in pick]
+
+
+def test_tokenizer_matches_reference_ids(model, reference, glosses):
+    texts = CRAFTED + _random_strings(260) + glosses
+    assert len(texts) >= 500
+    mismatches = []
+    for text in texts:
+        want = reference.tokenizer(text, truncation=True, max_length=256)["input_ids"]
+        if model.tokenizer.encode(text) != want:
+            mismatches.append(text)
+    assert mismatches == []
+
+
+def test_long_text_is_truncated_like_the_reference(model, reference):
+    text = " ".join(["word"] * 400)
+    ids = model.tokenizer.encode(text)
+    assert len(ids) == 256 and ids[0] == model.tokenizer.cls and ids[-1] == model.tokenizer.sep
+    assert ids == reference.tokenizer(text, truncation=True, max_length=256)["input_ids"]
+
+
+def test_erf_is_accurate():
+    import math
+    x = np.linspace(-6, 6, 2001, dtype=np.float32)
+    want = np.array([math.erf(v) for v in x.astype(np.float64)])
+    assert np.abs(erf(x.astype(np.float64)) - want).max() < 1.5e-7  # the approximation
+    assert np.abs(erf(x) - want).max() < 5e-7  # plus float32 rounding
+
+
+def test_embeddings_match_sentence_transformers(model, reference, glosses):
+    texts = [t for t in CRAFTED if t.strip()][:40] + glosses[:200]
+    ours = model.encode(texts)
+    ref = reference.encode(texts, normalize_embeddings=True, batch_size=32)
+    cos = np.sum(ours * ref, axis=1)
+    assert len(texts) >= 200 and cos.min() >= 0.9999, cos.min()
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1, rtol=1e-5)
+    assert model.encode("a single string").shape == (384,)
+    with pytest.raises(TypeError):
+        model.encode(["fine", 3])
+
+
+def test_int8_weights_small_and_faithful(model, glosses):
+    blob = export_weights(model, "int8")
+    assert len(blob) < 0.30 * 90_868_376  # model.safetensors is 90.9 MB of float32
+    small = MiniLM.from_bytes(blob)
+    corpus = model.encode(glosses)
+    index = LorannIndex(corpus, distance="ip", n_clusters=8, rank=16).build(target_recall=None)
+    queries = [g.split(":")[0] for g in glosses[:100]]  # the lemmas as short queries
+    full, int8 = model.encode(queries), small.encode(queries)
+    assert np.sum(full * int8, axis=1).min() >= 0.99
+    a = index.search(full, 10, clusters_to_search=8, points_to_rerank=300)
+    b = index.search(int8, 10, clusters_to_search=8, points_to_rerank=300)
+    assert np.mean([np.intersect1d(x, y).size / 10 for x, y in zip(a, b)]) >= 0.95
+    f16 = MiniLM.from_bytes(export_weights(model, "float16"))
+    assert np.sum(full * f16.encode(queries), axis=1).min() >= 0.9999
+
+
+def test_weights_file_is_validated(model):
+    blob = bytearray(export_weights(model, "int8"))
+    blob[len(blob) // 2] ^= 1
+    with pytest.raises(ValueError, match="checksum"):
+        MiniLM.from_bytes(bytes(blob))
+    index_file = LorannIndex(np.eye(40, dtype=np.float32), rank=4, n_clusters=2).build(
+        target_recall=None).to_bytes()
+    with pytest.raises(ValueError, match="not a lorann_wasm-minilm weights file"):
+        MiniLM.from_bytes(index_file)
