@@ -24,7 +24,9 @@ def test_wheel_is_pure_and_complete(wheel):
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("__init__", "kmeans", "regression", "quantization", "rerank",
-                   "index_file", "safetensors_io", "search", "build", "exact"):
+                   "index_file", "safetensors_io", "search", "build", "exact", "bridge",
+                   "kernels", "tuning", "cli", "embed/minilm", "embed/tokenizer",
+                   "bench/runner", "bench/datasets"):
         assert f"lorann_wasm/{module}.py" in names
     meta = next(n for n in names if n.endswith("METADATA"))
     requires = [line for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()

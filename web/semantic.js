@@ -121,6 +121,7 @@ async function main() {
                   site.indexes.find((e) => e.texts && e.model);
     if (!entry) throw new Error("this site has no text index (build it with --demo)");
     engine = await LorannEngine.create({ onProgress: (p) => setStage(p.stage, p.loaded, p.total) });
+    window.lorannEngine = engine;
     const info = await engine.loadIndex(entry.file);
     const model = await engine.loadEncoder(params.get("model") || entry.model);
     setStage("texts");
