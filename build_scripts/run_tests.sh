@@ -3,5 +3,5 @@
 # when any test fails (or when no test ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash build_scripts/setup.sh
+bash build_scripts/setup.sh --tests
 exec "${PYTHON:-python3}" -m pytest "$@"

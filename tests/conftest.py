@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 
@@ -41,3 +42,25 @@ def truth(synthetic):
     data, queries = synthetic
     return {dist: ExactIndex(data, distance=dist).search(queries, 10)
             for dist in ("ip", "cosine", "l2")}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Debian Chromium for every browser test."""
+    from build_scripts.browser import chromium
+    with chromium() as b:
+        yield b
+
+
+@contextlib.contextmanager
+def local_page(browser, url):
+    """A page that can reach only ``url``; fails if anything tried to leave or threw."""
+    from build_scripts.browser import open_context
+    context, guard = open_context(browser, url)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert guard.blocked == [], f"requests left 127.0.0.1: {guard.blocked}"
+    assert errors == [], f"uncaught page errors: {errors}"

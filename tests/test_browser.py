@@ -11,11 +11,11 @@ import shutil
 import numpy as np
 import pytest
 
-from build_scripts.browser import chromium, open_context
+from build_scripts.browser import open_context
 from build_scripts.build_site import build_site
 from build_scripts.datasets import fashion_mnist
 from build_scripts.serve import serve_in_background
-from conftest import clustered, recall
+from conftest import clustered, local_page, recall
 from lorann_wasm import ExactIndex, LorannIndex
 
 N_QUERIES = 200
@@ -58,22 +58,11 @@ def site(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
 @pytest.fixture
 def page(browser, site):
-    context, guard = open_context(browser, site["url"])
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert guard.blocked == [], f"requests left 127.0.0.1: {guard.blocked}"
-    assert errors == [], f"uncaught page errors: {errors}"
+    with local_page(browser, site["url"]) as p:
+        yield p
+
 
 
 RUN_QUERIES = """async ([name, count, k]) => {

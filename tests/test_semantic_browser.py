@@ -11,9 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from build_scripts.browser import chromium, open_context
 from build_scripts.build_site import build_site
 from build_scripts.serve import serve_in_background
+from conftest import local_page
 from lorann_wasm import LorannIndex
 from lorann_wasm.bench.datasets import minilm_model_dir, synset_text, wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM, export_weights
@@ -53,21 +53,11 @@ def demo(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
-
 @pytest.fixture
 def page(browser, demo):
-    context, guard = open_context(browser, demo["url"])
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert guard.blocked == [] and errors == []
+    with local_page(browser, demo["url"]) as p:
+        yield p
+
 
 
 def _ready(page, demo, query=""):

@@ -16,10 +16,13 @@ class Algorithm:
     """Base class: ``fit``, ``settings``, ``query``, ``batch_query``, ``index_bytes``."""
 
     name = "?"
+    #: the importable module this algorithm needs, if any
+    requires = None
 
-    @staticmethod
-    def available():
-        return True
+    @classmethod
+    def available(cls):
+        import importlib.util
+        return cls.requires is None or importlib.util.find_spec(cls.requires) is not None
 
     def fit(self, data, distance):
         raise NotImplementedError
@@ -94,19 +97,12 @@ class CppLorann(Algorithm):
     """The C++ reference (PyPI ``lorann``), same n_clusters / global_dim / rank."""
 
     name = "lorann (C++)"
+    requires = "lorann"
 
     def __init__(self, n_clusters, global_dim, rank=32, clusters=LorannWasm().clusters,
                  rerank=LorannWasm().rerank):
         self.n_clusters, self.global_dim, self.rank = n_clusters, global_dim, rank
         self.clusters, self.rerank = clusters, rerank
-
-    @staticmethod
-    def available():
-        try:
-            import lorann  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def fit(self, data, distance):
         import lorann
@@ -143,13 +139,7 @@ class CppLorann(Algorithm):
 
 
 class _Faiss(Algorithm):
-    @staticmethod
-    def available():
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    requires = "faiss"
 
     def _prepare(self, data, distance):
         import faiss
