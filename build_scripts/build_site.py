@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from build_scripts.pyodide_assets import CORE_FILES, default_cache, ensure_assets, verify
+from build_scripts.pyodide_assets import CORE_FILES, default_cache, ensure_assets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB = os.path.join(ROOT, "web")

@@ -7,7 +7,9 @@ Prints the shapes once the data set and its exact ground truth are cached.
 import argparse
 import sys
 
-from lorann_wasm.bench.datasets import NAMES, fashion_mnist, load, read_idx  # noqa: F401
+from lorann_wasm.bench.datasets import NAMES, fashion_mnist, load, read_idx
+
+__all__ = ["NAMES", "fashion_mnist", "load", "read_idx", "main"]
 
 
 def main(argv=None):

@@ -1,7 +1,5 @@
 """Brute-force exact search: the ground truth and the baseline to beat."""
 
-import numpy as np
-
 from ._checks import as_matrix, as_queries, check_k
 from .metrics import check_distance, prepare
 from .rerank import brute_force

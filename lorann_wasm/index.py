@@ -13,7 +13,7 @@ from .index_file import decode_index, encode_index
 from .metrics import check_distance, prepare
 from .quantization import dequantize_int8
 from .rerank import brute_force, rerank, rerank_one
-from .search import SearchArrays, candidates_batch, candidates_single
+from .search import BATCH_BLOCK, SearchArrays, candidates_batch, candidates_single
 from .tuning import choose, lookup, lookup_target, measure_grid
 from .vectors import INT8_SCALES, RERANK_DTYPES, RerankVectors
 
@@ -259,8 +259,6 @@ class LorannIndex:
         return self._ids[rows], dists
 
     def _batch_candidates(self, reduced, probes, r):
-        from .search import BATCH_BLOCK
-
         blocks = [candidates_batch(self._arrays, reduced[s:s + BATCH_BLOCK],
                                    probes[s:s + BATCH_BLOCK], r)
                   for s in range(0, reduced.shape[0], BATCH_BLOCK)]

@@ -5,7 +5,6 @@ seeded sample), embedded here with the NumPy encoder; the browser embeds
 queries with the exported int8 weights, which CPython loads too.
 """
 
-import os
 import shutil
 
 import numpy as np

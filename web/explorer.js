@@ -162,6 +162,9 @@ async function main() {
     select.value = "custom";
   } else if (wanted) {
     select.value = wanted;
+  } else {
+    const drawable = site.indexes.find((e) => e.preview);
+    if (drawable) select.value = drawable.name;
   }
   select.onchange = () => loadIndex(site.indexes.find((e) => e.name === select.value));
   $("#by-item").onsubmit = (ev) => {

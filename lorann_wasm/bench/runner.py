@@ -95,7 +95,7 @@ def _methods(args, n, dim):
 
 def run_benchmark(args):
     _pin_threads()
-    import numpy as np
+    import numpy as np  # noqa: F401  (after pinning threads: BLAS reads them at import)
     from .report import write_reports
 
     ds = _load(args)
