@@ -18,7 +18,7 @@ import numpy as np
 from .kmeans import kmeans, nearest_centroids
 from .projection import fit_projection
 from .quantization import quantize_int8
-from .regression import fit_cluster_scorer
+from .regression import fit_cluster_scorer  # noqa: F401  (fit_clusters runs it)
 from .vectors import RerankVectors
 
 
@@ -62,15 +62,56 @@ def _group(labels, n_groups):
     return order, offsets
 
 
-def build_tensors(data, params, training_queries=None, verbose=False, held_out=None):
+#: clusters fitted per task when an executor runs the regressions
+CLUSTERS_PER_TASK = 8
+
+
+def fit_clusters(jobs, rank):
+    """Fit a list of ``(points, queries)`` clusters; the unit of work sent to executors."""
+    return [fit_cluster_scorer(points, queries, rank) for points, queries in jobs]
+
+
+def _fit_all(n_clusters, job, rank, executor, log):
+    """``(A_j, B_j)`` for every cluster, in cluster order, with or without an executor.
+
+    With an executor, tasks of :data:`CLUSTERS_PER_TASK` clusters are kept
+    at most ``2 * workers`` in flight (so the inputs in memory stay bounded)
+    and collected in submission order, so the result does not depend on
+    which worker finishes first.
+    """
+    batches = [range(s, min(s + CLUSTERS_PER_TASK, n_clusters))
+               for s in range(0, n_clusters, CLUSTERS_PER_TASK)]
+    if executor is None:
+        for batch in batches:
+            for j, fitted in zip(batch, fit_clusters([job(j) for j in batch], rank)):
+                log.step("reduced-rank regressions", j + 1, n_clusters)
+                yield fitted
+        return
+    # concurrent.futures pools keep their size in _max_workers; others: assume 2
+    window = 2 * max(1, getattr(executor, "_max_workers", 2))
+    pending = []
+    for batch in batches + [None] * window:
+        if batch is not None:
+            pending.append((batch, executor.submit(fit_clusters, [job(j) for j in batch], rank)))
+        if len(pending) > window or (batch is None and pending):
+            done_batch, future = pending.pop(0)
+            for fitted in future.result():
+                yield fitted
+            log.step("reduced-rank regressions", done_batch[-1] + 1, n_clusters)
+
+
+def build_tensors(data, params, training_queries=None, verbose=False, held_out=None,
+                  executor=None):
     """Train an index on ``data`` (n, d) float32 (already normalised for cosine).
 
     ``verbose``: see :class:`_Progress`.
 
     ``params`` holds the validated build parameters; ``training_queries``
     defaults to the data itself. Rows ``held_out`` of the training queries
-    are not used for training (they are kept for tuning). Returns the
-    tensors of the index file.
+    are not used for training (they are kept for tuning). ``executor`` (any
+    ``concurrent.futures.Executor``) runs the per-cluster regressions; the
+    result is byte-identical with or without it. Returns the tensors of the
+    index file.
     """
     log = progress_logger(verbose)
     n, d = data.shape
@@ -105,13 +146,14 @@ def build_tensors(data, params, training_queries=None, verbose=False, held_out=N
 
     A = np.empty((n_clusters, g, r), dtype=np.float32)
     Bt = np.empty((n, r), dtype=np.float32)
-    for j in range(n_clusters):
-        lo, hi = offsets[j], offsets[j + 1]
-        points = reduced[order[lo:hi]]
-        qs = reduced_q[q_rows[q_offsets[j]:q_offsets[j + 1]]]
-        A[j], b = fit_cluster_scorer(points, qs, r)
-        Bt[lo:hi] = b.T
-        log.step("reduced-rank regressions", j + 1, n_clusters)
+
+    def job(j):
+        return (reduced[order[offsets[j]:offsets[j + 1]]],
+                reduced_q[q_rows[q_offsets[j]:q_offsets[j + 1]]])
+
+    for j, (a, b) in enumerate(_fit_all(n_clusters, job, r, executor, log)):
+        A[j] = a
+        Bt[offsets[j]:offsets[j + 1]] = b.T
 
     tensors = {"cluster_offsets": offsets, "centroids": centroids, "ids": order.astype(np.int64)}
     if projection is not None:

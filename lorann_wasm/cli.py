@@ -96,7 +96,17 @@ def cmd_build(args):
                         rank=args.rank, train_size=args.train_size, quantization_bits=qbits,
                         distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
                         int8_scales=args.int8_scales)
-    index.build(training_queries=training, verbose=_Bars(), target_recall=args.target_recall)
+    if args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers == 1:
+        index.build(training_queries=training, verbose=_Bars(), target_recall=args.target_recall)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        with concurrent.futures.ProcessPoolExecutor(
+                args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            index.build(training_queries=training, verbose=_Bars(),
+                        target_recall=args.target_recall, executor=pool)
     build_s = time.perf_counter() - t0
     index.save(args.output)
     size = os.path.getsize(args.output)
@@ -215,6 +225,8 @@ def make_parser():
                    help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=1,
+                   help="processes for the per-cluster regressions (same file for any count)")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("search", help="search an index with a file of queries")

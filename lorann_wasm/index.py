@@ -102,7 +102,7 @@ class LorannIndex:
     # -- construction -----------------------------------------------------
 
     def build(self, training_queries=None, verbose=False, target_recall=0.95,
-              tuning_queries=500):
+              tuning_queries=500, executor=None):
         """Train the index; returns ``self``.
 
         ``training_queries`` (m, d) are examples of the queries to expect;
@@ -115,6 +115,10 @@ class LorannIndex:
         the cheapest (clusters_to_search, points_to_rerank) per target recall
         is stored in ``params["tuning"]``, and the entry for
         ``target_recall`` becomes the default search setting.
+
+        ``executor`` (any ``concurrent.futures.Executor``, e.g. a process
+        pool) runs the per-cluster regressions in parallel; the index is
+        byte-identical to a build without it. The query path never uses it.
         """
         if self._data is None:
             raise RuntimeError("this index was loaded from a file and is already built")
@@ -134,7 +138,8 @@ class LorannIndex:
             rng = np.random.default_rng(self._params["seed"] + 1)
             count = min(tuning_queries, source.shape[0] // 2)
             held_out = np.sort(rng.choice(source.shape[0], count, replace=False))
-        self._attach(build_tensors(self._data, self._params, training_queries, log, held_out))
+        self._attach(build_tensors(self._data, self._params, training_queries, log, held_out,
+                                   executor))
         if held_out is not None and len(held_out):
             self._tune(source[held_out], held_out if training_queries is None else None,
                        float(target_recall), log)
