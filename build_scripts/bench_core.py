@@ -21,13 +21,7 @@ import numpy as np  # noqa: E402
 
 from build_scripts.datasets import fashion_mnist  # noqa: E402
 from lorann_wasm import ExactIndex, LorannIndex  # noqa: E402
-
-
-def recall(found, truth):
-    """Mean fraction of the true k neighbours found, over queries."""
-    k = truth.shape[1]
-    hits = [np.intersect1d(f, t).size for f, t in zip(found, truth)]
-    return float(np.mean(hits)) / k
+from lorann_wasm.tuning import recall_at_k  # noqa: E402
 
 
 def timed(fn, *args, min_seconds=0.5, **kw):
@@ -86,7 +80,7 @@ def main(argv=None):
         single, single_qps = qps_single(idx.search, queries, **kw)
         rows.append({"method": name, "clusters_to_search": c or p["clusters_to_search"],
                      "points_to_rerank": r or p["points_to_rerank"],
-                     "recall@10": recall(found, truth), "qps_single": single_qps,
+                     "recall@10": recall_at_k(found, truth, 10), "qps_single": single_qps,
                      "qps_batch": len(queries) / batch_s, "index_bytes": nbytes})
 
     print(f"\n{'method':<12} {'clusters':>8} {'rerank':>6} {'recall@10':>9} "

@@ -39,14 +39,13 @@ class Session:
     def __init__(self):
         self.index = None
         self.nbytes = 0
-        self._positions = None
         self.encoder = None
 
     def load(self, data):
         """Load an index file from a buffer; returns its description as JSON."""
         buf = _buffer(data)
         index = LorannIndex.from_bytes(buf)
-        self.index, self.nbytes, self._positions = index, len(buf), None
+        self.index, self.nbytes = index, len(buf)
         return self.info()
 
     def info(self):

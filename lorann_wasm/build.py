@@ -18,7 +18,7 @@ import numpy as np
 from .kmeans import kmeans, nearest_centroids
 from .projection import fit_projection
 from .quantization import quantize_int8
-from .regression import fit_cluster_scorer  # noqa: F401  (fit_clusters runs it)
+from .regression import fit_cluster_scorer
 from .vectors import RerankVectors
 
 

@@ -79,11 +79,6 @@ def _read(path, key="train", what="input"):
         raise CliError(f"{what} file {path} does not exist") from None
 
 
-def _recall(found, truth, k):
-    truth = truth[:, :k]
-    return float(np.mean([np.intersect1d(f, t).size for f, t in zip(found, truth)])) / k
-
-
 def cmd_build(args):
     from .index import LorannIndex
 
@@ -122,6 +117,8 @@ def cmd_build(args):
 
 
 def _report_tuning(index, args):
+    from .tuning import recall_at_k
+
     tuning = index.params["tuning"]
     held = None
     if os.path.splitext(args.input)[1].lower() in (".hdf5", ".h5"):
@@ -136,7 +133,7 @@ def _report_tuning(index, args):
         line = f"  {target:6.3f}  {c:8d}  {r:6d}  {rec:12.4f}"
         if held:
             found = index.search(held[0], tuning["k"], clusters_to_search=c, points_to_rerank=r)
-            line += f"  {_recall(found, held[1], tuning['k']):.4f}"
+            line += f"  {recall_at_k(found, held[1], tuning['k']):.4f}"
         print(line)
 
 

@@ -180,6 +180,7 @@ class LorannIndex:
             offset=tensors.get("vectors_dim_offset"), scale=tensors.get("vectors_dim_scale"),
             vector_scale=tensors.get("vectors_row_scale"))
         self._ids = tensors["ids"]
+        self._positions = None  # id -> row, made on first get_vectors()
 
     # -- properties -------------------------------------------------------
 
@@ -295,7 +296,7 @@ class LorannIndex:
         if ids.size and (ids.min() < 0 or ids.max() >= self.n):
             raise ValueError(f"ids must be in [0, {self.n}), got range "
                              f"[{ids.min()}, {ids.max()}]")
-        if getattr(self, "_positions", None) is None:
+        if self._positions is None:
             self._positions = np.empty(self.n, dtype=np.intp)
             self._positions[self._ids] = np.arange(self.n)
         return self._vectors.decode(self._positions[ids])

@@ -9,6 +9,8 @@ empty.
 
 import numpy as np
 
+from .topk import smallest_k
+
 #: points sampled per cluster for the Lloyd iterations, as in the C++ lorann
 SAMPLE_PER_CLUSTER = 256
 #: rows scored per chunk when assigning, bounding memory to chunk x n_clusters
@@ -31,8 +33,6 @@ def centroid_distances(x, centroids, centroid_sq_norms, euclidean):
 
 def nearest_centroids(x, centroids, euclidean, n_nearest=1):
     """Indices (rows of ``x``) of the ``n_nearest`` closest centroids, closest first."""
-    from .topk import smallest_k
-
     sq = np.einsum("ij,ij->i", centroids, centroids)
     out = np.empty((x.shape[0], n_nearest), dtype=np.intp)
     for start in range(0, x.shape[0], ASSIGN_CHUNK):

@@ -16,7 +16,7 @@ WORK_VALUES = 1 << 20
 BRUTE_FORCE_VALUES = 1 << 22
 
 
-def _candidate_distances(vectors, queries, rows, distance):
+def candidate_distances(vectors, queries, rows, distance):
     """Exact distances from queries (d,) or (b, d) to ``rows`` (R,) or (b, R)."""
     ip = vectors.inner_products(rows, queries)
     if distance != "l2":
@@ -48,7 +48,7 @@ def rerank_one(vectors, query, candidates, k, distance):
 
     Returns ``(rows, distances)`` of length min(k, R), best first.
     """
-    dist = _candidate_distances(vectors, query, candidates, distance)
+    dist = candidate_distances(vectors, query, candidates, distance)
     best = smallest_k(dist, k)
     rows, dist = candidates[best], dist[best]
     if distance == "l2":
@@ -71,7 +71,7 @@ def rerank(vectors, queries, candidates, k, distance):
     for s in range(0, b, step):
         cand = candidates[s:s + step]
         valid = cand >= 0
-        dist = _candidate_distances(vectors, queries[s:s + step], np.where(valid, cand, 0),
+        dist = candidate_distances(vectors, queries[s:s + step], np.where(valid, cand, 0),
                                     distance)
         dist[~valid] = np.inf
         best = smallest_k(dist, k)

@@ -19,7 +19,7 @@ query's own id is left out of both its exact and its approximate results
 
 import numpy as np
 
-from .rerank import WORK_VALUES, _candidate_distances, brute_force
+from .rerank import WORK_VALUES, candidate_distances, brute_force
 from .search import candidates_batch
 from .topk import smallest_k
 
@@ -31,10 +31,16 @@ RERANK_GRID = (10, 15, 20, 30, 40, 50, 60, 80, 100, 125, 150, 200, 250, 300, 400
 SATURATED = 0.999
 
 
-def _hits(found, truth):
-    """How many of the true neighbours each query found, (b,)."""
+def hits_per_query(found, truth):
+    """How many of the true neighbours (rows of ``truth``) each query found, (b,)."""
     hits = (found[:, :, None] == truth[:, None, :]) & (found[:, :, None] >= 0)
     return hits.any(axis=2).sum(axis=1)
+
+
+def recall_at_k(found, truth, k):
+    """Mean fraction of each query's true ``k`` nearest ids among its first ``k`` found."""
+    found, truth = np.asarray(found)[:, :k], np.asarray(truth)[:, :k]
+    return float(hits_per_query(found, truth).sum()) / (truth.shape[0] * k)
 
 
 def _drop_self(ids, self_ids, k):
@@ -77,14 +83,14 @@ def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, v
             sl = slice(s, s + block)
             ranked = candidates_batch(arrays, reduced[sl], probes[sl, :c], r_max, ranked=True)
             valid = ranked >= 0
-            exact = _candidate_distances(vectors, queries[sl], np.where(valid, ranked, 0),
+            exact = candidate_distances(vectors, queries[sl], np.where(valid, ranked, 0),
                                          distance)
             exact[~valid] = np.inf
             at = np.arange(ranked.shape[0])[:, None]
             for i, R in enumerate(r_grid):
                 rows = ranked[at, smallest_k(exact[:, :R], kk)]
                 found = np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
-                hits[i, sl] = _hits(
+                hits[i, sl] = hits_per_query(
                     _drop_self(found, None if self_ids is None else self_ids[sl], k), truth[sl])
         per_query = hits / k
         recalls = per_query.mean(axis=1)

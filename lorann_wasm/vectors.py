@@ -38,16 +38,6 @@ class RerankVectors:
         self.scale = scale
         self.vector_scale = vector_scale
 
-    @property
-    def dtype_name(self):
-        return str(self.codes.dtype)
-
-    @property
-    def int8_scales(self):
-        if self.codes.dtype != np.int8:
-            return None
-        return "vector" if self.vector_scale is not None else "dimension"
-
     @classmethod
     def encode(cls, x, dtype="float32", int8_scales="dimension"):
         """Encode float32 vectors ``x`` (n, d)."""

@@ -59,13 +59,6 @@ def _load(args):
     return Dataset(os.path.basename(args.dataset), train, queries, distance, neighbors)
 
 
-def _recall(found, truth, k):
-    import numpy as np
-    truth = truth[:, :k]
-    hits = (found[:, :k, None] == truth[:, None, :]).any(axis=2).sum()
-    return float(hits) / (truth.shape[0] * k)
-
-
 def _time_batch(fn, min_seconds=0.3):
     start, calls = time.perf_counter(), 0
     while True:
@@ -95,7 +88,8 @@ def _methods(args, n, dim):
 
 def run_benchmark(args):
     _pin_threads()
-    import numpy as np  # noqa: F401  (after pinning threads: BLAS reads them at import)
+    import numpy as np  # only after pinning threads: BLAS reads them at import
+    from ..tuning import recall_at_k
     from .report import write_reports
 
     ds = _load(args)
@@ -127,7 +121,7 @@ def run_benchmark(args):
                 algo.query(q, k, **setting)
             single_s = (time.perf_counter() - start) / len(single_q)
             row = {"method": algo.name, "setting": setting,
-                   "recall": _recall(np.asarray(found), ds.neighbors, k),
+                   "recall": recall_at_k(np.asarray(found), ds.neighbors, k),
                    "qps_single": 1 / single_s, "qps_batch": len(queries) / batch_s,
                    "build_seconds": build_s, "index_bytes": nbytes}
             rows.append(row)
