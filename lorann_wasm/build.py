@@ -18,7 +18,7 @@ import numpy as np
 from .kmeans import kmeans, nearest_centroids
 from .projection import fit_projection
 from .quantization import quantize_int8
-from .regression import fit_cluster_scorer
+from .regression import fit_cluster_scorer, fit_cluster_scorer_gram
 from .vectors import RerankVectors
 
 
@@ -67,11 +67,28 @@ CLUSTERS_PER_TASK = 8
 
 
 def fit_clusters(jobs, rank):
-    """Fit a list of ``(points, queries)`` clusters; the unit of work sent to executors."""
-    return [fit_cluster_scorer(points, queries, rank) for points, queries in jobs]
+    """Fit a list of clusters; the unit of work sent to executors.
+
+    Each job is ``(points, queries)`` or ``(points, gram, n_queries)`` (see
+    :func:`.regression.fit_cluster_scorer_gram`).
+    """
+    return [fit_cluster_scorer(*job, rank) if len(job) == 2 else fit_cluster_scorer_gram(*job, rank)
+            for job in jobs]
 
 
-def _fit_all(n_clusters, job, rank, executor, log):
+def executor_width(executor):
+    """How many tasks ``executor`` runs at once, as far as can be told (at least 1)."""
+    workers = getattr(executor, "_max_workers", None)  # concurrent.futures pools
+    client = getattr(executor, "_client", None)  # distributed.Client.get_executor()
+    if workers is None and client is not None:
+        try:
+            workers = sum(client.nthreads().values())
+        except Exception:  # a scheduler that cannot be asked: assume a small cluster
+            workers = None
+    return max(1, workers or 2)
+
+
+def fit_all(n_clusters, job, rank, executor, log):
     """``(A_j, B_j)`` for every cluster, in cluster order, with or without an executor.
 
     With an executor, tasks of :data:`CLUSTERS_PER_TASK` clusters are kept
@@ -87,8 +104,7 @@ def _fit_all(n_clusters, job, rank, executor, log):
                 log.step("reduced-rank regressions", j + 1, n_clusters)
                 yield fitted
         return
-    # concurrent.futures pools keep their size in _max_workers; others: assume 2
-    window = 2 * max(1, getattr(executor, "_max_workers", 2))
+    window = 2 * executor_width(executor)
     pending = []
     for batch in batches + [None] * window:
         if batch is not None:
@@ -151,7 +167,7 @@ def build_tensors(data, params, training_queries=None, verbose=False, held_out=N
         return (reduced[order[offsets[j]:offsets[j + 1]]],
                 reduced_q[q_rows[q_offsets[j]:q_offsets[j + 1]]])
 
-    for j, (a, b) in enumerate(_fit_all(n_clusters, job, r, executor, log)):
+    for j, (a, b) in enumerate(fit_all(n_clusters, job, r, executor, log)):
         A[j] = a
         Bt[offsets[j]:offsets[j + 1]] = b.T
 

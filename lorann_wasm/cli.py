@@ -5,6 +5,7 @@ exit code (2 for bad usage, 1 otherwise), never a traceback.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -79,41 +80,108 @@ def _read(path, key="train", what="input"):
         raise CliError(f"{what} file {path} does not exist") from None
 
 
+#: below this many vectors the CLI builds without a process pool by default:
+#: starting worker processes costs more than the regressions they share
+POOL_MIN_VECTORS = 100_000
+
+
+@contextlib.contextmanager
+def _executor(args, n):
+    """The executor for the per-cluster regressions (None: in this process)."""
+    if args.dask_scheduler:
+        if args.workers is not None:
+            raise CliError("give --workers or --dask-scheduler, not both")
+        try:
+            from distributed import Client
+        except ImportError:
+            raise CliError("--dask-scheduler needs Dask (pip install 'lorann_wasm[dask]')") from None
+        try:
+            client = Client(args.dask_scheduler, timeout=30)
+        except OSError as exc:
+            raise CliError(f"cannot reach the Dask scheduler at {args.dask_scheduler}: {exc}") from None
+        with client:
+            print(f"regressions on the Dask cluster at {args.dask_scheduler}", file=sys.stderr)
+            yield client.get_executor()
+        return
+    workers = args.workers
+    if workers is None:
+        workers = (os.cpu_count() or 1) if n >= POOL_MIN_VECTORS else 1
+    if workers < 1:
+        raise CliError(f"--workers must be >= 1, got {workers}")
+    if workers == 1:
+        yield None
+        return
+    import concurrent.futures
+    import multiprocessing
+    print(f"regressions in a pool of {workers} worker processes", file=sys.stderr)
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _build_kwargs(args):
+    return dict(n_clusters=args.n_clusters, global_dim=args.global_dim, rank=args.rank,
+                train_size=args.train_size,
+                quantization_bits=None if args.quantization_bits == "none" else 8,
+                distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
+                int8_scales=args.int8_scales)
+
+
 def cmd_build(args):
+    if args.out_of_core:
+        return _build_out_of_core(args)
     from .index import LorannIndex
 
     data = _read(args.input, args.key)
     print(f"read {args.input}: {data.shape[0]:,} vectors x {data.shape[1]} dims", file=sys.stderr)
     training = _read(args.training_queries, what="training queries") if args.training_queries else None
-    qbits = None if args.quantization_bits == "none" else int(args.quantization_bits)
     t0 = time.perf_counter()
-    index = LorannIndex(data, n_clusters=args.n_clusters, global_dim=args.global_dim,
-                        rank=args.rank, train_size=args.train_size, quantization_bits=qbits,
-                        distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
-                        int8_scales=args.int8_scales)
-    if args.workers < 1:
-        raise CliError(f"--workers must be >= 1, got {args.workers}")
-    if args.workers == 1:
-        index.build(training_queries=training, verbose=_Bars(), target_recall=args.target_recall)
-    else:
-        import concurrent.futures
-        import multiprocessing
-        with concurrent.futures.ProcessPoolExecutor(
-                args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            index.build(training_queries=training, verbose=_Bars(),
-                        target_recall=args.target_recall, executor=pool)
+    index = LorannIndex(data, **_build_kwargs(args))
+    with _executor(args, data.shape[0]) as executor:
+        index.build(training_queries=training, verbose=_Bars(),
+                    target_recall=args.target_recall, executor=executor)
     build_s = time.perf_counter() - t0
     index.save(args.output)
+    _report_build(args, index.params, build_s)
+    if index.params.get("tuning"):
+        _report_tuning(index, args)
+
+
+def _build_out_of_core(args):
+    from .out_of_core import build_file
+    from .sources import open_vectors
+
+    def source(path, key, what):
+        try:
+            return open_vectors(path, key)
+        except FileNotFoundError:
+            raise CliError(f"{what} file {path} does not exist") from None
+
+    data = source(args.input, args.key, "input")
+    print(f"streaming {args.input}: {data.n:,} vectors x {data.d} dims", file=sys.stderr)
+    training = (source(args.training_queries, "train", "training queries")
+                if args.training_queries else None)
+    if args.target_recall is not None:
+        print("note: out-of-core builds are not auto-tuned; the search presets are the "
+              "untuned defaults", file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        with _executor(args, data.n) as executor:
+            params = build_file(data, args.output, training_queries=training, executor=executor,
+                                verbose=_Bars(), **_build_kwargs(args))
+    finally:
+        data.close()
+    _report_build(args, params, time.perf_counter() - t0)
+
+
+def _report_build(args, p, build_s):
     size = os.path.getsize(args.output)
-    p = index.params
-    raw = data.shape[0] * data.shape[1] * 4
+    raw = p["n"] * p["dim"] * 4
     print(f"\nbuilt {args.output}: {p['n']:,} vectors, {p['n_clusters']} clusters, "
           f"global_dim {p['global_dim']}, rank {p['rank']}, rerank {p['rerank_dtype']}")
     print(f"build time {build_s:.1f} s; file {size / 1e6:.1f} MB = {size / raw:.2f}x raw float32")
     print(f"default search: clusters_to_search={p['clusters_to_search']}, "
           f"points_to_rerank={p['points_to_rerank']}")
-    if p.get("tuning"):
-        _report_tuning(index, args)
 
 
 def _report_tuning(index, args):
@@ -222,8 +290,14 @@ def make_parser():
                    help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--workers", type=int, default=1,
-                   help="processes for the per-cluster regressions (same file for any count)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="processes for the per-cluster regressions (default: one per CPU "
+                        f"from {POOL_MIN_VECTORS:,} vectors up, else 1); same file for any count")
+    b.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run the regressions on this Dask cluster (e.g. tcp://host:8786)")
+    b.add_argument("--out-of-core", action="store_true",
+                   help="stream the input (.npy, .hdf5, .fvecs) instead of loading it: "
+                        "bounded memory, no auto-tuning")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("search", help="search an index with a file of queries")

@@ -44,6 +44,46 @@ def default_search_params(n_clusters, n):
     return min(n_clusters, max(8, -(-n_clusters // 32))), min(n, 100)
 
 
+def build_params(n, d, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
+                 quantization_bits=8, distance="ip", seed=0, rerank_dtype="float32",
+                 int8_scales="dimension"):
+    """Validated build parameters (and default search presets) for n vectors of dimension d.
+
+    Arguments as :class:`LorannIndex`; raises ``TypeError``/``ValueError``
+    naming the bad one.
+    """
+    distance = check_distance(distance)
+    n_clusters = default_n_clusters(n) if n_clusters is None else as_int(
+        n_clusters, "n_clusters", low=1)
+    if n_clusters > n:
+        raise ValueError(f"n_clusters={n_clusters} is larger than the number of points ({n})")
+    global_dim = default_global_dim(d) if global_dim is None else as_int(
+        global_dim, "global_dim", low=1)
+    if global_dim > d:
+        raise ValueError(f"global_dim={global_dim} is larger than the data dimension ({d})")
+    rank = as_int(rank, "rank", low=1)
+    if rank > global_dim:
+        raise ValueError(
+            f"rank={rank} is larger than the dimension it approximates "
+            f"(global_dim={global_dim}, data dimension {d})")
+    train_size = as_int(train_size, "train_size", low=1)
+    if quantization_bits is not None and quantization_bits != 8:
+        raise ValueError(f"quantization_bits must be 8 or None, got {quantization_bits!r}")
+    if rerank_dtype not in RERANK_DTYPES:
+        raise ValueError(f"unknown rerank_dtype {rerank_dtype!r}; expected one of {RERANK_DTYPES}")
+    if rerank_dtype == "int8" and int8_scales not in INT8_SCALES:
+        raise ValueError(f"unknown int8_scales {int8_scales!r}; expected one of {INT8_SCALES}")
+    c, r = default_search_params(n_clusters, n)
+    return {
+        "n": n, "dim": d, "distance": distance, "n_clusters": n_clusters,
+        "global_dim": global_dim, "rank": rank, "train_size": train_size,
+        "quantization_bits": quantization_bits, "rerank_dtype": rerank_dtype,
+        "int8_scales": int8_scales if rerank_dtype == "int8" else None,
+        "seed": as_int(seed, "seed", low=0),
+        "clusters_to_search": c, "points_to_rerank": r,
+    }
+
+
 class LorannIndex:
     """Approximate nearest-neighbour index (LoRANN, Jaasaari et al., NeurIPS 2024).
 
@@ -64,39 +104,12 @@ class LorannIndex:
     def __init__(self, data, n_clusters=None, global_dim=None, rank=32, train_size=5,
                  quantization_bits=8, distance="ip", seed=0, rerank_dtype="float32",
                  int8_scales="dimension"):
-        distance = check_distance(distance)
         data = as_matrix(data, "data")
-        n, d = data.shape
-        n_clusters = default_n_clusters(n) if n_clusters is None else as_int(
-            n_clusters, "n_clusters", low=1)
-        if n_clusters > n:
-            raise ValueError(f"n_clusters={n_clusters} is larger than the number of points ({n})")
-        global_dim = default_global_dim(d) if global_dim is None else as_int(
-            global_dim, "global_dim", low=1)
-        if global_dim > d:
-            raise ValueError(f"global_dim={global_dim} is larger than the data dimension ({d})")
-        rank = as_int(rank, "rank", low=1)
-        if rank > global_dim:
-            raise ValueError(
-                f"rank={rank} is larger than the dimension it approximates "
-                f"(global_dim={global_dim}, data dimension {d})")
-        train_size = as_int(train_size, "train_size", low=1)
-        if quantization_bits is not None and quantization_bits != 8:
-            raise ValueError(f"quantization_bits must be 8 or None, got {quantization_bits!r}")
-        if rerank_dtype not in RERANK_DTYPES:
-            raise ValueError(f"unknown rerank_dtype {rerank_dtype!r}; expected one of {RERANK_DTYPES}")
-        if rerank_dtype == "int8" and int8_scales not in INT8_SCALES:
-            raise ValueError(f"unknown int8_scales {int8_scales!r}; expected one of {INT8_SCALES}")
-        c, r = default_search_params(n_clusters, n)
-        self._params = {
-            "n": n, "dim": d, "distance": distance, "n_clusters": n_clusters,
-            "global_dim": global_dim, "rank": rank, "train_size": train_size,
-            "quantization_bits": quantization_bits, "rerank_dtype": rerank_dtype,
-            "int8_scales": int8_scales if rerank_dtype == "int8" else None,
-            "seed": as_int(seed, "seed", low=0),
-            "clusters_to_search": c, "points_to_rerank": r,
-        }
-        self._data = prepare(data, distance, "data")
+        self._params = build_params(
+            data.shape[0], data.shape[1], n_clusters=n_clusters, global_dim=global_dim,
+            rank=rank, train_size=train_size, quantization_bits=quantization_bits,
+            distance=distance, seed=seed, rerank_dtype=rerank_dtype, int8_scales=int8_scales)
+        self._data = prepare(data, self._params["distance"], "data")
         self._tensors = None
 
     # -- construction -----------------------------------------------------

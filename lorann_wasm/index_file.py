@@ -19,6 +19,11 @@ Per point:  ids (n,) i64 | B (n, r) f32 or i8 (B_j transposed) |
 
 Within each part tensors are ordered by decreasing item size, so each is
 naturally aligned; a ``_padding`` u8 tensor realigns the per-point part.
+
+Two checksums are stored in the metadata: ``checksum`` covers the header and
+the whole data section (see :mod:`.safetensors_io`); ``prefix_checksum`` covers
+the header and the prefix only, so a reader that fetches the prefix and then
+single clusters (:mod:`.lazy`) verifies every byte it uses.
 """
 
 import json
@@ -42,6 +47,7 @@ PARAM_TYPES = {
     "clusters_to_search": int, "points_to_rerank": int,
 }
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vectors", "vectors_row_scale")
+PREFIX_CHECKSUM_KEY = "prefix_checksum"
 
 
 def expected_tensors(p):
@@ -72,15 +78,36 @@ def expected_tensors(p):
     return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
 
 
-def _ordered(names, tensors):
-    return sorted(names, key=lambda k: (-tensors[k].dtype.itemsize, k))
+def _ordered(specs):
+    return sorted(specs, key=lambda k: (-specs[k][0].itemsize, k))
 
 
-def cluster_checksums(tensors, offsets):
-    """CRC-32 of each cluster's rows across the per-point arrays, in file order."""
-    arrays = [tensors[k] for k in _ordered([k for k in PER_POINT if k in tensors], tensors)]
-    views = [memoryview(np.ascontiguousarray(a)).cast("B") for a in arrays]
-    rowbytes = [a.nbytes // max(1, a.shape[0]) for a in arrays]
+def index_layout(params):
+    """The tensors of an index file in file order: a list of ``(name, dtype, shape)``.
+
+    Prefix tensors first, then ``_padding`` (if needed) up to an
+    :data:`ALIGN` boundary, then the per-point tensors.
+    """
+    specs = expected_tensors(params)
+    prefix = _ordered({k: v for k, v in specs.items() if k not in PER_POINT})
+    points = _ordered({k: v for k, v in specs.items() if k in PER_POINT})
+    layout = [(k,) + specs[k] for k in prefix]
+    prefix_bytes = sum(int(np.prod(specs[k][1], dtype=np.int64)) * specs[k][0].itemsize
+                       for k in prefix)
+    if prefix_bytes % ALIGN:
+        layout.append(("_padding", np.dtype("u1"), (ALIGN - prefix_bytes % ALIGN,)))
+    return layout + [(k,) + specs[k] for k in points]
+
+
+def per_point_order(params):
+    """Names of the per-point tensors in file order."""
+    return [name for name, _, _ in index_layout(params) if name in PER_POINT]
+
+
+def cluster_checksums(tensors, offsets, names):
+    """CRC-32 of each cluster's rows across the per-point arrays ``names``, in that order."""
+    views = [memoryview(np.ascontiguousarray(tensors[k])).cast("B") for k in names]
+    rowbytes = [v.nbytes // max(1, tensors[k].shape[0]) for v, k in zip(views, names)]
     out = np.empty(len(offsets) - 1, dtype=np.uint32)
     for j in range(len(out)):
         lo, hi = int(offsets[j]), int(offsets[j + 1])
@@ -91,30 +118,53 @@ def cluster_checksums(tensors, offsets):
     return out
 
 
-def encode_index(tensors, params):
-    """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`."""
-    tensors = dict(tensors)
-    tensors["cluster_crc32"] = cluster_checksums(tensors, tensors["cluster_offsets"])
-    prefix = _ordered([k for k in tensors if k not in PER_POINT], tensors)
-    points = _ordered([k for k in tensors if k in PER_POINT], tensors)
-    ordered = [(k, tensors[k]) for k in prefix]
-    prefix_bytes = sum(tensors[k].nbytes for k in prefix)
-    if prefix_bytes % ALIGN:
-        ordered.append(("_padding", np.zeros(ALIGN - prefix_bytes % ALIGN, dtype=np.uint8)))
-    ordered += [(k, tensors[k]) for k in points]
-    metadata = {
+def file_metadata(params):
+    """The metadata of an index file, before its checksums are added."""
+    return {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "params": json.dumps(params, sort_keys=True),
     }
-    return safetensors_io.encode(ordered, metadata)
+
+
+def prefix_crc(header, prefix_chunks):
+    """CRC-32 of the canonical header (both checksums left out) and the prefix bytes."""
+    crc = zlib.crc32(safetensors_io.canonical_header(
+        header, exclude=(safetensors_io.CHECKSUM_KEY, PREFIX_CHECKSUM_KEY)))
+    for chunk in prefix_chunks:
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def encode_index(tensors, params):
+    """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`."""
+    tensors = dict(tensors)
+    tensors["cluster_crc32"] = cluster_checksums(tensors, tensors["cluster_offsets"],
+                                                 per_point_order(params))
+    layout = index_layout(params)
+    arrays = []
+    for name, dtype, shape in layout:
+        arr = np.zeros(shape, dtype) if name == "_padding" else tensors[name]
+        if arr.dtype != dtype or arr.shape != tuple(shape):
+            raise ValueError(f"tensor {name!r} is {arr.dtype}{list(arr.shape)}, "
+                             f"expected {dtype}{list(shape)}")
+        arrays.append(np.ascontiguousarray(arr))
+    header = safetensors_io.make_header(layout, file_metadata(params))
+    chunks = [memoryview(a).cast("B") for a in arrays]
+    n_prefix = next(i for i, (name, _, _) in enumerate(layout) if name in PER_POINT)
+    header["__metadata__"][PREFIX_CHECKSUM_KEY] = \
+        f"crc32:{prefix_crc(header, chunks[:n_prefix]):08x}"
+    crc = zlib.crc32(safetensors_io.canonical_header(header))
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    return safetensors_io.sign_header(header, crc), chunks
 
 
 def _fail(msg):
     raise ValueError(f"invalid index file: {msg}")
 
 
-def _parse_params(metadata):
+def parse_params(metadata):
     fmt = metadata.get("format")
     if fmt != FORMAT_NAME:
         _fail(f"not a lorann_wasm index (format={fmt!r})")
@@ -169,6 +219,18 @@ def _check_tuning(p):
         _fail("the tuning table in the parameters is malformed")
 
 
+def check_layout(tensors_specs, params):
+    """Check that the tensors (name -> (dtype, shape)) are exactly those ``params`` call for."""
+    expected = expected_tensors(params)
+    if set(tensors_specs) != set(expected):
+        missing, extra = set(expected) - set(tensors_specs), set(tensors_specs) - set(expected)
+        _fail(f"tensor set does not match the parameters (missing {sorted(missing)}, extra {sorted(extra)})")
+    for name, (dtype, shape) in expected.items():
+        if tensors_specs[name] != (dtype, shape):
+            have = tensors_specs[name]
+            _fail(f"tensor {name!r} is {have[0]}{list(have[1])}, expected {dtype}{list(shape)}")
+
+
 def _check_values(t, p):
     off = t["cluster_offsets"]
     if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
@@ -184,6 +246,27 @@ def _check_values(t, p):
             _fail(f"tensor {name!r} has non-positive scales")
 
 
+def check_prefix(header, prefix, required):
+    """Verify ``prefix_checksum`` over the header and the ``prefix`` bytes.
+
+    A file without one passes unless ``required`` (lazy loading needs it).
+    """
+    stored = header.get("__metadata__", {}).get(PREFIX_CHECKSUM_KEY)
+    if stored is None:
+        if required:
+            raise ValueError(
+                "this index file has no prefix checksum, so it cannot be loaded lazily; "
+                "save it again with this version of lorann_wasm")
+        return
+    if f"crc32:{prefix_crc(header, [prefix]):08x}" != stored:
+        _fail("prefix checksum mismatch: the header or prefix is corrupted")
+
+
+def prefix_end(header):
+    """Offset (in the data section) where the per-point tensors start."""
+    return min(header[k]["data_offsets"][0] for k in PER_POINT if k in header)
+
+
 def decode_index(buf):
     """Validate and parse an index file buffer; returns ``(tensors, params)``.
 
@@ -191,15 +274,11 @@ def decode_index(buf):
     supported version.
     """
     tensors, metadata = safetensors_io.decode(buf)
-    params = _parse_params(metadata)
+    params = parse_params(metadata)
     tensors.pop("_padding", None)
-    expected = expected_tensors(params)
-    if set(tensors) != set(expected):
-        missing, extra = set(expected) - set(tensors), set(tensors) - set(expected)
-        _fail(f"tensor set does not match the parameters (missing {sorted(missing)}, extra {sorted(extra)})")
-    for name, (dtype, shape) in expected.items():
-        if tensors[name].dtype != dtype or tensors[name].shape != shape:
-            _fail(f"tensor {name!r} is {tensors[name].dtype}{list(tensors[name].shape)}, "
-                  f"expected {dtype}{list(shape)}")
+    check_layout({k: (v.dtype, v.shape) for k, v in tensors.items()}, params)
     _check_values(tensors, params)
+    header, data_start = safetensors_io.parse_header(memoryview(buf).cast("B"))
+    check_prefix(header, memoryview(buf).cast("B")[data_start:data_start + prefix_end(header)],
+                 required=False)
     return tensors, params

@@ -10,15 +10,20 @@ approximate scores of a query ``q`` are ``(q A) B``.
 import numpy as np
 
 
-def right_singular_vectors(queries, points, rank):
-    """Top-``rank`` right singular vectors of ``queries @ points.T``, as (n_j, rank).
+def query_gram(queries):
+    """``Q^T Q`` in float64: all the regression needs to know of the training queries."""
+    q = queries.astype(np.float64)
+    return q.T @ q
+
+
+def right_singular_vectors(gram, points, rank):
+    """Top-``rank`` right singular vectors of ``Q @ points.T``, as (n_j, rank), given ``gram = Q^T Q``.
 
     Uses ``Y^T Y = X (Q^T Q) X^T``, so ``Y`` (m_j x n_j) is never formed:
     with ``Q^T Q = U diag(w) U^T`` the wanted vectors are the left singular
     vectors of ``Z = X U diag(sqrt(w))`` (n_j x g). Columns beyond the
     cluster's own rank are zero.
     """
-    gram = queries.T.astype(np.float64) @ queries.astype(np.float64)
     w, u = np.linalg.eigh(gram)
     z = points.astype(np.float64) @ (u * np.sqrt(np.clip(w, 0.0, None)))
     left, singular, _ = np.linalg.svd(z, full_matrices=False)
@@ -36,6 +41,18 @@ def fit_cluster_scorer(points, queries, rank):
     """
     if queries is None or queries.shape[0] < points.shape[0]:
         queries = points
-    v = right_singular_vectors(queries, points, rank)
+    return fit_cluster_scorer_gram(points, query_gram(queries), queries.shape[0], rank)
+
+
+def fit_cluster_scorer_gram(points, gram, n_queries, rank):
+    """:func:`fit_cluster_scorer` given only ``gram = Q^T Q`` and the number of queries.
+
+    Lets a streaming build accumulate ``Q^T Q`` chunk by chunk.
+    """
+    if n_queries < points.shape[0]:
+        gram = query_gram(points)
+    if points.shape[0] == 0:
+        return (np.zeros((points.shape[1], rank), np.float32), np.zeros((rank, 0), np.float32))
+    v = right_singular_vectors(gram, points, rank)
     a = points.T.astype(np.float64) @ v
     return a.astype(np.float32), np.ascontiguousarray(v.T, dtype=np.float32)

@@ -36,17 +36,47 @@ MAX_NDIM = 4
 CHECKSUM_KEY = "checksum"
 
 
-def _canonical_header(header):
-    meta = {k: v for k, v in header.get("__metadata__", {}).items() if k != CHECKSUM_KEY}
+def canonical_header(header, exclude=(CHECKSUM_KEY,)):
+    """The header as signed: sorted keys, no white space, ``exclude`` metadata left out."""
+    meta = {k: v for k, v in header.get("__metadata__", {}).items() if k not in exclude}
     canon = dict(header, __metadata__=meta)
     return json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _checksum(header, chunks):
-    crc = zlib.crc32(_canonical_header(header))
+def checksum(header, chunks):
+    """The checksum value of a header (as signed) and its data section chunks."""
+    crc = zlib.crc32(canonical_header(header))
     for chunk in chunks:
         crc = zlib.crc32(chunk, crc)
     return f"crc32:{crc:08x}"
+
+
+def make_header(specs, metadata):
+    """Header for tensors ``specs`` (ordered ``(name, dtype, shape)``), laid out back to back."""
+    header, offset = {}, 0
+    for name, dtype, shape in specs:
+        dtype = np.dtype(dtype)
+        if dtype.newbyteorder("<") not in _NAMES:
+            raise TypeError(f"tensor {name!r} has unsupported dtype {dtype}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {
+            "dtype": _NAMES[dtype.newbyteorder("<")],
+            "shape": [int(s) for s in shape],
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    header["__metadata__"] = dict(metadata)
+    return header
+
+
+def sign_header(header, data_crc):
+    """Store the checksum and serialise: ``data_crc`` is the CRC-32 of the data
+    section chained onto that of the canonical header. Returns the bytes that
+    start the file (length prefix included)."""
+    header["__metadata__"][CHECKSUM_KEY] = f"crc32:{data_crc:08x}"
+    body = json.dumps(header, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)  # keeps the data section 8-byte aligned
+    return struct.pack("<Q", len(body)) + body
 
 
 def encode(tensors, metadata):
@@ -55,32 +85,23 @@ def encode(tensors, metadata):
     Returns ``(head, chunks)``: the header bytes (length prefix included) and
     the list of data-section buffers in file order.
     """
-    header, chunks, offset = {}, [], 0
+    arrays = []
     for name, arr in tensors:
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "<|=" else arr.dtype
-        arr = np.ascontiguousarray(arr, dtype=dt)
-        if arr.dtype.newbyteorder("<") not in _NAMES:
-            raise TypeError(f"tensor {name!r} has unsupported dtype {arr.dtype}")
-        data = memoryview(arr).cast("B")
-        header[name] = {
-            "dtype": _NAMES[arr.dtype.newbyteorder("<")],
-            "shape": list(arr.shape),
-            "data_offsets": [offset, offset + data.nbytes],
-        }
-        chunks.append(data)
-        offset += data.nbytes
-    header["__metadata__"] = dict(metadata)
-    header["__metadata__"][CHECKSUM_KEY] = _checksum(header, chunks)
-    body = json.dumps(header, separators=(",", ":")).encode()
-    body += b" " * (-len(body) % 8)  # keeps the data section 8-byte aligned
-    return struct.pack("<Q", len(body)) + body, chunks
+        arrays.append((name, np.ascontiguousarray(arr, dtype=dt)))
+    header = make_header([(name, a.dtype, a.shape) for name, a in arrays], metadata)
+    chunks = [memoryview(a).cast("B") for _, a in arrays]
+    crc = zlib.crc32(canonical_header(header))
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    return sign_header(header, crc), chunks
 
 
 def _fail(msg):
     raise ValueError(f"invalid index file: {msg}")
 
 
-def _parse_header(buf):
+def parse_header(buf):
     if len(buf) < 8:
         _fail(f"file is {len(buf)} bytes, too short for a safetensors header")
     (n,) = struct.unpack_from("<Q", buf, 0)
@@ -133,7 +154,7 @@ def decode(buf, require_checksum=True):
     ``require_checksum`` is false (for files written by other tools).
     """
     buf = memoryview(buf).cast("B")
-    header, data_start = _parse_header(buf)
+    header, data_start = parse_header(buf)
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
@@ -158,7 +179,7 @@ def decode(buf, require_checksum=True):
     if stored is None:
         if require_checksum:
             _fail("no checksum in the metadata")
-    elif _checksum(header, [data]) != stored:
+    elif checksum(header, [data]) != stored:
         _fail("checksum mismatch: the file is corrupted")
     tensors = {}
     for name, dtype, shape, begin, end in entries:

@@ -39,13 +39,17 @@ class RerankVectors:
         self.vector_scale = vector_scale
 
     @classmethod
-    def encode(cls, x, dtype="float32", int8_scales="dimension"):
-        """Encode float32 vectors ``x`` (n, d)."""
+    def encode(cls, x, dtype="float32", int8_scales="dimension", dim_range=None):
+        """Encode float32 vectors ``x`` (n, d).
+
+        ``dim_range``: ``(low, high)`` per dimension for int8 per-dimension
+        scales, when ``x`` is one part of a larger set (default: x's own).
+        """
         if dtype == "float32":
             codes = np.ascontiguousarray(x, dtype=np.float32)
             return cls(codes, _sq_norms(codes))
         if dtype == "float16":
-            peak = float(np.abs(x).max())
+            peak = float(np.abs(x).max()) if x.size else 0.0
             if peak > 65504:
                 raise ValueError(
                     f"rerank_dtype='float16' cannot hold values up to {peak:.3g} "
@@ -56,7 +60,7 @@ class RerankVectors:
         if dtype != "int8":
             raise ValueError(f"unknown rerank_dtype {dtype!r}; expected one of {RERANK_DTYPES}")
         if int8_scales == "dimension":
-            low, high = x.min(axis=0), x.max(axis=0)
+            low, high = (x.min(axis=0), x.max(axis=0)) if dim_range is None else dim_range
             offset = ((low + high) / 2).astype(np.float32)
             scale = np.where(high > low, (high - low) / 254.0, 1.0).astype(np.float32)
             codes = np.clip(np.rint((x - offset) / scale), -127, 127).astype(np.int8)

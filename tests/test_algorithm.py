@@ -7,7 +7,7 @@ from conftest import clustered
 from lorann_wasm.kmeans import kmeans, nearest_centroids
 from lorann_wasm.projection import fit_projection
 from lorann_wasm.quantization import dequantize_int8, quantize_int8
-from lorann_wasm.regression import fit_cluster_scorer, right_singular_vectors
+from lorann_wasm.regression import fit_cluster_scorer, query_gram, right_singular_vectors
 
 
 @pytest.mark.parametrize("euclidean", [True, False])
@@ -62,7 +62,7 @@ def test_right_singular_vectors_match_explicit_svd():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((60, 20)).astype(np.float32)
     q = rng.standard_normal((300, 20)).astype(np.float32)
-    v = right_singular_vectors(q, x, 8)
+    v = right_singular_vectors(query_gram(q), x, 8)
     _, _, vt = np.linalg.svd(q.astype(np.float64) @ x.T.astype(np.float64))
     # same subspace: projectors agree
     np.testing.assert_allclose(v @ v.T, vt[:8].T @ vt[:8], atol=1e-6)

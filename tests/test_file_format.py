@@ -125,7 +125,7 @@ def _rewrite(raw, edit):
     data = raw[8 + hlen:]
     data = edit(header, data) or data
     header["__metadata__"].pop("checksum")
-    header["__metadata__"]["checksum"] = safetensors_io._checksum(header, [data])
+    header["__metadata__"]["checksum"] = safetensors_io.checksum(header, [data])
     body = json.dumps(header).encode()
     body += b" " * (-len(body) % 8)
     return struct.pack("<Q", len(body)) + body + data

@@ -1,35 +1,70 @@
-"""The per-cluster regressions through an executor give a byte-identical index."""
+"""The per-cluster regressions through any executor give a byte-identical index file."""
 
 import concurrent.futures
 import multiprocessing
 
 import numpy as np
+import pytest
 
 from conftest import clustered
 from lorann_wasm import LorannIndex
 from lorann_wasm.cli import main
+from lorann_wasm.out_of_core import build_file
 
 
 def _build(data, executor=None):
     return LorannIndex(data, rank=16, distance="l2", seed=4).build(executor=executor).to_bytes()
 
 
-def test_executors_give_identical_files():
+def _build_out_of_core(path, data, executor=None):
+    build_file(data, path, rank=16, distance="l2", seed=4, rerank_dtype="int8",
+               executor=executor)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+def test_executors_give_identical_files(dask_cluster, tmp_path):
+    import distributed
+
     data = clustered(6000, 48, seed=17)
+    np.save(tmp_path / "d.npy", data)
     serial = _build(data)
+    streamed = _build_out_of_core(tmp_path / "serial.lorann", np.load(tmp_path / "d.npy", mmap_mode="r"))
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         assert _build(data, pool) == serial
     with concurrent.futures.ProcessPoolExecutor(
             2, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert _build(data, pool) == serial
+        assert _build_out_of_core(tmp_path / "pool.lorann", data, pool) == streamed
+    with distributed.Client(dask_cluster) as client:
+        executor = client.get_executor()
+        assert _build(data, executor) == serial
+        assert _build_out_of_core(tmp_path / "dask.lorann", data, executor) == streamed
 
 
-def test_cli_workers(tmp_path):
+def test_cli_workers_and_dask_scheduler(dask_cluster, tmp_path):
     data = clustered(3000, 40, seed=2)
     np.save(tmp_path / "d.npy", data)
-    for workers in ("1", "2"):
-        assert main(["build", str(tmp_path / "d.npy"), "-o", str(tmp_path / f"{workers}.lorann"),
-                     "--rank", "8", "--workers", workers]) == 0
-    assert (tmp_path / "1.lorann").read_bytes() == (tmp_path / "2.lorann").read_bytes()
+    for name, extra in [("1", ["--workers", "1"]), ("2", ["--workers", "2"]),
+                        ("dask", ["--dask-scheduler", dask_cluster.scheduler_address])]:
+        for mode in ([], ["--out-of-core"]):
+            out = tmp_path / f"{name}{''.join(mode)}.lorann"
+            assert main(["build", str(tmp_path / "d.npy"), "-o", str(out), "--rank", "8",
+                         *extra, *mode]) == 0
+    for mode in ("", "--out-of-core"):
+        first = (tmp_path / f"1{mode}.lorann").read_bytes()
+        assert (tmp_path / f"2{mode}.lorann").read_bytes() == first
+        assert (tmp_path / f"dask{mode}.lorann").read_bytes() == first
     assert main(["build", str(tmp_path / "d.npy"), "-o", str(tmp_path / "x.lorann"),
                  "--workers", "0"]) == 1
+    assert main(["build", str(tmp_path / "d.npy"), "-o", str(tmp_path / "x.lorann"),
+                 "--workers", "2", "--dask-scheduler", dask_cluster.scheduler_address]) == 1
+    assert main(["build", str(tmp_path / "d.npy"), "-o", str(tmp_path / "x.lorann"),
+                 "--dask-scheduler", "tcp://127.0.0.1:9"]) == 1
