@@ -84,6 +84,37 @@ def build_params(n, d, *, n_clusters=None, global_dim=None, rank=32, train_size=
     }
 
 
+def search_settings(params, k, clusters_to_search=None, points_to_rerank=None,
+                    target_recall=None):
+    """``(clusters_to_search, points_to_rerank)`` for a search of ``k`` neighbours.
+
+    Explicit values are validated; ``target_recall`` picks them from the
+    tuning table; otherwise the stored presets apply. At least k points are
+    reranked.
+    """
+    p = params
+    if target_recall is not None:
+        if clusters_to_search is not None or points_to_rerank is not None:
+            raise ValueError("give target_recall or explicit search parameters, not both")
+        if not p.get("tuning"):
+            raise ValueError("this index has no tuning table; build it with target_recall")
+        clusters_to_search, points_to_rerank = lookup(p["tuning"]["table"], float(target_recall))
+    c = p["clusters_to_search"] if clusters_to_search is None else as_int(
+        clusters_to_search, "clusters_to_search", low=1, high=p["n_clusters"])
+    r = p["points_to_rerank"] if points_to_rerank is None else as_int(
+        points_to_rerank, "points_to_rerank", low=1)
+    return c, max(k, r)
+
+
+def pad_results(ids, dists, k):
+    """Pad the last axis to ``k`` with id -1 and distance inf (fewer candidates than k)."""
+    if ids.shape[-1] < k:
+        pad = [(0, 0)] * (ids.ndim - 1) + [(0, k - ids.shape[-1])]
+        ids = np.pad(ids, pad, constant_values=-1)
+        dists = np.pad(dists, pad, constant_values=np.inf)
+    return ids, dists
+
+
 class LorannIndex:
     """Approximate nearest-neighbour index (LoRANN, Jaasaari et al., NeurIPS 2024).
 
@@ -241,19 +272,8 @@ class LorannIndex:
         self._require_built()
         queries, single = as_queries(q, self.dim)
         k = check_k(k, self.n)
-        p = self._params
-        if target_recall is not None:
-            if clusters_to_search is not None or points_to_rerank is not None:
-                raise ValueError("give target_recall or explicit search parameters, not both")
-            if not p.get("tuning"):
-                raise ValueError("this index has no tuning table; build it with target_recall")
-            clusters_to_search, points_to_rerank = lookup(p["tuning"]["table"],
-                                                          float(target_recall))
-        c = p["clusters_to_search"] if clusters_to_search is None else as_int(
-            clusters_to_search, "clusters_to_search", low=1, high=p["n_clusters"])
-        r = p["points_to_rerank"] if points_to_rerank is None else as_int(
-            points_to_rerank, "points_to_rerank", low=1)
-        r = max(k, r)
+        c, r = search_settings(self._params, k, clusters_to_search, points_to_rerank,
+                               target_recall)
         queries = prepare(queries, self.distance, "q")
         if single:
             ids, dists = self._search_one(queries[0], k, c, r)
@@ -263,10 +283,7 @@ class LorannIndex:
             candidates = self._batch_candidates(reduced, probes, r)
             rows, dists = rerank(self._vectors, queries, candidates, k, self.distance)
             ids = np.where(rows >= 0, self._ids[np.maximum(rows, 0)], -1)
-        if ids.shape[-1] < k:  # fewer candidates than k in total
-            pad = [(0, 0)] * (ids.ndim - 1) + [(0, k - ids.shape[-1])]
-            ids = np.pad(ids, pad, constant_values=-1)
-            dists = np.pad(dists, pad, constant_values=np.inf)
+        ids, dists = pad_results(ids, dists, k)
         return (ids, dists) if return_distances else ids
 
     def _search_one(self, query, k, c, r):

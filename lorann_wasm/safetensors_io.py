@@ -145,22 +145,18 @@ def _check_entry(name, entry, data_len):
     return DTYPES[dtype], tuple(shape), begin, end
 
 
-def decode(buf, require_checksum=True):
-    """Validate and parse a safetensors buffer (bytes, bytearray or memoryview).
+def check_entries(header, data_len):
+    """Validate a parsed header against a data section of ``data_len`` bytes.
 
-    Returns ``(tensors, metadata)``: a dict of read-only NumPy views in file
-    order and the str -> str metadata. Raises ``ValueError`` on any defect,
-    including a checksum mismatch, or a missing checksum unless
-    ``require_checksum`` is false (for files written by other tools).
+    Returns ``(metadata, entries)``: the str -> str metadata and, in file
+    order, ``(name, dtype, shape, begin, end)`` of tensors that tile the data
+    section exactly.
     """
-    buf = memoryview(buf).cast("B")
-    header, data_start = parse_header(buf)
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         _fail("__metadata__ must map strings to strings")
-    data_len = len(buf) - data_start
     entries = []
     for name, entry in header.items():
         if name != "__metadata__":
@@ -174,6 +170,20 @@ def decode(buf, require_checksum=True):
         cursor = end
     if cursor != data_len:
         _fail(f"data section is {data_len} bytes but tensors cover {cursor} (truncated or padded?)")
+    return metadata, entries
+
+
+def decode(buf, require_checksum=True):
+    """Validate and parse a safetensors buffer (bytes, bytearray or memoryview).
+
+    Returns ``(tensors, metadata)``: a dict of read-only NumPy views in file
+    order and the str -> str metadata. Raises ``ValueError`` on any defect,
+    including a checksum mismatch, or a missing checksum unless
+    ``require_checksum`` is false (for files written by other tools).
+    """
+    buf = memoryview(buf).cast("B")
+    header, data_start = parse_header(buf)
+    metadata, entries = check_entries(header, len(buf) - data_start)
     stored = metadata.get(CHECKSUM_KEY)
     data = buf[data_start:]
     if stored is None:

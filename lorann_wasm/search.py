@@ -21,19 +21,15 @@ BATCH_BLOCK = 256
 BLOCK = 32
 
 
-class SearchArrays:
-    """The float32 arrays the query path needs, derived once from the stored tensors.
+class ProbeArrays:
+    """What a query needs before it touches any point: the index file's prefix.
 
-    Each cluster's rows of ``B`` are cut into blocks of :data:`BLOCK` rows
-    (the last one zero-padded) in ``B_blocks`` (blocks, BLOCK, r), so that
-    scoring the probed clusters of one query is one block gather and one
-    batched matrix product, with no per-point repeat of ``q A_j``.
-    ``bias_blocks`` holds what is added to ``(q A_j) B_j``: ``||x||^2`` for
-    Euclidean, 0 for inner product, +inf for padding rows; ``pos_blocks`` the
-    row (position) of each block entry, -1 for padding.
+    The projection, the (pre-scaled) centroids, the cluster offsets and the
+    per-cluster ``A`` matrices; enough to reduce queries, pick the clusters
+    to probe and compute ``q A_j``.
     """
 
-    def __init__(self, *, projection, centroids, offsets, A, Bt, sq_norms, euclidean):
+    def __init__(self, *, projection, centroids, offsets, A, euclidean):
         factor = -2.0 if euclidean else -1.0
         # Operands are kept transposed (reduction axis last, contiguous): see kernels.
         self.projection_t = None if projection is None else np.ascontiguousarray(projection.T)
@@ -46,6 +42,54 @@ class SearchArrays:
         self.sizes = np.diff(self.offsets)
         self.A_t = np.ascontiguousarray((factor * A).transpose(0, 2, 1))  # (C, r, g)
         self.euclidean = euclidean
+
+    @property
+    def n_clusters(self):
+        return self.sizes.shape[0]
+
+    def reduce(self, queries):
+        """Queries in the globally reduced space."""
+        return queries if self.projection_t is None else times_transposed(queries, self.projection_t)
+
+    def probe(self, reduced, clusters_to_search):
+        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
+        dist = times_transposed(reduced, self.centroids_scaled)
+        if self.centroid_bias is not None:
+            dist += self.centroid_bias
+        return smallest_k(dist, clusters_to_search)
+
+
+def cluster_blocks(Bt, bias):
+    """One cluster's rows of ``B`` (n_j, r) and their ``bias`` (n_j,) cut into blocks.
+
+    Returns ``(B_blocks, bias_blocks)``, (nb, BLOCK, r) and (nb, BLOCK),
+    padded with zero rows whose bias is +inf; the same values
+    :class:`SearchArrays` holds for the cluster.
+    """
+    n, r = Bt.shape
+    nb = -(-n // BLOCK)
+    B_blocks = np.zeros((nb * BLOCK, r), dtype=np.float32)
+    B_blocks[:n] = Bt
+    bias_blocks = np.full(nb * BLOCK, np.inf, dtype=np.float32)
+    bias_blocks[:n] = bias
+    return B_blocks.reshape(nb, BLOCK, r), bias_blocks.reshape(nb, BLOCK)
+
+
+class SearchArrays(ProbeArrays):
+    """The float32 arrays the query path needs, derived once from the stored tensors.
+
+    Each cluster's rows of ``B`` are cut into blocks of :data:`BLOCK` rows
+    (the last one zero-padded) in ``B_blocks`` (blocks, BLOCK, r), so that
+    scoring the probed clusters of one query is one block gather and one
+    batched matrix product, with no per-point repeat of ``q A_j``.
+    ``bias_blocks`` holds what is added to ``(q A_j) B_j``: ``||x||^2`` for
+    Euclidean, 0 for inner product, +inf for padding rows; ``pos_blocks`` the
+    row (position) of each block entry, -1 for padding.
+    """
+
+    def __init__(self, *, projection, centroids, offsets, A, Bt, sq_norms, euclidean):
+        super().__init__(projection=projection, centroids=centroids, offsets=offsets, A=A,
+                         euclidean=euclidean)
         self._make_blocks(Bt, sq_norms if euclidean else None)
 
     def _make_blocks(self, Bt, sq_norms):
@@ -70,21 +114,6 @@ class SearchArrays:
         """Cluster j's ``B_j`` transposed, (n_j, r): a view into the blocks."""
         lo, hi = self.block_start[j], self.block_start[j + 1]
         return self.B_blocks[lo:hi].reshape(-1, self.B_blocks.shape[2])[:self.sizes[j]]
-
-    @property
-    def n_clusters(self):
-        return self.sizes.shape[0]
-
-    def reduce(self, queries):
-        """Queries in the globally reduced space."""
-        return queries if self.projection_t is None else times_transposed(queries, self.projection_t)
-
-    def probe(self, reduced, clusters_to_search):
-        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
-        dist = times_transposed(reduced, self.centroids_scaled)
-        if self.centroid_bias is not None:
-            dist += self.centroid_bias
-        return smallest_k(dist, clusters_to_search)
 
 
 def candidates_single(arrays, reduced, probes, points_to_rerank):

@@ -1,0 +1,123 @@
+"""Lazy loading (CPython, over a local file): identical results, few bytes, clean failures."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import clustered
+from lorann_wasm import LorannIndex
+from lorann_wasm.lazy import FileReader, LazyIndex
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    both = clustered(12150, 64, seed=31)
+    return both[:12000], both[12000:]
+
+
+def _single(index, queries, k=10, **kw):
+    out = [index.search(q, k, return_distances=True, **kw) for q in queries]
+    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+
+@pytest.mark.parametrize("kw", [
+    dict(distance="l2"),
+    dict(distance="ip", rerank_dtype="int8"),
+    dict(distance="cosine", rerank_dtype="float16", quantization_bits=None),
+    dict(distance="l2", rerank_dtype="int8", int8_scales="vector", global_dim=24),
+])
+def test_identical_to_the_full_index(mixture, tmp_path, kw):
+    data, queries = mixture
+    LorannIndex(data, rank=12, seed=2, **kw).build().save(tmp_path / "i.lorann")
+    full = LorannIndex.load(tmp_path / "i.lorann")
+    lazy = LazyIndex(FileReader(tmp_path / "i.lorann"), cache_bytes=1 << 20)
+    assert lazy.params == full.params
+    for setting in ({}, {"clusters_to_search": 3, "points_to_rerank": 20},
+                    {"target_recall": 0.99}):
+        ids, dists = lazy.search(queries, 10, return_distances=True, **setting)
+        want_ids, want_dists = _single(full, queries, **setting)
+        assert np.array_equal(ids, want_ids) and np.array_equal(dists, want_dists)
+    assert np.array_equal(lazy.search(queries[0], 5), full.search(queries[0], 5))
+    assert lazy.cached_bytes <= (1 << 20) + 200_000  # budget, plus at most one query's clusters
+
+
+def test_fetches_only_probed_clusters_and_caches_them(mixture, tmp_path):
+    data, queries = mixture
+    LorannIndex(data, rank=12, n_clusters=200, seed=2).build(target_recall=None).save(
+        tmp_path / "i.lorann")
+    size = (tmp_path / "i.lorann").stat().st_size
+    lazy = LazyIndex(FileReader(tmp_path / "i.lorann"), cache_bytes=64 << 20)
+    assert lazy.prefix_bytes < 0.08 * size
+    lazy.search(queries[0], 10, clusters_to_search=4)
+    cold = lazy.last_fetch
+    assert cold["clusters"] == 4 and cold["bytes"] < 4 * 3 * size / 200
+    assert cold["requests"] <= 4 * 5  # one range per per-point tensor (5) per run of clusters
+    lazy.search(queries[0], 10, clusters_to_search=4)
+    assert lazy.last_fetch == {"bytes": 0, "requests": 0, "clusters": 0}
+    assert lazy.stats["cache_hits"] == 4
+    lazy.search(queries, 10, clusters_to_search=200)  # everything: adjacent clusters coalesce
+    assert lazy.last_fetch["requests"] <= 5 * 5  # 196 clusters around 4 cached ones: 5 runs
+
+
+def _flip(path, offset):
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+def test_corruption_and_short_reads_are_errors(mixture, tmp_path):
+    data, queries = mixture
+    index = LorannIndex(data[:3000], rank=8, seed=2).build(target_recall=None)
+    path = tmp_path / "i.lorann"
+    index.save(path)
+    size = path.stat().st_size
+    _flip(path, size - 10)  # inside the last cluster's rerank vectors
+    lazy = LazyIndex(FileReader(path))
+    last = index.params["n_clusters"] - 1
+    probes = lazy.probe_arrays.probe(lazy.probe_arrays.reduce(data[:3000]), 1)[:, 0]
+    hit = int(np.flatnonzero(probes == last)[0])
+    with pytest.raises(ValueError, match=f"cluster {last} failed its checksum"):
+        lazy.search(data[hit], 10, clusters_to_search=1)
+    other = int(np.flatnonzero(probes != last)[0])
+    assert lazy.search(data[other], 10, clusters_to_search=1)[0] >= 0  # still usable
+
+    index.save(path)
+    (hlen,) = struct.unpack("<Q", path.read_bytes()[:8])
+    _flip(path, 8 + hlen + 100)  # inside the prefix
+    with pytest.raises(ValueError, match="prefix checksum mismatch"):
+        LazyIndex(FileReader(path))
+
+    index.save(path)
+
+    lazy = LazyIndex(FileReader(path))
+    read = lazy.reader.read
+    lazy.reader.read = lambda ranges: [b[:-1] for b in read(ranges)]  # a server cutting short
+    with pytest.raises(ValueError, match="truncated response"):
+        lazy.search(data[0], 10, clusters_to_search=lazy.params["n_clusters"])
+    path.write_bytes(path.read_bytes()[:size // 2])
+    with pytest.raises(ValueError, match="invalid index file"):
+        LazyIndex(FileReader(path))
+    path.write_bytes(b"\x00" * 4)
+    with pytest.raises(ValueError, match="too short"):
+        LazyIndex(FileReader(path))
+
+
+def test_file_without_prefix_checksum_is_refused(mixture, tmp_path):
+    data, _ = mixture
+    raw = LorannIndex(data[:2000], rank=8).build(target_recall=None).to_bytes()
+    (hlen,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + hlen])
+    del header["__metadata__"]["prefix_checksum"]
+    from lorann_wasm import safetensors_io
+    body = raw[8 + hlen:]
+    header["__metadata__"].pop("checksum")
+    header["__metadata__"]["checksum"] = safetensors_io.checksum(header, [body])
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    old = struct.pack("<Q", len(head)) + head + body
+    (tmp_path / "old.lorann").write_bytes(old)
+    assert LorannIndex.load(tmp_path / "old.lorann").n == 2000  # the full loader still reads it
+    with pytest.raises(ValueError, match="cannot be loaded lazily"):
+        LazyIndex(FileReader(tmp_path / "old.lorann"))
