@@ -8,7 +8,9 @@ written once to a ``.npy`` file in the cache, then ``lorann-wasm build
 --out-of-core`` runs in a subprocess with 1 or 2 worker processes or on a
 local Dask cluster (2 workers x 1 thread). Peak memory is sampled every
 50 ms as the summed RSS of the build process, its children and the Dask
-workers; the build process's own peak comes from the kernel (ru_maxrss).
+workers; the build process's own peak is the kernel's high-water mark (VmHWM),
+polled while it runs. (Not ru_maxrss: on Linux a child inherits its parent's
+peak across fork and exec.)
 Writes ``results.json`` and ``table.md``.
 """
 
@@ -58,6 +60,18 @@ def _rss(pid):
         return 0
 
 
+def _hwm(pid):
+    """The kernel's peak RSS (VmHWM) of a live process, bytes."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -73,27 +87,28 @@ def run_build(path, out, mode, scheduler=None, dask_pids=()):
     cmd += ["--dask-scheduler", scheduler] if mode == "dask" else ["--workers", str(mode)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = {"tree": 0}
+    peak = {"tree": 0, "main": 0}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
+            peak["main"] = max(peak["main"], _hwm(proc.pid))
             total = _rss(proc.pid) + sum(_rss(c) for c in _children(proc.pid))
             total += sum(_rss(p) for p in dask_pids) if mode == "dask" else 0
             peak["tree"] = max(peak["tree"], total)
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     done.set()
     thread.join()
     if status != 0:
         raise RuntimeError(f"build failed ({status}): {' '.join(cmd)}\n{stdout}")
     proc.returncode = 0
-    return {"seconds": round(seconds, 1), "main_peak_mb": round(usage.ru_maxrss / 1024),
+    return {"seconds": round(seconds, 1), "main_peak_mb": round(peak["main"] / MB),
             "tree_peak_mb": round(peak["tree"] / MB), "file_mb": round(os.path.getsize(out) / MB, 1)}
 
 

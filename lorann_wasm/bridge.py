@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .index import LorannIndex
+from .lazy import LazyIndex
 
 
 def _buffer(x):
@@ -33,6 +34,23 @@ def _default(value):
     return None if value == 0 else value
 
 
+class JsRangeReader:
+    """A reader for :class:`.lazy.LazyIndex` backed by a JS object.
+
+    The object has ``size`` and ``read(rangesJson)``, which takes a JSON list
+    of ``[start, stop]`` and returns an array of ``Uint8Array``; each is
+    copied into Python in one bulk copy (``to_bytes``).
+    """
+
+    def __init__(self, js):
+        self.js = js
+        self.size = int(js.size)
+
+    def read(self, ranges):
+        parts = self.js.read(json.dumps([[int(a), int(b)] for a, b in ranges]))
+        return [part.to_bytes() if hasattr(part, "to_bytes") else bytes(part) for part in parts]
+
+
 class Session:
     """One loaded index and the operations the worker offers on it."""
 
@@ -48,9 +66,45 @@ class Session:
         self.index, self.nbytes = index, len(buf)
         return self.info()
 
+    def load_lazy(self, reader, cache_bytes=0):
+        """Open an index by its prefix through ``reader`` (see :class:`JsRangeReader`).
+
+        Clusters are fetched as queries probe them; ``cache_bytes`` (0: the
+        default) bounds the cluster cache. Returns the description as JSON.
+        """
+        if not hasattr(reader, "read"):
+            raise TypeError("reader must have size and read(ranges)")
+        if not isinstance(reader, JsRangeReader) and hasattr(reader, "to_py"):
+            reader = JsRangeReader(reader)
+        kwargs = {"cache_bytes": int(cache_bytes)} if int(cache_bytes) > 0 else {}
+        self.index = LazyIndex(reader, **kwargs)
+        self.nbytes = self.index.size
+        return self.info()
+
+    @property
+    def lazy(self):
+        return isinstance(self.index, LazyIndex)
+
     def info(self):
         self._require()
-        return json.dumps({"bytes": self.nbytes, **self.index.params})
+        extra = {}
+        if self.lazy:
+            extra = {"lazy": True, "prefix_bytes": self.index.prefix_bytes,
+                     "fetched": dict(self.index.stats)}
+        return json.dumps({"bytes": self.nbytes, **self.index.params, **extra})
+
+    def fetch_stats(self):
+        """What the latest search fetched, the running totals and the cache size (JSON)."""
+        self._require()
+        if not self.lazy:
+            return json.dumps(None)
+        return json.dumps({**self.index.last_fetch, "total": dict(self.index.stats),
+                           "cached_bytes": self.index.cached_bytes})
+
+    def _require_whole(self, what):
+        self._require()
+        if self.lazy:
+            raise ValueError(f"{what} needs the whole index; it is loaded lazily")
 
     def _require(self):
         if self.index is None:
@@ -71,14 +125,14 @@ class Session:
 
     def exact_search(self, queries, count, k):
         """Brute-force search over the stored vectors; same layout as :meth:`search`."""
-        self._require()
+        self._require_whole("exact search")
         q = _queries(queries, count)
         ids, dists = self.index.exact_search(q, int(k), return_distances=True)
         return ids.astype(np.int32).ravel(), dists.ravel()
 
     def vectors(self, ids):
         """The stored (decoded) vectors of ``ids`` (int32 buffer), flat float32."""
-        self._require()
+        self._require_whole("reading stored vectors")
         ids = np.frombuffer(_buffer(ids), dtype=np.int32).astype(np.intp)
         return self.index.get_vectors(ids).ravel()
 

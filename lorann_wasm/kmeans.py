@@ -44,16 +44,31 @@ def nearest_centroids(x, centroids, euclidean, n_nearest=1):
     return out
 
 
+def cluster_sums(x, labels, n_clusters):
+    """Float64 sum of the rows of each cluster, (n_clusters, dim).
+
+    Works through :data:`ASSIGN_CHUNK` rows (in cluster order) at a time, so
+    no sorted or float64 copy of ``x`` is made.
+    """
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    sums = np.zeros((n_clusters, x.shape[1]), dtype=np.float64)
+    for a in range(0, len(order), ASSIGN_CHUNK):
+        lab = sorted_labels[a:a + ASSIGN_CHUNK]
+        starts = np.flatnonzero(np.concatenate(([True], lab[1:] != lab[:-1])))
+        sums[lab[starts]] += np.add.reduceat(x[order[a:a + ASSIGN_CHUNK]], starts, axis=0,
+                                             dtype=np.float64)
+    return sums
+
+
 def _update_centroids(x, labels, centroids, spherical, rng):
     """Move centroids to the mean of their points; re-seed empty ones by splitting."""
     n_clusters, dim = centroids.shape
     counts = np.bincount(labels, minlength=n_clusters)
-    order = np.argsort(labels, kind="stable")
     nonempty = np.flatnonzero(counts)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-    sums = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+    sums = cluster_sums(x, labels, n_clusters)
     new = centroids.copy()
-    new[nonempty] = (sums / counts[nonempty, None]).astype(np.float32)
+    new[nonempty] = (sums[nonempty] / counts[nonempty, None]).astype(np.float32)
     # An empty cluster takes half of a big one: copy a centroid chosen with
     # probability proportional to cluster size and push the two apart.
     for empty in np.flatnonzero(counts == 0):

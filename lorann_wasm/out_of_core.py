@@ -40,7 +40,7 @@ from .vectors import RerankVectors
 
 #: int32 label, int64 id and an int64 sort buffer per vector
 BYTES_PER_VECTOR = 20
-#: interpreter, NumPy and BLAS buffers (measured ~70 MB; rounded up)
+#: interpreter, NumPy and BLAS buffers (measured 65 MB) plus allocator slack
 BASE_BYTES = 128 << 20
 
 
@@ -56,13 +56,15 @@ def memory_bound(n, d, params, chunk_bytes=CHUNK_BYTES):
     sample = min(n, SAMPLE_PER_CLUSTER * c)
     chunk_rows = max(1, chunk_bytes // (4 * d))
     grams = 8 * c * g * g
-    distances = 2 * ASSIGN_CHUNK * c * 4  # one block of distances to the centroids, and a temporary
+    # a block of distances to the centroids, the argpartition indices of it, a temporary
+    distances = ASSIGN_CHUNK * c * (4 + 8 + 8)
     phases = {
-        "projection": min(n, PROJECTION_SAMPLE) * d * 12 + 2 * chunk_bytes + 16 * d * d,
-        "k-means": 2 * sample * g * 4 + distances + 2 * chunk_bytes,
+        "projection": min(n, PROJECTION_SAMPLE) * d * 12 + 16 * d * d + 2 * chunk_bytes,
+        "k-means": sample * g * 4 + chunk_bytes + chunk_rows * g * 4 + ASSIGN_CHUNK * c * 8
+        + ASSIGN_CHUNK * g * 20,
         "assignment": grams + 2 * chunk_bytes + chunk_rows * (4 * g + 32 * w) + distances,
-        "sorting": 3 * chunk_bytes,
-        "regressions": grams + 4 * c * g * r + 2 * chunk_bytes,
+        "sorting": grams + 3 * chunk_bytes,
+        "regressions": grams + 8 * c * g * r + 2 * chunk_bytes,
     }
     parts = {"per-vector bookkeeping": BYTES_PER_VECTOR * n, "base": BASE_BYTES,
              "largest phase (" + max(phases, key=phases.get) + ")": max(phases.values())}

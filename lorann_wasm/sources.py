@@ -75,13 +75,16 @@ class RowSource:
     def take(self, sorted_rows, transform=None):
         """Rows ``sorted_rows`` (increasing) in one pass, each chunk mapped by ``transform``."""
         sorted_rows = np.asarray(sorted_rows)
-        parts = []
+        out = None
         for start, stop in self.chunks():
             lo, hi = np.searchsorted(sorted_rows, [start, stop])
             if hi > lo:
                 rows = self.read(start, stop)[sorted_rows[lo:hi] - start]
-                parts.append(rows if transform is None else transform(rows))
-        return np.concatenate(parts)
+                rows = rows if transform is None else transform(rows)
+                if out is None:
+                    out = np.empty((len(sorted_rows), rows.shape[1]), dtype=rows.dtype)
+                out[lo:hi] = rows
+        return out
 
     def close(self):
         if self._file is not None:

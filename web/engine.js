@@ -4,6 +4,7 @@
 //   const { ids, distances, ms } = await engine.search(float32Vector, 10,
 //                                       { clustersToSearch, pointsToRerank });
 //   const batch = await engine.searchBatch(float32Matrix, count, 10);  // flat (count * k)
+//   await engine.loadIndex(url, { lazy: true });  // big index: fetch clusters on demand
 //
 // Vectors are Float32Arrays; they are transferred to the worker, not copied
 // element by element. Ids are Int32Array (row numbers of the indexed data),
@@ -61,9 +62,12 @@ export class LorannEngine {
   }
 
   // Load (or replace) the index; resolves to its parameters.
-  async loadIndex(url) {
+  // { lazy: true } fetches only the file's prefix now and each query's probed
+  // clusters when needed (HTTP Range; cacheBytes bounds the cluster cache).
+  async loadIndex(url, { lazy = false, cacheBytes = 0 } = {}) {
     this.info = null;
-    this.info = await this.call("loadIndex", { url: new URL(url, document.baseURI).href });
+    this.info = await this.call("loadIndex",
+                                { url: new URL(url, document.baseURI).href, lazy, cacheBytes });
     return this.info;
   }
 
@@ -71,7 +75,8 @@ export class LorannEngine {
     return { clustersToSearch: opts.clustersToSearch || 0, pointsToRerank: opts.pointsToRerank || 0 };
   }
 
-  // One query vector -> { ids, distances, ms } of length k.
+  // One query vector -> { ids, distances, ms } of length k (plus, for a lazily
+  // loaded index, fetched: { bytes, requests, clusters, total, cached_bytes }).
   search(vector, k = 10, opts = {}) {
     const queries = Float32Array.from(vector);
     return this.call("search", { queries, count: 1, k, ...this._options(opts) }, [queries.buffer]);

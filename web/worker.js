@@ -56,7 +56,56 @@ async function boot({ baseUrl, wheel }) {
   return { pyodide: pyodide.version };
 }
 
-async function loadIndex({ url }) {
+// Lazy loading: Python asks for byte ranges; each is one synchronous Range
+// request (allowed in workers), so the same Python code serves CPython tests
+// (reading a local file) and the browser.
+function readRange(url, start, stop) {
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", url, false);
+  xhr.responseType = "arraybuffer";
+  xhr.setRequestHeader("Range", `bytes=${start}-${stop - 1}`);
+  try {
+    xhr.send();
+  } catch (err) {
+    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
+  }
+  if (xhr.status !== 206) {
+    const why = xhr.status === 200 ? " (the server ignored the Range request)" : "";
+    throw new Error(`expected HTTP 206 for bytes ${start}-${stop - 1} of ${url}, got ${xhr.status}${why}`);
+  }
+  // A short body is reported by Python, which knows how many bytes it asked for.
+  return new Uint8Array(xhr.response);
+}
+
+async function openLazy(url, cacheBytes) {
+  progress("index");
+  let probe;
+  try {
+    probe = await fetch(url, { headers: { Range: "bytes=0-7" } });
+  } catch (err) {
+    throw new Error(`could not fetch ${url}: ${err.message}`);
+  }
+  if (probe.status !== 206) {
+    if (probe.body) await probe.body.cancel().catch(() => {});
+    if (!probe.ok) throw new Error(`could not fetch ${url}: HTTP ${probe.status}`);
+    throw new Error(`${url}: the server does not support HTTP Range requests ` +
+                    `(status ${probe.status}), so the index cannot be loaded lazily`);
+  }
+  await probe.arrayBuffer();
+  const size = Number((probe.headers.get("Content-Range") || "").split("/")[1]);
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new Error(`${url}: the Range response gives no file size (Content-Range)`);
+  }
+  const reader = {
+    size,
+    read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => readRange(url, start, stop)),
+  };
+  progress("prepare");
+  return JSON.parse(session.load_lazy(reader, cacheBytes));
+}
+
+async function loadIndex({ url, lazy = false, cacheBytes = 0 }) {
+  if (lazy) return openLazy(url, cacheBytes);
   const bytes = await fetchBytes(url, "index");
   progress("prepare", bytes.length, bytes.length);
   const info = session.load(bytes);
@@ -88,6 +137,8 @@ function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, e
     : session.search(queries, count, k, clustersToSearch, pointsToRerank);
   const out = unpack(result);
   out.ms = performance.now() - start;
+  const fetched = JSON.parse(session.fetch_stats());
+  if (fetched) out.fetched = fetched;  // lazily loaded: what this search fetched
   return out;
 }
 

@@ -1,0 +1,175 @@
+"""Lazy loading in real headless Chromium: a multi-hundred-MB index over HTTP Range.
+
+The index is built out of core in CPython and served by the local static
+server; the worker fetches the prefix, then each query's probed clusters.
+Results must equal CPython's, and the first query must fetch at most 2% of
+the file.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from build_scripts.build_site import build_site
+from build_scripts.serve import serve_in_background
+from conftest import local_page, recall
+from lorann_wasm import ExactIndex, LorannIndex
+from lorann_wasm.lazy import FileReader, LazyIndex
+from lorann_wasm.out_of_core import build_file
+
+N_QUERIES = 200
+BIG = (250_000, 384)  # float32 rerank vectors: about 400 MB
+CLUSTERS_TO_SEARCH = 4
+BOOT_MS = 120_000
+
+
+def low_dimensional(n, d, seed):
+    """Seeded data with a low intrinsic dimension (so neighbours mean something)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((100, d)).astype(np.float32) * 2
+    basis = rng.standard_normal((6, d)).astype(np.float32) * 0.5
+    x = centers[rng.integers(0, 100, n)]
+    x += rng.standard_normal((n, 6), dtype=np.float32) @ basis
+    x += 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+    return x
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    work = tmp_path_factory.mktemp("lazy")
+    n, d = BIG
+    both = low_dimensional(n + N_QUERIES, d, seed=41)
+    data, queries = both[:n], both[n:]
+    small = LorannIndex(data[:20000, :64], rank=16, seed=1).build(target_recall=None)
+    small.save(work / "small.lorann")
+    root = str(work / "site")
+    build_site(root, [("small", str(work / "small.lorann"), "small")])
+    big_path = os.path.join(root, "indexes", "big.lorann")
+    build_file(data, big_path, distance="l2", seed=0, n_clusters=700)
+    truth = ExactIndex(data, distance="l2").search(queries, 10)
+    del both, data
+    queries.tofile(os.path.join(root, "indexes", "big.queries.bin"))
+    raw = bytearray((work / "small.lorann").read_bytes())
+    raw[-10] ^= 0x40  # inside the last cluster's vectors
+    with open(os.path.join(root, "indexes", "corrupt.lorann"), "wb") as f:
+        f.write(raw)
+    server, url = serve_in_background(root)
+    yield {"root": root, "url": url, "queries": queries, "truth": truth, "big": big_path,
+           "small": small, "small_path": str(work / "small.lorann")}
+    server.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser, site):
+    with local_page(browser, site["url"]) as p:
+        p.goto(site["url"] + "bench.html")
+        p.wait_for_function("window.LorannEngine !== undefined")
+        yield p
+
+
+RUN_LAZY = """async ([url, count, k, c, cacheBytes]) => {
+  const engine = await window.LorannEngine.create({});
+  const t0 = performance.now();
+  const info = await engine.loadIndex(url, { lazy: true, cacheBytes });
+  const openMs = performance.now() - t0;
+  const q = new Float32Array(await (await fetch("indexes/big.queries.bin")).arrayBuffer());
+  const dim = info.dim;
+  const run = async () => {
+    const ids = [], fetched = [], ms = [];
+    for (let i = 0; i < count; i++) {
+      const r = await engine.search(q.subarray(i * dim, (i + 1) * dim), k, { clustersToSearch: c });
+      ids.push(Array.from(r.ids)); fetched.push(r.fetched); ms.push(r.ms);
+    }
+    return { ids, fetched, ms };
+  };
+  const cold = await run();
+  const warm = await run();
+  engine.terminate();
+  return { info, openMs, cold, warm };
+}"""
+
+
+def test_lazy_index_over_http_range_matches_cpython(page, site):
+    size = os.path.getsize(site["big"])
+    assert size > 300e6
+    got = page.evaluate(RUN_LAZY, ["indexes/big.lorann", N_QUERIES, 10, CLUSTERS_TO_SEARCH,
+                                   64 << 20])
+    info = got["info"]
+    assert info["lazy"] and info["bytes"] == size and info["n"] == BIG[0]
+    full = LorannIndex.load(site["big"])
+    want = np.stack([full.search(q, 10, clusters_to_search=CLUSTERS_TO_SEARCH)
+                     for q in site["queries"]])
+    for run in ("cold", "warm"):
+        ids = np.array(got[run]["ids"])
+        assert np.array_equal(ids, want), (run, np.mean(np.all(ids == want, axis=1)))
+    assert recall(want, site["truth"]) >= 0.9
+    # first query: header + prefix + its probed clusters, at most 2% of the file
+    first = info["fetched"]["bytes"] + got["cold"]["fetched"][0]["bytes"]
+    assert first <= 0.02 * size, (first, size)
+    assert got["cold"]["fetched"][0]["clusters"] == CLUSTERS_TO_SEARCH
+    # the cache (64 MB) holds a good part of the 400 MB: the second pass fetches less
+    cold = sum(f["bytes"] for f in got["cold"]["fetched"])
+    warm = sum(f["bytes"] for f in got["warm"]["fetched"])
+    assert warm < cold and got["warm"]["fetched"][-1]["cached_bytes"] <= (64 << 20) + 8e6
+    print(f"\nlazy {size / 1e6:.0f} MB index: open {got['openMs']:.0f} ms, "
+          f"{info['fetched']['bytes'] / 1e6:.2f} MB at open; first query "
+          f"{first / size:.2%} of the file; per query cold {cold / N_QUERIES / 1e6:.2f} MB, "
+          f"warm {warm / N_QUERIES / 1e6:.2f} MB; median latency cold "
+          f"{np.median(got['cold']['ms']):.1f} ms, warm {np.median(got['warm']['ms']):.1f} ms")
+
+
+OPEN_AND_SEARCH = """async ([url, vector, c]) => {
+  const engine = window.engine || (window.engine = await window.LorannEngine.create({}));
+  try {
+    await engine.loadIndex(url, { lazy: true });
+  } catch (err) {
+    return { stage: "open", error: err.message };
+  }
+  try {
+    const r = await engine.search(Float32Array.from(vector), 10, { clustersToSearch: c });
+    return { ids: Array.from(r.ids) };
+  } catch (err) {
+    return { stage: "search", error: err.message };
+  }
+}"""
+
+
+def _probe_last_cluster(site):
+    """A data vector whose nearest cluster is the last one (where the corrupt byte is)."""
+    lazy = LazyIndex(FileReader(site["small_path"]))
+    data = site["small"].get_vectors(np.arange(2000))
+    best = lazy.probe_arrays.probe(lazy.probe_arrays.reduce(data), 1)[:, 0]
+    last = lazy.params["n_clusters"] - 1
+    return data[int(np.flatnonzero(best == last)[0])], data[int(np.flatnonzero(best != last)[0])]
+
+
+def test_lazy_errors_are_clear(page, site):
+    bad, good = _probe_last_cluster(site)
+    got = page.evaluate(OPEN_AND_SEARCH, ["indexes/corrupt.lorann", bad.tolist(), 1])
+    assert got["stage"] == "search" and "failed its checksum" in got["error"], got
+    got = page.evaluate(OPEN_AND_SEARCH, ["indexes/corrupt.lorann", good.tolist(), 1])
+    assert "ids" in got and got["ids"][0] >= 0  # the worker is still usable
+
+    raw = open(site["small_path"], "rb").read()
+    page.route("**/indexes/norange.lorann", lambda route: route.fulfill(status=200, body=raw))
+    got = page.evaluate(OPEN_AND_SEARCH, ["indexes/norange.lorann", good.tolist(), 1])
+    assert got["stage"] == "open" and "does not support HTTP Range" in got["error"], got
+
+    prefix = LazyIndex(FileReader(site["small_path"])).prefix_bytes
+
+    def truncating(route):
+        start, stop = (int(v) for v in route.request.headers["range"][6:].split("-"))
+        body = raw[start:stop + 1]
+        if start >= prefix:
+            body = body[:-1]  # a response cut short
+        route.fulfill(status=206, body=body, headers={
+            "Content-Range": f"bytes {start}-{stop}/{len(raw)}", "Accept-Ranges": "bytes"})
+
+    page.route("**/indexes/short.lorann", truncating)
+    got = page.evaluate(OPEN_AND_SEARCH, ["indexes/short.lorann", good.tolist(), 1])
+    assert got["stage"] == "search" and "truncated response" in got["error"], got
+    got = page.evaluate(OPEN_AND_SEARCH, ["indexes/missing.lorann", good.tolist(), 1])
+    assert got["stage"] == "open" and "HTTP 404" in got["error"], got
