@@ -81,9 +81,9 @@ def _children(pid):
     return kids + [g for k in kids for g in _children(k)]
 
 
-def run_build(path, out, mode, scheduler=None, dask_pids=()):
+def run_build(path, out, mode, scheduler=None, dask_pids=(), distance="ip"):
     cmd = [sys.executable, "-m", "lorann_wasm", "build", path, "-o", out, "--out-of-core",
-           "--rerank-dtype", "int8"]
+           "--rerank-dtype", "int8", "--distance", distance]
     cmd += ["--dask-scheduler", scheduler] if mode == "dask" else ["--workers", str(mode)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -117,6 +117,9 @@ def main(argv=None):
     ap.add_argument("--sizes", default="1000000,4000000")
     ap.add_argument("--dims", default="128,384")
     ap.add_argument("--modes", default="1,2,dask")
+    ap.add_argument("--real", default="",
+                    help="also real data sets, e.g. fashion-mnist,wordnet-minilm (recall@10 "
+                         "with the default search settings is reported for them)")
     ap.add_argument("--out", default="results/build-scale")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -131,35 +134,51 @@ def main(argv=None):
         dask_pids = list(client.run(os.getpid).values())
     rows = []
     json_path = os.path.join(args.out, "results.json")
+    jobs = [(n, d, None) for n in [int(s) for s in args.sizes.split(",") if s]
+            for d in [int(s) for s in args.dims.split(",")]]
+    jobs += [(None, None, name) for name in args.real.split(",") if name]
     try:
-        for n in [int(s) for s in args.sizes.split(",")]:
-            for d in [int(s) for s in args.dims.split(",")]:
-                path = synthetic(n, d)
-                bound, parts = memory_bound(n, d, build_params(n, d, rerank_dtype="int8"))
-                for mode in modes:
-                    out = os.path.join(cache_dir(), "scale", f"index-{n}x{d}.lorann")
-                    result = run_build(path, out, mode, cluster.scheduler_address if cluster else None,
-                                       dask_pids)
-                    row = {"n": n, "d": d, "mode": mode, "data_mb": round(n * d * 4 / MB),
-                           "bound_mb": round(bound / MB), **result}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    with open(json_path, "w") as f:
-                        json.dump(rows, f, indent=1)
-                    os.unlink(out)
+        for n, d, name in jobs:
+            if name:
+                from lorann_wasm import LorannIndex
+                from lorann_wasm.bench.datasets import load
+                from lorann_wasm.tuning import recall_at_k
+                ds = load(name)
+                path = os.path.join(cache_dir(), "scale", f"{name}.npy")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                np.save(path, ds.train)
+                n, d = ds.train.shape
+                distance = ds.distance
+            else:
+                path, distance = synthetic(n, d), "ip"
+            bound, parts = memory_bound(n, d, build_params(n, d, rerank_dtype="int8"))
+            for mode in modes:
+                out = os.path.join(cache_dir(), "scale", f"index-{n}x{d}.lorann")
+                result = run_build(path, out, mode, cluster.scheduler_address if cluster else None,
+                                   dask_pids, distance)
+                row = {"data": name or "synthetic", "n": n, "d": d, "mode": mode,
+                       "data_mb": round(n * d * 4 / MB), "bound_mb": round(bound / MB), **result}
+                if name:
+                    found = LorannIndex.load(out).search(ds.queries, 10)
+                    row["recall@10"] = round(recall_at_k(found, ds.neighbors, 10), 4)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                with open(json_path, "w") as f:
+                    json.dump(rows, f, indent=1)
+                os.unlink(out)
     finally:
         if client is not None:
             client.close()
             cluster.close()
-    lines = ["| n | d | data MB | executor | build s | peak RSS, build process MB | "
-             "peak RSS incl. workers MB | stated bound MB | file MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | n | d | data MB | executor | build s | peak RSS, build process MB | "
+             "peak RSS incl. workers MB | stated bound MB | file MB | recall@10 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mode = "Dask (2 x 1 thread)" if r["mode"] == "dask" else f"{r['mode']} process" + \
             ("es" if r["mode"] != 1 else "")
-        lines.append(f"| {r['n']:,} | {r['d']} | {r['data_mb']:,} | {mode} | {r['seconds']} | "
-                     f"{r['main_peak_mb']:,} | {r['tree_peak_mb']:,} | {r['bound_mb']:,} | "
-                     f"{r['file_mb']:,} |")
+        lines.append(f"| {r['data']} | {r['n']:,} | {r['d']} | {r['data_mb']:,} | {mode} | "
+                     f"{r['seconds']} | {r['main_peak_mb']:,} | {r['tree_peak_mb']:,} | "
+                     f"{r['bound_mb']:,} | {r['file_mb']:,} | {r.get('recall@10', '')} |")
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -244,7 +244,8 @@ def cmd_info(args):
     _, metadata = decode(buf)
     out = {"file": args.index, "bytes": len(buf), "format": metadata["format"],
            "format_version": int(metadata["format_version"]),
-           "checksum": f"{metadata['checksum']} ({status})", "params": params,
+           "checksum": f"{metadata['checksum']} ({status})",
+           "lazy_loading": "prefix_checksum" in metadata, "params": params,
            "arrays": {k: f"{v.dtype} {list(v.shape)} ({v.nbytes:,} bytes)"
                       for k, v in tensors.items()}}
     if args.json:
@@ -252,6 +253,8 @@ def cmd_info(args):
         return
     print(f"{out['file']}: {out['bytes']:,} bytes, format {out['format']} v{out['format_version']}, "
           f"checksum {out['checksum']}")
+    print("  lazy loading (HTTP Range): " + ("yes, prefix checksum present" if out["lazy_loading"]
+                                             else "no: no prefix checksum (save it again)"))
     tuning = params.pop("tuning", None)
     for key, value in params.items():
         print(f"  {key:20} {value}")

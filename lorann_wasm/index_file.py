@@ -231,6 +231,16 @@ def check_layout(tensors_specs, params):
             _fail(f"tensor {name!r} is {have[0]}{list(have[1])}, expected {dtype}{list(shape)}")
 
 
+def check_finite_and_scales(t):
+    """No NaN or infinity in float tensors; positive scales (of those present in ``t``)."""
+    for name, arr in t.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            _fail(f"tensor {name!r} contains NaN or infinite values")
+    for name in ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale"):
+        if name in t and not (t[name] > 0).all():
+            _fail(f"tensor {name!r} has non-positive scales")
+
+
 def _check_values(t, p):
     off = t["cluster_offsets"]
     if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
@@ -238,12 +248,7 @@ def _check_values(t, p):
     ids = t["ids"]
     if ids.min() < 0 or ids.max() >= p["n"] or np.bincount(ids.astype(np.intp), minlength=p["n"]).max() != 1:
         _fail("ids are not a permutation of 0..n-1")
-    for name, arr in t.items():
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            _fail(f"tensor {name!r} contains NaN or infinite values")
-    for name in ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale"):
-        if name in t and not (t[name] > 0).all():
-            _fail(f"tensor {name!r} has non-positive scales")
+    check_finite_and_scales(t)
 
 
 def check_prefix(header, prefix, required):

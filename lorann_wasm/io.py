@@ -38,8 +38,8 @@ def read_vecs(path, dtype):
     return raw[:, 4:].view(np.dtype(dtype).newbyteorder("<")).reshape(n, dim)
 
 
-def read_hdf5(path, key):
-    """One dataset of an HDF5 file (ann-benchmarks files hold train/test/neighbors)."""
+def open_hdf5(path, key):
+    """``(file, dataset)``: one dataset of an HDF5 file, not yet read; close the file after."""
     try:
         import h5py
     except ImportError:
@@ -48,10 +48,18 @@ def read_hdf5(path, key):
         f = h5py.File(path, "r")
     except OSError as exc:
         _fail(path, f"not a readable HDF5 file ({exc})")
+    if key not in f:
+        keys = sorted(f.keys())
+        f.close()
+        _fail(path, f"has no dataset {key!r} (it has {keys})")
+    return f, f[key]
+
+
+def read_hdf5(path, key):
+    """One dataset of an HDF5 file (ann-benchmarks files hold train/test/neighbors)."""
+    f, dataset = open_hdf5(path, key)
     with f:
-        if key not in f:
-            _fail(path, f"has no dataset {key!r} (it has {sorted(f.keys())})")
-        return f[key][()]
+        return dataset[()]
 
 
 def read_vectors(path, key="train"):

@@ -18,14 +18,15 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 
 from . import safetensors_io
 from ._checks import as_queries, check_k
 from .index import pad_results, search_settings
-from .index_file import (PER_POINT, check_layout, check_prefix, parse_params, per_point_order,
-                         prefix_end)
+from .index_file import (check_finite_and_scales, check_layout, check_prefix, parse_params,
+                         per_point_order, prefix_end)
 from .metrics import prepare
 from .quantization import dequantize_int8
 from .rerank import rerank_one
@@ -68,12 +69,7 @@ class _Cluster:
         n = parts["ids"].shape[0]
         if parts["ids"].size and (parts["ids"].min() < 0 or parts["ids"].max() >= params["n"]):
             _fail("a cluster holds ids outside 0..n-1")
-        for name, arr in parts.items():
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                _fail(f"tensor {name!r} contains NaN or infinite values")
-        for name in ("B_scales", "vectors_row_scale"):
-            if name in parts and not (parts[name] > 0).all():
-                _fail(f"tensor {name!r} has non-positive scales")
+        check_finite_and_scales(parts)
         Bt = (dequantize_int8(parts["B"], parts["B_scales"], axis=1) if B_scales_needed
               else parts["B"])
         bias = parts["sq_norms"] if params["distance"] == "l2" else np.zeros(n, np.float32)
@@ -165,12 +161,7 @@ class LazyIndex:
         off = t["cluster_offsets"]
         if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
             _fail("cluster_offsets are not a non-decreasing sequence from 0 to n")
-        for name, arr in t.items():
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                _fail(f"tensor {name!r} contains NaN or infinite values")
-        for name in ("A_scales", "vectors_dim_scale"):
-            if name in t and not (t[name] > 0).all():
-                _fail(f"tensor {name!r} has non-positive scales")
+        check_finite_and_scales(t)
 
     def missing_ranges(self, clusters):
         """Byte ranges to fetch for the uncached ``clusters``: ``(runs, ranges)``.
@@ -302,11 +293,7 @@ class LazyIndex:
         Returns the candidates' local positions and, for each, the index (in
         ``clusters``) of its cluster and its row within it.
         """
-        class Local:
-            pass
-
-        local = Local()
-        local.A_t = self.probe_arrays.A_t[probes]
+        local = SimpleNamespace(A_t=self.probe_arrays.A_t[probes])
         local.n_blocks = np.array([cl.B_blocks.shape[0] for cl in clusters], dtype=np.intp)
         local.block_start = np.zeros(len(clusters) + 1, dtype=np.intp)
         np.cumsum(local.n_blocks, out=local.block_start[1:])

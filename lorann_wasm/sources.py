@@ -7,7 +7,6 @@ ordinary file reads rather than through its mapping, so pages already read
 do not stay in this process's resident memory.
 """
 
-import mmap
 import os
 
 import numpy as np
@@ -36,7 +35,9 @@ class RowSource:
         self.x, self.name = x, name
         self.n, self.d = int(shape[0]), int(shape[1])
         self.dtype = np.dtype(dtype)
-        self._file = None
+        self._file = self._owned = None
+        import mmap  # here: the query path (and Pyodide) never needs it
+
         if (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap)
                 and x.flags.c_contiguous and x.filename):
             # the whole mapped array (not a view of one): read the file directly
@@ -87,9 +88,11 @@ class RowSource:
         return out
 
     def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the files this source opened."""
+        for f in (self._file, self._owned):
+            if f is not None:
+                f.close()
+        self._file = self._owned = None
 
 
 def open_vectors(path, key="train"):
@@ -98,24 +101,17 @@ def open_vectors(path, key="train"):
     ``.npy`` files are memory-mapped, HDF5 datasets read by slices (the file
     stays open), ``.fvecs``/``.bvecs`` mapped row by row.
     """
-    from .io import read_vecs, _fail
+    from .io import _fail, open_hdf5, read_vecs
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     if ext in (".hdf5", ".h5"):
-        try:
-            import h5py
-        except ImportError:
-            raise ValueError(f"{path}: reading HDF5 needs h5py (pip install 'lorann_wasm[hdf5]')") from None
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            _fail(path, f"not a readable HDF5 file ({exc})")
-        if key not in f:
-            _fail(path, f"has no dataset {key!r} (it has {sorted(f.keys())})")
-        return RowSource(f[key], name=path)
+        f, dataset = open_hdf5(path, key)
+        source = RowSource(dataset, name=path)
+        source._owned = f  # closed with the source
+        return source
     if ext in (".fvecs", ".bvecs"):
         return RowSource(read_vecs(path, np.float32 if ext == ".fvecs" else np.uint8), name=path)
     if ext != ".npy":

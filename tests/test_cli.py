@@ -80,6 +80,7 @@ def test_search_and_info(files, tmp_path, capsys):
     assert main(["info", str(index_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["checksum"].endswith("(ok)") and info["params"]["rerank_dtype"] == "int8"
+    assert info["lazy_loading"] is True
     assert info["arrays"]["vectors"].startswith("int8 [3000, 64]")
 
 

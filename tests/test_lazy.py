@@ -121,3 +121,18 @@ def test_file_without_prefix_checksum_is_refused(mixture, tmp_path):
     assert LorannIndex.load(tmp_path / "old.lorann").n == 2000  # the full loader still reads it
     with pytest.raises(ValueError, match="cannot be loaded lazily"):
         LazyIndex(FileReader(tmp_path / "old.lorann"))
+
+
+def test_identical_on_fashion_mnist(tmp_path):
+    from build_scripts.datasets import fashion_mnist
+
+    train, test = fashion_mnist()
+    LorannIndex(train[:12000], distance="l2", rerank_dtype="int8", seed=0).build().save(
+        tmp_path / "f.lorann")
+    full = LorannIndex.load(tmp_path / "f.lorann")
+    lazy = LazyIndex(FileReader(tmp_path / "f.lorann"), cache_bytes=4 << 20)
+    queries = test[:200]
+    ids, dists = lazy.search(queries, 10, return_distances=True)
+    want_ids, want_dists = _single(full, queries)
+    assert np.array_equal(ids, want_ids) and np.array_equal(dists, want_dists)
+    assert lazy.stats["bytes"] < 200 * (tmp_path / "f.lorann").stat().st_size / 10

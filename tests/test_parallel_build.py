@@ -24,7 +24,8 @@ def _build_out_of_core(path, data, executor=None):
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    distributed = pytest.importorskip("distributed")
+    import distributed  # the test extra installs it; a missing Dask must fail, not skip
+
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         yield cluster
