@@ -42,7 +42,7 @@ RUN = """async ([url, count, warm, c, cacheBytes]) => {
     const out = [];
     for (let i = from; i < count; i++) {
       const r = await engine.search(q.subarray(i * dim, (i + 1) * dim), 10, { clustersToSearch: c });
-      out.push({ ms: r.ms, bytes: r.fetched.bytes, requests: r.fetched.requests });
+      out.push({ ms: r.ms, fetchMs: r.fetched.ms, bytes: r.fetched.bytes, requests: r.fetched.requests });
     }
     return out;
   };
@@ -77,6 +77,7 @@ def summary(runs):
     return {"queries": len(runs), "mean_bytes": round(statistics.mean(r["bytes"] for r in runs)),
             "mean_requests": round(statistics.mean(r["requests"] for r in runs), 1),
             "median_ms": round(statistics.median(ms), 2),
+            "median_network_ms": round(statistics.median(r.get("fetchMs", 0) for r in runs), 2),
             "p90_ms": round(float(np.percentile(ms, 90)), 2)}
 
 

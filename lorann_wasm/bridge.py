@@ -93,6 +93,25 @@ class Session:
                      "fetched": dict(self.index.stats)}
         return json.dumps({"bytes": self.nbytes, **self.index.params, **extra})
 
+    def lazy_plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
+        """For a lazily loaded index: the byte ranges a search will need, as JSON
+        ``{"runs": [[lo, hi], ...], "ranges": [[start, stop], ...]}`` (non-empty
+        ranges only), so the worker can fetch them in parallel and
+        :meth:`lazy_supply` them. Same arguments as :meth:`search`."""
+        self._require()
+        if not self.lazy:
+            return json.dumps({"runs": [], "ranges": []})
+        q = _queries(queries, count)
+        runs, ranges = self.index.plan(q, int(k), clusters_to_search=_default(clusters_to_search),
+                                       points_to_rerank=_default(points_to_rerank))
+        return json.dumps({"runs": runs, "ranges": [[a, b] for a, b in ranges if b > a]})
+
+    def lazy_supply(self, runs_json, buffers):
+        """Hand over the responses to :meth:`lazy_plan`'s ranges (a list of byte buffers)."""
+        self._require()
+        parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
+        self.index.supply(json.loads(runs_json), parts)
+
     def fetch_stats(self):
         """What the latest search fetched, the running totals and the cache size (JSON)."""
         self._require()

@@ -134,6 +134,7 @@ class LazyIndex:
             self._point_tensors.append((name, data_start + begin, row_bytes, dtype, shape[1:]))
         self._cache = OrderedDict()
         self._cached_bytes = 0
+        self._planned = False
 
     # -- fetching ---------------------------------------------------------
 
@@ -142,16 +143,7 @@ class LazyIndex:
         buffers = self.reader.read(ranges)
         if len(buffers) != len(ranges):
             raise ValueError(f"the reader returned {len(buffers)} buffers for {len(ranges)} ranges")
-        out = []
-        for (start, stop), buf in zip(ranges, buffers):
-            view = memoryview(buf).cast("B")
-            if view.nbytes != stop - start:
-                raise ValueError(
-                    f"truncated response: asked for bytes {start}-{stop - 1} ({stop - start} "
-                    f"bytes), got {view.nbytes}")
-            out.append(view)
-            self.stats["bytes"] += view.nbytes
-            self.last_fetch["bytes"] += view.nbytes
+        out = [self._checked(r, buf) for r, buf in zip(ranges, buffers)]
         self.stats["requests"] += len(ranges)
         self.last_fetch["requests"] += len(ranges)
         return out
@@ -176,20 +168,68 @@ class LazyIndex:
                 runs[-1][1] = j + 1
             else:
                 runs.append([j, j + 1])
+        return runs, self._run_ranges(runs)
+
+    def _run_ranges(self, runs):
+        """The byte range of each per-point tensor for each run of clusters, in order."""
         off = self.probe_arrays.offsets
         ranges = []
         for lo, hi in runs:
             for _, start, row_bytes, _, _ in self._point_tensors:
                 ranges.append((start + int(off[lo]) * row_bytes, start + int(off[hi]) * row_bytes))
-        return runs, ranges
+        return ranges
 
     def _fetch(self, clusters):
         """Make sure ``clusters`` are cached, fetching what is missing."""
         runs, ranges = self.missing_ranges(clusters)
         self.stats["cache_hits"] += len(set(int(j) for j in clusters)) - sum(hi - lo for lo, hi in runs)
-        if not runs:
-            return
-        buffers = iter(self._read([r for r in ranges if r[1] > r[0]]))
+        if runs:
+            self._install(runs, self._read([r for r in ranges if r[1] > r[0]]))
+
+    def plan(self, q, k=10, clusters_to_search=None, points_to_rerank=None, target_recall=None):
+        """What searching ``q`` will fetch: ``(runs, ranges)`` of its uncached clusters.
+
+        Lets a caller fetch the ranges itself (the browser worker does, in
+        parallel) and hand them to :meth:`supply` before searching. Arguments
+        as :meth:`search`.
+        """
+        queries, _ = as_queries(q, self.dim)
+        k = check_k(k, self.n)
+        c, _ = search_settings(self.params, k, clusters_to_search, points_to_rerank, target_recall)
+        queries = prepare(queries, self.distance, "q")
+        probes = self.probe_arrays.probe(self.probe_arrays.reduce(queries), c)
+        self.last_fetch = {"bytes": 0, "requests": 0, "clusters": 0}
+        self._planned = True
+        return self.missing_ranges(probes.ravel())
+
+    def supply(self, runs, buffers):
+        """Install clusters fetched for :meth:`plan`'s ``runs``: ``buffers`` are the
+        responses to its non-empty ranges, in order. Checked like any fetch."""
+        runs = [[int(lo), int(hi)] for lo, hi in runs]
+        if not all(0 <= lo < hi <= self.probe_arrays.n_clusters for lo, hi in runs):
+            raise ValueError(f"runs of clusters out of range: {runs}")
+        wanted = [r for r in self._run_ranges(runs) if r[1] > r[0]]
+        if len(buffers) != len(wanted):
+            raise ValueError(f"{len(buffers)} buffers supplied for {len(wanted)} ranges")
+        self.stats["requests"] += len(wanted)
+        self.last_fetch["requests"] += len(wanted)
+        self._install(runs, [self._checked(r, b) for r, b in zip(wanted, buffers)])
+
+    def _checked(self, byte_range, buf):
+        """``buf`` as bytes of ``byte_range``, refusing a short or long one."""
+        start, stop = byte_range
+        view = memoryview(buf).cast("B")
+        if view.nbytes != stop - start:
+            raise ValueError(
+                f"truncated response: asked for bytes {start}-{stop - 1} ({stop - start} "
+                f"bytes), got {view.nbytes}")
+        self.stats["bytes"] += view.nbytes
+        self.last_fetch["bytes"] += view.nbytes
+        return view
+
+    def _install(self, runs, buffers):
+        """Verify and cache the clusters of ``runs`` from their ranges' ``buffers``."""
+        buffers = iter(buffers)
         off = self.probe_arrays.offsets
         q8 = self.params["quantization_bits"] == 8
         for lo, hi in runs:
@@ -197,6 +237,8 @@ class LazyIndex:
             run = [next(buffers) if off[hi] > off[lo] else memoryview(b"")
                    for _ in self._point_tensors]
             for j in range(lo, hi):
+                if j in self._cache:
+                    continue
                 a, b = int(off[j]) - base, int(off[j + 1]) - base
                 crc, parts = 0, {}
                 for (name, _, row_bytes, dtype, row_shape), buf in zip(self._point_tensors, run):
@@ -250,7 +292,9 @@ class LazyIndex:
         c, r = search_settings(self.params, k, clusters_to_search, points_to_rerank,
                                target_recall)
         queries = prepare(queries, self.distance, "q")
-        self.last_fetch = {"bytes": 0, "requests": 0, "clusters": 0}
+        if not self._planned:  # after plan() + supply(), count what they fetched
+            self.last_fetch = {"bytes": 0, "requests": 0, "clusters": 0}
+        self._planned = False
         ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
         dists = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
         for i, query in enumerate(queries):

@@ -136,3 +136,35 @@ def test_identical_on_fashion_mnist(tmp_path):
     want_ids, want_dists = _single(full, queries)
     assert np.array_equal(ids, want_ids) and np.array_equal(dists, want_dists)
     assert lazy.stats["bytes"] < 200 * (tmp_path / "f.lorann").stat().st_size / 10
+
+
+def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
+    data, queries = mixture
+    LorannIndex(data, rank=12, n_clusters=150, seed=2).build(target_recall=None).save(
+        tmp_path / "i.lorann")
+    full = LorannIndex.load(tmp_path / "i.lorann")
+    raw = (tmp_path / "i.lorann").read_bytes()
+
+    class NoReads(FileReader):
+        def read(self, ranges):
+            raise AssertionError("search read by itself after supply()")
+
+    lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
+    lazy.reader = NoReads(tmp_path / "i.lorann")
+    for q in queries[:30]:
+        runs, ranges = lazy.plan(q, 10, clusters_to_search=6)
+        lazy.supply(runs, [raw[a:b] for a, b in ranges if b > a])  # e.g. fetched in parallel
+        assert lazy.last_fetch["clusters"] == sum(hi - lo for lo, hi in runs)
+        fetched = lazy.last_fetch["bytes"]
+        assert np.array_equal(lazy.search(q, 10, clusters_to_search=6),
+                              full.search(q, 10, clusters_to_search=6))
+        assert lazy.last_fetch["bytes"] == fetched  # search counted what supply fetched
+    runs, ranges = lazy.plan(queries[40], 10, clusters_to_search=6)
+    with pytest.raises(ValueError, match="truncated response"):
+        lazy.supply(runs, [raw[a:b - 1] for a, b in ranges if b > a])
+    with pytest.raises(ValueError, match="buffers supplied"):
+        lazy.supply(runs, [])
+    bad = [bytearray(raw[a:b]) for a, b in ranges if b > a]
+    bad[-1][0] ^= 1
+    with pytest.raises(ValueError, match="failed its checksum"):
+        lazy.supply(runs, bad)

@@ -76,7 +76,7 @@ export class LorannEngine {
   }
 
   // One query vector -> { ids, distances, ms } of length k (plus, for a lazily
-  // loaded index, fetched: { bytes, requests, clusters, total, cached_bytes }).
+  // loaded index, fetched: { bytes, requests, clusters, ms, total, cached_bytes }).
   search(vector, k = 10, opts = {}) {
     const queries = Float32Array.from(vector);
     return this.call("search", { queries, count: 1, k, ...this._options(opts) }, [queries.buffer]);

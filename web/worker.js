@@ -77,6 +77,24 @@ function readRange(url, start, stop) {
   return new Uint8Array(xhr.response);
 }
 
+// The same, asynchronous: used to fetch a query's ranges in parallel.
+async function fetchRange(url, start, stop) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Range: `bytes=${start}-${stop - 1}` } });
+  } catch (err) {
+    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
+  }
+  if (response.status !== 206) {
+    if (response.body) await response.body.cancel().catch(() => {});
+    const why = response.status === 200 ? " (the server ignored the Range request)" : "";
+    throw new Error(`expected HTTP 206 for bytes ${start}-${stop - 1} of ${url}, got ${response.status}${why}`);
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+let lazyUrl = null;
+
 async function openLazy(url, cacheBytes) {
   progress("index");
   let probe;
@@ -101,10 +119,13 @@ async function openLazy(url, cacheBytes) {
     read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => readRange(url, start, stop)),
   };
   progress("prepare");
-  return JSON.parse(session.load_lazy(reader, cacheBytes));
+  const info = JSON.parse(session.load_lazy(reader, cacheBytes));
+  lazyUrl = url;
+  return info;
 }
 
 async function loadIndex({ url, lazy = false, cacheBytes = 0 }) {
+  lazyUrl = null;
   if (lazy) return openLazy(url, cacheBytes);
   const bytes = await fetchBytes(url, "index");
   progress("prepare", bytes.length, bytes.length);
@@ -130,15 +151,27 @@ function unpack(result) {
   return { ids, distances };
 }
 
-function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
+async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
   const start = performance.now();
+  let fetchMs = 0;
+  if (lazyUrl && !exact) {
+    // fetch the probed clusters' ranges in parallel, then search without waiting on the network
+    const plan = JSON.parse(session.lazy_plan(queries, count, k, clustersToSearch, pointsToRerank));
+    if (plan.ranges.length) {
+      const url = lazyUrl;
+      const fetchStart = performance.now();
+      const buffers = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
+      fetchMs = performance.now() - fetchStart;
+      session.lazy_supply(JSON.stringify(plan.runs), buffers);
+    }
+  }
   const result = exact
     ? session.exact_search(queries, count, k)
     : session.search(queries, count, k, clustersToSearch, pointsToRerank);
   const out = unpack(result);
   out.ms = performance.now() - start;
   const fetched = JSON.parse(session.fetch_stats());
-  if (fetched) out.fetched = fetched;  // lazily loaded: what this search fetched
+  if (fetched) out.fetched = { ...fetched, ms: fetchMs };  // lazily loaded: what this search fetched
   return out;
 }
 
