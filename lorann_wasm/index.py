@@ -2,12 +2,11 @@
 
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from ._checks import as_int, as_matrix, as_queries, check_k
+from .atomic import atomic_output
 from .build import build_tensors, progress_logger
 from .index_file import decode_index, encode_index
 from .metrics import check_distance, prepare
@@ -343,24 +342,10 @@ class LorannIndex:
         """Write the index file to ``path`` atomically (temporary file, then rename)."""
         self._require_built()
         head, chunks = encode_index(self._stored_tensors(), self._params)
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".lorann-", suffix=".tmp", dir=folder)
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved index is an ordinary file
-            with os.fdopen(fd, "wb") as f:
-                f.write(head)
-                for chunk in chunks:
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_output(path) as f:
+            f.write(head)
+            for chunk in chunks:
+                f.write(chunk)
 
     def _stored_tensors(self):
         return {k: v for k, v in self._tensors.items() if k != "cluster_crc32"}

@@ -21,22 +21,22 @@ and is byte-identical for any executor.
 
 import os
 import tempfile
-import time
 import zlib
 
 import numpy as np
 
 from . import safetensors_io
+from .atomic import atomic_output
 from .build import fit_all, progress_logger
 from .index import build_params
-from .index_file import (PER_POINT, PREFIX_CHECKSUM_KEY, file_metadata, index_layout,
-                         per_point_order, prefix_crc)
+from .index_file import (PREFIX_CHECKSUM_KEY, file_metadata, index_layout, per_point_order,
+                         prefix_crc, prefix_end)
 from .kmeans import ASSIGN_CHUNK, SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
 from .metrics import prepare
 from .projection import PROJECTION_SAMPLE, fit_projection
 from .quantization import quantize_int8
 from .sources import CHUNK_BYTES, RowSource
-from .vectors import RerankVectors
+from .vectors import RerankVectors, dimension_scales
 
 #: int32 label, int64 id and an int64 sort buffer per vector
 BYTES_PER_VECTOR = 20
@@ -231,84 +231,65 @@ def build_file(data, path, *, n_clusters=None, global_dim=None, rank=32, train_s
     ids = np.argsort(labels, kind="stable").astype(np.int64)
     log(f"{n} points in {c} clusters (sizes {int(sizes.min())}..{int(sizes.max())})")
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
     scratch_fd, scratch_path = tempfile.mkstemp(prefix=".lorann-rows-", dir=scratch_dir or folder)
-    out_fd, tmp = tempfile.mkstemp(prefix=".lorann-", suffix=".tmp", dir=folder)
     try:
         os.unlink(scratch_path)  # removed from the folder now, freed when closed
         _sort_to_scratch(source, distance, labels, offsets, scratch_fd, log)
         del labels
-        layout = index_layout(p)
-        header = safetensors_io.make_header(layout, file_metadata(p))
-        header["__metadata__"][PREFIX_CHECKSUM_KEY] = "crc32:00000000"
-        data_start = len(safetensors_io.sign_header(dict(header), 0))
-        total = data_start + header[layout[-1][0]]["data_offsets"][1]
-        os.ftruncate(out_fd, total)
-        out = _Writer(out_fd, header, data_start)
-        names = per_point_order(p)
-        dim_range = (stats["low"], stats["high"])
-        A = np.empty((c, g, r), dtype=np.float32)
-        cluster_crc = np.empty(c, dtype=np.uint32)
+        with atomic_output(path) as f:
+            out_fd = f.fileno()
+            layout = index_layout(p)
+            header = safetensors_io.make_header(layout, file_metadata(p))
+            header["__metadata__"][PREFIX_CHECKSUM_KEY] = "crc32:00000000"
+            data_start = len(safetensors_io.sign_header(dict(header), 0))
+            total = data_start + header[layout[-1][0]]["data_offsets"][1]
+            os.ftruncate(out_fd, total)
+            out = _Writer(out_fd, header, data_start)
+            names = per_point_order(p)
+            dim_range = (stats["low"], stats["high"])
+            A = np.empty((c, g, r), dtype=np.float32)
+            cluster_crc = np.empty(c, dtype=np.uint32)
 
-        def job(j):
-            x = _read_rows(scratch_fd, int(offsets[j]), int(offsets[j + 1]), d)
-            return (x if projection is None else x @ projection, grams[j], int(counts[j]))
+            def job(j):
+                x = _read_rows(scratch_fd, int(offsets[j]), int(offsets[j + 1]), d)
+                return (x if projection is None else x @ projection, grams[j], int(counts[j]))
 
-        for j, (a, b) in enumerate(fit_all(c, job, r, executor, log)):
-            A[j] = a
-            lo, hi = int(offsets[j]), int(offsets[j + 1])
-            x = _read_rows(scratch_fd, lo, hi, d)
-            vectors = RerankVectors.encode(x, rerank_dtype, int8_scales or "dimension", dim_range)
-            parts = {"ids": ids[lo:hi], "sq_norms": vectors.sq_norms, "vectors": vectors.codes,
-                     "vectors_row_scale": vectors.vector_scale}
+            for j, (a, b) in enumerate(fit_all(c, job, r, executor, log)):
+                A[j] = a
+                lo, hi = int(offsets[j]), int(offsets[j + 1])
+                x = _read_rows(scratch_fd, lo, hi, d)
+                vectors = RerankVectors.encode(x, rerank_dtype, int8_scales or "dimension", dim_range)
+                parts = {"ids": ids[lo:hi], "sq_norms": vectors.sq_norms, "vectors": vectors.codes,
+                         "vectors_row_scale": vectors.vector_scale}
+                if quantization_bits == 8:
+                    parts["B"], parts["B_scales"] = quantize_int8(b.T, axis=1)
+                else:
+                    parts["B"] = b.T
+                crc = 0
+                for name in names:
+                    crc = zlib.crc32(out.write(name, parts[name], lo), crc)
+                cluster_crc[j] = crc
+
+            prefix = {"cluster_offsets": offsets, "centroids": centroids, "cluster_crc32": cluster_crc}
+            if projection is not None:
+                prefix["projection"] = projection
             if quantization_bits == 8:
-                parts["B"], parts["B_scales"] = quantize_int8(b.T, axis=1)
+                prefix["A"], prefix["A_scales"] = quantize_int8(A, axis=1)
             else:
-                parts["B"] = b.T
-            crc = 0
-            for name in names:
-                crc = zlib.crc32(out.write(name, parts[name], lo), crc)
-            cluster_crc[j] = crc
-
-        prefix = {"cluster_offsets": offsets, "centroids": centroids, "cluster_crc32": cluster_crc}
-        if projection is not None:
-            prefix["projection"] = projection
-        if quantization_bits == 8:
-            prefix["A"], prefix["A_scales"] = quantize_int8(A, axis=1)
-        else:
-            prefix["A"] = A
-        if p["int8_scales"] == "dimension":
-            probe = RerankVectors.encode(np.zeros((0, d), np.float32), "int8", "dimension",
-                                         dim_range)
-            prefix["vectors_dim_offset"], prefix["vectors_dim_scale"] = probe.offset, probe.scale
-        for name, value in prefix.items():
-            out.write(name, value)
-        per_point_start = data_start + min(header[k]["data_offsets"][0] for k in PER_POINT
-                                           if k in header)
-        header["__metadata__"].pop(PREFIX_CHECKSUM_KEY)
-        crc = prefix_crc(header, [])
-        crc = out.crc(data_start, per_point_start, crc)
-        header["__metadata__"][PREFIX_CHECKSUM_KEY] = f"crc32:{crc:08x}"
-        crc = zlib.crc32(safetensors_io.canonical_header(header))
-        crc = out.crc(data_start, total, crc)
-        head = safetensors_io.sign_header(header, crc)
-        if len(head) != data_start:
-            raise AssertionError("header length changed while signing")
-        os.pwrite(out_fd, head, 0)
-        os.fsync(out_fd)
-        os.close(out_fd)
-        out_fd = None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if out_fd is not None:
-            os.close(out_fd)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                prefix["A"] = A
+            if p["int8_scales"] == "dimension":
+                prefix["vectors_dim_offset"], prefix["vectors_dim_scale"] = dimension_scales(*dim_range)
+            for name, value in prefix.items():
+                out.write(name, value)
+            crc = out.crc(data_start, data_start + prefix_end(header), prefix_crc(header, []))
+            header["__metadata__"][PREFIX_CHECKSUM_KEY] = f"crc32:{crc:08x}"
+            crc = zlib.crc32(safetensors_io.canonical_header(header))
+            crc = out.crc(data_start, total, crc)
+            head = safetensors_io.sign_header(header, crc)
+            if len(head) != data_start:
+                raise AssertionError("header length changed while signing")
+            os.pwrite(out_fd, head, 0)
     finally:
         os.close(scratch_fd)
     log(f"wrote {path} ({total / 2**20:.1f} MB)")

@@ -60,9 +60,8 @@ class RerankVectors:
         if dtype != "int8":
             raise ValueError(f"unknown rerank_dtype {dtype!r}; expected one of {RERANK_DTYPES}")
         if int8_scales == "dimension":
-            low, high = (x.min(axis=0), x.max(axis=0)) if dim_range is None else dim_range
-            offset = ((low + high) / 2).astype(np.float32)
-            scale = np.where(high > low, (high - low) / 254.0, 1.0).astype(np.float32)
+            offset, scale = dimension_scales(*((x.min(axis=0), x.max(axis=0))
+                                               if dim_range is None else dim_range))
             codes = np.clip(np.rint((x - offset) / scale), -127, 127).astype(np.int8)
             decoded = codes.astype(np.float32) * scale + offset
             return cls(codes, _sq_norms(decoded), offset=offset, scale=scale)
@@ -119,6 +118,13 @@ class RerankVectors:
         if const is not None:
             ip += const[:, None]
         return ip
+
+
+def dimension_scales(low, high):
+    """``(offset, scale)`` of int8 per-dimension codes for values in ``[low, high]``."""
+    offset = ((low + high) / 2).astype(np.float32)
+    scale = np.where(high > low, (high - low) / 254.0, 1.0).astype(np.float32)
+    return offset, scale
 
 
 def _sq_norms(x):

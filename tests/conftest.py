@@ -53,6 +53,20 @@ def browser():
 
 
 @contextlib.contextmanager
+def served(root):
+    """Serve the site folder ``root`` on 127.0.0.1 (yields its URL); removes it afterwards."""
+    import shutil
+
+    from build_scripts.serve import serve_in_background
+    server, url = serve_in_background(root)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def local_page(browser, url):
     """A page that can reach only ``url``; fails if anything tried to leave or threw."""
     from build_scripts.browser import open_context

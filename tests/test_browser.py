@@ -6,7 +6,6 @@ blocked and recorded, and the tests assert there were none.
 """
 
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ import pytest
 from build_scripts.browser import open_context
 from build_scripts.build_site import build_site
 from build_scripts.datasets import fashion_mnist
-from build_scripts.serve import serve_in_background
-from conftest import clustered, local_page, recall
+from conftest import clustered, local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 
 N_QUERIES = 200
@@ -52,10 +50,8 @@ def site(tmp_path_factory):
         f.write(raw)
     for name, (_, q, _) in cases.items():
         q.astype(np.float32).tofile(os.path.join(root, "indexes", f"{name}.queries.bin"))
-    server, url = serve_in_background(root)
-    yield {"root": root, "url": url, "cases": cases}
-    server.shutdown()
-    shutil.rmtree(root, ignore_errors=True)
+    with served(root) as url:
+        yield {"root": root, "url": url, "cases": cases}
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ the file.
 """
 
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 from build_scripts.build_site import build_site
-from build_scripts.serve import serve_in_background
-from conftest import local_page, recall
+from conftest import local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 from lorann_wasm.bench.datasets import low_rank_mixture
 from lorann_wasm.lazy import FileReader, LazyIndex
@@ -46,11 +44,9 @@ def site(tmp_path_factory):
     raw[-10] ^= 0x40  # inside the last cluster's vectors
     with open(os.path.join(root, "indexes", "corrupt.lorann"), "wb") as f:
         f.write(raw)
-    server, url = serve_in_background(root)
-    yield {"root": root, "url": url, "queries": queries, "truth": truth, "big": big_path,
-           "small": small, "small_path": str(work / "small.lorann")}
-    server.shutdown()
-    shutil.rmtree(root, ignore_errors=True)
+    with served(root) as url:
+        yield {"root": root, "url": url, "queries": queries, "truth": truth, "big": big_path,
+               "small": small, "small_path": str(work / "small.lorann")}
 
 
 @pytest.fixture

@@ -5,14 +5,12 @@ seeded sample), embedded here with the NumPy encoder; the browser embeds
 queries with the exported int8 weights, which CPython loads too.
 """
 
-import shutil
 
 import numpy as np
 import pytest
 
 from build_scripts.build_site import build_site
-from build_scripts.serve import serve_in_background
-from conftest import local_page
+from conftest import local_page, served
 from lorann_wasm import LorannIndex
 from lorann_wasm.bench.datasets import minilm_model_dir, synset_text, wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM, export_weights
@@ -45,11 +43,9 @@ def demo(tmp_path_factory):
     root = str(work / "site")
     build_site(root, text_indexes=[("wordnet", str(work / "wn.lorann"), subset,
                                     str(work / "minilm.safetensors"), "WordNet subset")])
-    server, url = serve_in_background(root)
-    yield {"url": url, "index": index, "subset": subset, "model": model,
-           "browser_model": MiniLM.from_bytes(blob)}
-    server.shutdown()
-    shutil.rmtree(root, ignore_errors=True)
+    with served(root) as url:
+        yield {"url": url, "index": index, "subset": subset, "model": model,
+               "browser_model": MiniLM.from_bytes(blob)}
 
 
 @pytest.fixture
