@@ -105,6 +105,19 @@ def search_settings(params, k, clusters_to_search=None, points_to_rerank=None,
     return c, max(k, r)
 
 
+def search_request(params, q, k, clusters_to_search=None, points_to_rerank=None,
+                   target_recall=None):
+    """Validate a search: ``(queries, single, k, clusters_to_search, points_to_rerank)``.
+
+    ``queries`` is (b, d), prepared for the metric; ``single`` says whether
+    ``q`` was one 1-D vector; the settings come from :func:`search_settings`.
+    """
+    queries, single = as_queries(q, params["dim"])
+    k = check_k(k, params["n"])
+    c, r = search_settings(params, k, clusters_to_search, points_to_rerank, target_recall)
+    return prepare(queries, params["distance"], "q"), single, k, c, r
+
+
 def pad_results(ids, dists, k):
     """Pad the last axis to ``k`` with id -1 and distance inf (fewer candidates than k)."""
     if ids.shape[-1] < k:
@@ -269,11 +282,8 @@ class LorannIndex:
         points are reached, the tail is padded with id -1 and distance inf.
         """
         self._require_built()
-        queries, single = as_queries(q, self.dim)
-        k = check_k(k, self.n)
-        c, r = search_settings(self._params, k, clusters_to_search, points_to_rerank,
-                               target_recall)
-        queries = prepare(queries, self.distance, "q")
+        queries, single, k, c, r = search_request(self._params, q, k, clusters_to_search,
+                                                  points_to_rerank, target_recall)
         if single:
             ids, dists = self._search_one(queries[0], k, c, r)
         else:

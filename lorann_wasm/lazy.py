@@ -23,11 +23,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import safetensors_io
-from ._checks import as_queries, check_k
-from .index import pad_results, search_settings
+from .index import pad_results, search_request
 from .index_file import (check_finite_and_scales, check_layout, check_prefix, parse_params,
                          per_point_order, prefix_end)
-from .metrics import prepare
 from .quantization import dequantize_int8
 from .rerank import rerank_one
 from .search import BLOCK, ProbeArrays, candidates_single, cluster_blocks
@@ -193,10 +191,8 @@ class LazyIndex:
         parallel) and hand them to :meth:`supply` before searching. Arguments
         as :meth:`search`.
         """
-        queries, _ = as_queries(q, self.dim)
-        k = check_k(k, self.n)
-        c, _ = search_settings(self.params, k, clusters_to_search, points_to_rerank, target_recall)
-        queries = prepare(queries, self.distance, "q")
+        queries, _, _, c, _ = search_request(self.params, q, k, clusters_to_search,
+                                             points_to_rerank, target_recall)
         probes = self.probe_arrays.probe(self.probe_arrays.reduce(queries), c)
         self.last_fetch = {"bytes": 0, "requests": 0, "clusters": 0}
         self._planned = True
@@ -287,11 +283,8 @@ class LazyIndex:
 
         A batch is answered query by query (each with the single-query path).
         """
-        queries, single = as_queries(q, self.dim)
-        k = check_k(k, self.n)
-        c, r = search_settings(self.params, k, clusters_to_search, points_to_rerank,
-                               target_recall)
-        queries = prepare(queries, self.distance, "q")
+        queries, single, k, c, r = search_request(self.params, q, k, clusters_to_search,
+                                                  points_to_rerank, target_recall)
         if not self._planned:  # after plan() + supply(), count what they fetched
             self.last_fetch = {"bytes": 0, "requests": 0, "clusters": 0}
         self._planned = False
