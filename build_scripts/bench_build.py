@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from lorann_wasm.index import build_params
-from lorann_wasm.out_of_core import memory_bound
+from lorann_wasm.params import IndexParams
+from lorann_wasm.build.out_of_core import memory_bound
 
 from .pyodide_assets import default_cache as cache_dir
 
@@ -142,7 +142,7 @@ def main(argv=None):
             if name:
                 from lorann_wasm import LorannIndex
                 from lorann_wasm.bench.datasets import load
-                from lorann_wasm.tuning import recall_at_k
+                from lorann_wasm.build.tuning import recall_at_k
                 ds = load(name)
                 path = os.path.join(cache_dir(), "scale", f"{name}.npy")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -151,7 +151,7 @@ def main(argv=None):
                 distance = ds.distance
             else:
                 path, distance = synthetic(n, d), "ip"
-            bound, parts = memory_bound(n, d, build_params(n, d, rerank_dtype="int8"))
+            bound, parts = memory_bound(n, d, IndexParams.for_data(n, d, rerank_dtype="int8"))
             for mode in modes:
                 out = os.path.join(cache_dir(), "scale", f"index-{n}x{d}.lorann")
                 result = run_build(path, out, mode, cluster.scheduler_address if cluster else None,

@@ -3,10 +3,25 @@
 Runs unchanged in CPython and in Pyodide (WebAssembly).
 """
 
-from .exact import ExactIndex
-from .index import LorannIndex, NotBuiltError
-from .lazy import FileReader, LazyIndex
-from .out_of_core import build_file
+import importlib
 
-__all__ = ["LorannIndex", "ExactIndex", "NotBuiltError", "LazyIndex", "FileReader", "build_file"]
+#: public name -> module; imported on first use, so that the browser worker,
+#: which imports only the query side (lorann_wasm.bridge), never loads the build side
+_EXPORTS = {
+    "LorannIndex": ".index", "NotBuiltError": ".index", "ExactIndex": ".exact",
+    "LazyIndex": ".lazy", "FileReader": ".lazy", "IndexParams": ".params",
+    "build_file": ".build.out_of_core",
+}
+
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lorann_wasm' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -9,6 +9,7 @@ stored default".
 """
 
 import json
+import math
 import time
 
 import numpy as np
@@ -23,14 +24,24 @@ def _buffer(x):
 
 def _queries(buf, count):
     flat = np.frombuffer(_buffer(buf), dtype=np.float32)
-    count = int(count)
+    count = _count(count, "count")
     if count < 1 or flat.size % count:
         raise ValueError(f"a batch of {count} queries cannot hold {flat.size} values")
     return flat.reshape(count, flat.size // count)
 
 
-def _default(value):
-    value = int(value)
+def _count(value, name):
+    """A whole number sent by JS (where every number is a float), or a clear ValueError."""
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _default(value, name):
+    value = _count(value, name)
     return None if value == 0 else value
 
 
@@ -58,6 +69,7 @@ class Session:
         self.index = None
         self.nbytes = 0
         self.encoder = None
+        self._pending = None
 
     def load(self, data):
         """Load an index file from a buffer; returns its description as JSON."""
@@ -76,7 +88,8 @@ class Session:
             raise TypeError("reader must have size and read(ranges)")
         if not isinstance(reader, JsRangeReader) and hasattr(reader, "to_py"):
             reader = JsRangeReader(reader)
-        kwargs = {"cache_bytes": int(cache_bytes)} if int(cache_bytes) > 0 else {}
+        cache_bytes = _count(cache_bytes, "cache_bytes")
+        kwargs = {"cache_bytes": cache_bytes} if cache_bytes > 0 else {}
         self.index = LazyIndex(reader, **kwargs)
         self.nbytes = self.index.size
         return self.info()
@@ -93,24 +106,35 @@ class Session:
                      "fetched": dict(self.index.stats)}
         return json.dumps({"bytes": self.nbytes, **self.index.params, **extra})
 
-    def lazy_plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
-        """For a lazily loaded index: the byte ranges a search will need, as JSON
-        ``{"runs": [[lo, hi], ...], "ranges": [[start, stop], ...]}`` (non-empty
-        ranges only), so the worker can fetch them in parallel and
-        :meth:`lazy_supply` them. Same arguments as :meth:`search`."""
+    def plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
+        """Plan a search (see :meth:`.QueryEngine.plan`); returns the byte ranges it
+        still needs as JSON ``{"ranges": [[start, stop], ...]}`` (empty for a whole
+        index). The worker fetches them in parallel, hands them to
+        :meth:`supply` and calls :meth:`finish`. Same arguments as :meth:`search`."""
         self._require()
-        if not self.lazy:
-            return json.dumps({"runs": [], "ranges": []})
         q = _queries(queries, count)
-        runs, ranges = self.index.plan(q, int(k), clusters_to_search=_default(clusters_to_search),
-                                       points_to_rerank=_default(points_to_rerank))
-        return json.dumps({"runs": runs, "ranges": [[a, b] for a, b in ranges if b > a]})
+        self._pending = self.index.plan(q[0] if q.shape[0] == 1 else q, _count(k, "k"),
+                                    clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
+                                    points_to_rerank=_default(points_to_rerank, "points_to_rerank"))
+        return json.dumps({"ranges": [[a, b] for a, b in self._pending.ranges]})
 
-    def lazy_supply(self, runs_json, buffers):
-        """Hand over the responses to :meth:`lazy_plan`'s ranges (a list of byte buffers)."""
-        self._require()
+    def supply(self, buffers):
+        """Hand over the responses to :meth:`plan`'s ranges (a list of byte buffers)."""
+        plan = self._require_plan()
         parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
-        self.index.supply(json.loads(runs_json), parts)
+        self.index.supply(plan, parts)
+
+    def finish(self):
+        """Finish the planned search: ``(ids, distances)`` as :meth:`search`."""
+        plan, self._pending = self._require_plan(), None
+        ids, dists = self.index.search(plan, return_distances=True)
+        return ids.astype(np.int32).ravel(), dists.ravel()
+
+    def _require_plan(self):
+        self._require()
+        if self._pending is None:
+            raise ValueError("no search is planned")
+        return self._pending
 
     def fetch_stats(self):
         """What the latest search fetched, the running totals and the cache size (JSON)."""
@@ -137,16 +161,16 @@ class Session:
         self._require()
         q = _queries(queries, count)
         ids, dists = self.index.search(
-            q[0] if q.shape[0] == 1 else q, int(k),
-            clusters_to_search=_default(clusters_to_search),
-            points_to_rerank=_default(points_to_rerank), return_distances=True)
+            q[0] if q.shape[0] == 1 else q, _count(k, "k"),
+            clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
+            points_to_rerank=_default(points_to_rerank, "points_to_rerank"), return_distances=True)
         return ids.astype(np.int32).ravel(), dists.ravel()
 
     def exact_search(self, queries, count, k):
         """Brute-force search over the stored vectors; same layout as :meth:`search`."""
         self._require_whole("exact search")
         q = _queries(queries, count)
-        ids, dists = self.index.exact_search(q, int(k), return_distances=True)
+        ids, dists = self.index.exact_search(q, _count(k, "k"), return_distances=True)
         return ids.astype(np.int32).ravel(), dists.ravel()
 
     def vectors(self, ids):

@@ -62,14 +62,18 @@ class _Bars:
             self(f"{stage}: done")
 
 
-def _positive_or_none(text):
-    if text.lower() == "none":
-        return None
+def _recall(text):
+    """A target recall in (0, 1] (validated as the library does)."""
+    from .params import check_target_recall
+
     try:
-        value = float(text)
+        return check_target_recall(float(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-    return value
+        raise argparse.ArgumentTypeError(f"expected a recall in (0, 1], got {text!r}") from None
+
+
+def _recall_or_none(text):
+    return None if text.lower() == "none" else _recall(text)
 
 
 def _read(path, key="train", what="input"):
@@ -148,8 +152,8 @@ def cmd_build(args):
 
 
 def _build_out_of_core(args):
-    from .out_of_core import build_file
-    from .sources import open_vectors
+    from .build.out_of_core import build_file
+    from .build.sources import open_vectors
 
     def source(path, key, what):
         try:
@@ -185,7 +189,7 @@ def _report_build(args, p, build_s):
 
 
 def _report_tuning(index, args):
-    from .tuning import recall_at_k
+    from .build.tuning import recall_at_k
 
     tuning = index.params["tuning"]
     held = None
@@ -208,6 +212,8 @@ def _report_tuning(index, args):
 def cmd_search(args):
     from .index import LorannIndex
 
+    if args.distances and not args.output:
+        raise CliError("--distances needs -o (the ids file) too")
     index = LorannIndex.load(args.index)
     queries = _read(args.queries, args.key, what="queries")
     kw = {}
@@ -231,8 +237,8 @@ def cmd_search(args):
 
 
 def cmd_info(args):
-    from .index_file import decode_index
-    from .safetensors_io import decode
+    from .format.index_file import decode_index
+    from .format.safetensors_io import decode
 
     with open(args.index, "rb") as f:
         buf = f.read()
@@ -245,7 +251,7 @@ def cmd_info(args):
     out = {"file": args.index, "bytes": len(buf), "format": metadata["format"],
            "format_version": int(metadata["format_version"]),
            "checksum": f"{metadata['checksum']} ({status})",
-           "lazy_loading": "prefix_checksum" in metadata, "params": params,
+           "lazy_loading": "prefix_checksum" in metadata, "params": params.to_dict(),
            "arrays": {k: f"{v.dtype} {list(v.shape)} ({v.nbytes:,} bytes)"
                       for k, v in tensors.items()}}
     if args.json:
@@ -255,6 +261,7 @@ def cmd_info(args):
           f"checksum {out['checksum']}")
     print("  lazy loading (HTTP Range): " + ("yes, prefix checksum present" if out["lazy_loading"]
                                              else "no: no prefix checksum (save it again)"))
+    params = out["params"]
     tuning = params.pop("tuning", None)
     for key, value in params.items():
         print(f"  {key:20} {value}")
@@ -289,7 +296,7 @@ def make_parser():
     b.add_argument("--quantization-bits", choices=("8", "none"), default="8")
     b.add_argument("--rerank-dtype", choices=("float32", "float16", "int8"), default="float32")
     b.add_argument("--int8-scales", choices=("dimension", "vector"), default="dimension")
-    b.add_argument("--target-recall", type=_positive_or_none, default=0.95,
+    b.add_argument("--target-recall", type=_recall_or_none, default=0.95,
                    help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")
     b.add_argument("--seed", type=int, default=0)
@@ -310,7 +317,7 @@ def make_parser():
     s.add_argument("--key", default="test", help="HDF5 dataset holding the queries (test)")
     s.add_argument("--clusters-to-search", type=int)
     s.add_argument("--points-to-rerank", type=int)
-    s.add_argument("--target-recall", type=float)
+    s.add_argument("--target-recall", type=_recall)
     s.add_argument("-o", "--output", help="write ids (int64, queries x k) to this .npy")
     s.add_argument("--distances", help="also write distances to this .npy (with -o)")
     s.set_defaults(func=cmd_search)

@@ -2,8 +2,8 @@
 
 from ._checks import as_matrix, as_queries, check_k
 from .metrics import check_distance, prepare
-from .rerank import brute_force
-from .vectors import RerankVectors
+from .query.rerank import brute_force
+from .query.vectors import RerankVectors
 
 
 class ExactIndex:

@@ -26,8 +26,8 @@ def is_euclidean(distance):
     return distance == "l2"
 
 
-def normalize_rows(x, name):
-    """Unit-normalise the rows of ``x`` for cosine; zero rows are an error."""
+def check_nonzero_rows(x, name):
+    """The rows' norms (float64); zero rows are an error (cosine is undefined for them)."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
     zero = np.flatnonzero(norms == 0)
     if zero.size:
@@ -35,7 +35,12 @@ def normalize_rows(x, name):
             f"{name} has {zero.size} zero vector(s) (first at row {int(zero[0])}); "
             "cosine distance is undefined for them"
         )
-    return (x / norms[:, None]).astype(np.float32)
+    return norms
+
+
+def normalize_rows(x, name):
+    """Unit-normalise the rows of ``x`` for cosine; zero rows are an error."""
+    return (x / check_nonzero_rows(x, name)[:, None]).astype(np.float32)
 
 
 def prepare(x, distance, name):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import clustered
-from lorann_wasm.kmeans import kmeans, nearest_centroids
-from lorann_wasm.projection import fit_projection
+from lorann_wasm.build.kmeans import kmeans, nearest_centroids
+from lorann_wasm.build.projection import fit_projection
 from lorann_wasm.quantization import dequantize_int8, quantize_int8
-from lorann_wasm.regression import fit_cluster_scorer, query_gram, right_singular_vectors
+from lorann_wasm.build.regression import fit_cluster_scorer, query_gram, right_singular_vectors
 
 
 @pytest.mark.parametrize("euclidean", [True, False])
@@ -51,7 +51,7 @@ def test_projection_keeps_query_energy():
     # queries live mostly in a 5-dim subspace of 40 dims
     basis = np.linalg.qr(rng.standard_normal((40, 5)))[0]
     q = (rng.standard_normal((2000, 5)) @ basis.T + 0.01 * rng.standard_normal((2000, 40)))
-    p = fit_projection(q.astype(np.float32), 5, rng)
+    p = fit_projection(q.astype(np.float32), 5)
     assert p.shape == (40, 5)
     np.testing.assert_allclose(p.T @ p, np.eye(5), atol=1e-5)
     kept = np.linalg.norm(q @ p) ** 2 / np.linalg.norm(q) ** 2

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 
 from conftest import clustered
 from lorann_wasm import LorannIndex
-from lorann_wasm import index_file, safetensors_io
+from lorann_wasm.format import index_file, safetensors_io
 
 VARIANTS = [
     dict(distance="ip"),

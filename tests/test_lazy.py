@@ -36,8 +36,12 @@ def test_identical_to_the_full_index(mixture, tmp_path, kw):
     assert lazy.params == full.params
     for setting in ({}, {"clusters_to_search": 3, "points_to_rerank": 20},
                     {"target_recall": 0.99}):
+        # one engine: a lazy batch is the full index's batch, lazy singles its singles
         ids, dists = lazy.search(queries, 10, return_distances=True, **setting)
-        want_ids, want_dists = _single(full, queries, **setting)
+        want_ids, want_dists = full.search(queries, 10, return_distances=True, **setting)
+        assert np.array_equal(ids, want_ids) and np.array_equal(dists, want_dists)
+        ids, dists = _single(lazy, queries[:40], **setting)
+        want_ids, want_dists = _single(full, queries[:40], **setting)
         assert np.array_equal(ids, want_ids) and np.array_equal(dists, want_dists)
     assert np.array_equal(lazy.search(queries[0], 5), full.search(queries[0], 5))
     assert lazy.cached_bytes <= (1 << 20) + 200_000  # budget, plus at most one query's clusters
@@ -110,7 +114,7 @@ def test_file_without_prefix_checksum_is_refused(mixture, tmp_path):
     (hlen,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8:8 + hlen])
     del header["__metadata__"]["prefix_checksum"]
-    from lorann_wasm import safetensors_io
+    from lorann_wasm.format import safetensors_io
     body = raw[8 + hlen:]
     header["__metadata__"].pop("checksum")
     header["__metadata__"]["checksum"] = safetensors_io.checksum(header, [body])
@@ -150,21 +154,27 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
             raise AssertionError("search read by itself after supply()")
 
     lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
-    lazy.reader = NoReads(tmp_path / "i.lorann")
+    lazy._store.reader = NoReads(tmp_path / "i.lorann")
     for q in queries[:30]:
-        runs, ranges = lazy.plan(q, 10, clusters_to_search=6)
-        lazy.supply(runs, [raw[a:b] for a, b in ranges if b > a])  # e.g. fetched in parallel
-        assert lazy.last_fetch["clusters"] == sum(hi - lo for lo, hi in runs)
-        fetched = lazy.last_fetch["bytes"]
-        assert np.array_equal(lazy.search(q, 10, clusters_to_search=6),
-                              full.search(q, 10, clusters_to_search=6))
+        plan = lazy.plan(q, 10, clusters_to_search=6)  # a value: what the search needs
+        assert all(b > a for a, b in plan.ranges)
+        lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])  # e.g. fetched in parallel
+        assert plan.fetched["clusters"] == sum(hi - lo for lo, hi in plan.runs)
+        fetched = plan.fetched["bytes"]
+        assert np.array_equal(lazy.search(plan), full.search(q, 10, clusters_to_search=6))
         assert lazy.last_fetch["bytes"] == fetched  # search counted what supply fetched
-    runs, ranges = lazy.plan(queries[40], 10, clusters_to_search=6)
+    plan = lazy.plan(queries[40:44], 10, clusters_to_search=6)  # a batch plans the same way
     with pytest.raises(ValueError, match="truncated response"):
-        lazy.supply(runs, [raw[a:b - 1] for a, b in ranges if b > a])
+        lazy.supply(plan, [raw[a:b - 1] for a, b in plan.ranges])
     with pytest.raises(ValueError, match="buffers supplied"):
-        lazy.supply(runs, [])
-    bad = [bytearray(raw[a:b]) for a, b in ranges if b > a]
+        lazy.supply(plan, [])
+    bad = [bytearray(raw[a:b]) for a, b in plan.ranges]
     bad[-1][0] ^= 1
     with pytest.raises(ValueError, match="failed its checksum"):
-        lazy.supply(runs, bad)
+        lazy.supply(plan, bad)
+    with pytest.raises(ValueError, match="another index"):
+        full.search(plan)
+    lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])
+    assert np.array_equal(lazy.search(plan), full.search(queries[40:44], 10, clusters_to_search=6))
+    # a whole index plans too: nothing is missing
+    assert full.plan(queries[0], 10).ranges == []

@@ -9,8 +9,9 @@ import pytest
 from conftest import clustered, recall
 from lorann_wasm import LorannIndex
 from lorann_wasm.cli import main
-from lorann_wasm.out_of_core import build_file, memory_bound
-from lorann_wasm.sources import RowSource, open_vectors
+from lorann_wasm.params import IndexParams
+from lorann_wasm.build.out_of_core import build_file, memory_bound
+from lorann_wasm.build.sources import RowSource, open_vectors
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +99,10 @@ def test_memmap_is_read_without_mapping_it(mixture):
 
 
 def test_memory_bound_is_independent_of_data_bytes():
-    params = {"n_clusters": 2000, "global_dim": 128, "rank": 32, "train_size": 5}
-    small, _ = memory_bound(4_000_000, 128, params)
-    wide, parts = memory_bound(4_000_000, 384, params)
+    small, _ = memory_bound(4_000_000, 128, IndexParams.for_data(
+        4_000_000, 128, n_clusters=2000, global_dim=128))
+    wide, parts = memory_bound(4_000_000, 384, IndexParams.for_data(
+        4_000_000, 384, n_clusters=2000, global_dim=128))
     assert wide < 4_000_000 * 128 * 4 and wide - small < 64 << 20
     assert any("largest phase" in k for k in parts)
 

@@ -23,10 +23,11 @@ def wheel(tmp_path_factory):
 def test_wheel_is_pure_and_complete(wheel):
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("__init__", "kmeans", "regression", "quantization", "rerank",
-                   "index_file", "safetensors_io", "search", "build", "exact", "bridge",
-                   "kernels", "tuning", "cli", "embed/minilm", "embed/tokenizer",
-                   "bench/runner", "bench/datasets"):
+    for module in ("__init__", "params", "build/kmeans", "build/regression", "build/pipeline",
+                   "build/sinks", "build/tuning", "quantization", "query/rerank",
+                   "query/candidates", "query/engine", "query/stores", "format/index_file",
+                   "format/safetensors_io", "exact", "bridge", "lazy", "kernels", "cli",
+                   "embed/minilm", "embed/tokenizer", "bench/runner", "bench/datasets"):
         assert f"lorann_wasm/{module}.py" in names
     meta = next(n for n in names if n.endswith("METADATA"))
     requires = [line for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()

@@ -95,10 +95,11 @@ def test_quantized_and_float_scorers_agree(synthetic, truth, distance):
     assert np.mean([np.intersect1d(x, y).size / 10 for x, y in zip(a, b)]) >= 0.99
     assert abs(recall(a, truth[distance]) - recall(b, truth[distance])) <= 0.01
     # The approximate inner products themselves: int8 error is ~1% of their spread.
-    qa, fa = q8._arrays, f32._arrays
+    qa, fa = q8._store.arrays, f32._store.arrays
+    qr, fr = q8._prefix.reduce(queries), f32._prefix.reduce(queries)
     for j in range(0, qa.n_clusters, 7):
-        s8 = (qa.reduce(queries) @ qa.A_t[j].T) @ qa.cluster_B(j).T
-        s32 = (fa.reduce(queries) @ fa.A_t[j].T) @ fa.cluster_B(j).T
+        s8 = (qr @ qa.A_t[j].T) @ qa.cluster_B(j).T
+        s32 = (fr @ fa.A_t[j].T) @ fa.cluster_B(j).T
         assert np.abs(s8 - s32).mean() <= 0.02 * s32.std()
 
 

@@ -56,9 +56,20 @@ async function boot({ baseUrl, wheel }) {
   return { pyodide: pyodide.version };
 }
 
-// Lazy loading: Python asks for byte ranges; each is one synchronous Range
-// request (allowed in workers), so the same Python code serves CPython tests
-// (reading a local file) and the browser.
+// Lazy loading asks for byte ranges. Every Range response goes through one
+// check: a 206, or an error that says what went wrong.
+function expectPartial(status, url, start, stop) {
+  if (status === 206) return;
+  if (status === 200) {
+    throw new Error(`${url}: the server does not support HTTP Range requests ` +
+                    `(status 200), so the index cannot be loaded lazily`);
+  }
+  throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: HTTP ${status}`);
+}
+
+// Python reads on its own (the header, then the prefix, or clusters a search
+// was not given) with synchronous Range requests (allowed in workers), so the
+// same Python code serves CPython (a local file) and the browser.
 function readRange(url, start, stop) {
   const xhr = new XMLHttpRequest();
   xhr.open("GET", url, false);
@@ -69,15 +80,13 @@ function readRange(url, start, stop) {
   } catch (err) {
     throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
   }
-  if (xhr.status !== 206) {
-    const why = xhr.status === 200 ? " (the server ignored the Range request)" : "";
-    throw new Error(`expected HTTP 206 for bytes ${start}-${stop - 1} of ${url}, got ${xhr.status}${why}`);
-  }
+  expectPartial(xhr.status, url, start, stop);
   // A short body is reported by Python, which knows how many bytes it asked for.
   return new Uint8Array(xhr.response);
 }
 
 // The same, asynchronous: used to fetch a query's ranges in parallel.
+// Returns the bytes and the file's size (from Content-Range).
 async function fetchRange(url, start, stop) {
   let response;
   try {
@@ -85,32 +94,19 @@ async function fetchRange(url, start, stop) {
   } catch (err) {
     throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
   }
-  if (response.status !== 206) {
-    if (response.body) await response.body.cancel().catch(() => {});
-    const why = response.status === 200 ? " (the server ignored the Range request)" : "";
-    throw new Error(`expected HTTP 206 for bytes ${start}-${stop - 1} of ${url}, got ${response.status}${why}`);
-  }
-  return new Uint8Array(await response.arrayBuffer());
+  if (response.status !== 206 && response.body) await response.body.cancel().catch(() => {});
+  expectPartial(response.status, url, start, stop);
+  const size = Number((response.headers.get("Content-Range") || "").split("/")[1]);
+  return { bytes: new Uint8Array(await response.arrayBuffer()), size };
 }
 
 let lazyUrl = null;
 
 async function openLazy(url, cacheBytes) {
   progress("index");
-  let probe;
-  try {
-    probe = await fetch(url, { headers: { Range: "bytes=0-7" } });
-  } catch (err) {
-    throw new Error(`could not fetch ${url}: ${err.message}`);
-  }
-  if (probe.status !== 206) {
-    if (probe.body) await probe.body.cancel().catch(() => {});
-    if (!probe.ok) throw new Error(`could not fetch ${url}: HTTP ${probe.status}`);
-    throw new Error(`${url}: the server does not support HTTP Range requests ` +
-                    `(status ${probe.status}), so the index cannot be loaded lazily`);
-  }
-  await probe.arrayBuffer();
-  const size = Number((probe.headers.get("Content-Range") || "").split("/")[1]);
+  // One small Range request first: a server that ignores Range is refused
+  // before any large body is downloaded.
+  const { size } = await fetchRange(url, 0, 8);
   if (!Number.isSafeInteger(size) || size <= 0) {
     throw new Error(`${url}: the Range response gives no file size (Content-Range)`);
   }
@@ -154,20 +150,22 @@ function unpack(result) {
 async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
   const start = performance.now();
   let fetchMs = 0;
-  if (lazyUrl && !exact) {
-    // fetch the probed clusters' ranges in parallel, then search without waiting on the network
-    const plan = JSON.parse(session.lazy_plan(queries, count, k, clustersToSearch, pointsToRerank));
+  let result;
+  if (exact) {
+    result = session.exact_search(queries, count, k);
+  } else {
+    // Plan, fetch what the plan still needs (lazily loaded: the probed
+    // clusters' ranges, in parallel), then finish without probing again.
+    const plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
     if (plan.ranges.length) {
       const url = lazyUrl;
       const fetchStart = performance.now();
-      const buffers = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
+      const parts = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
       fetchMs = performance.now() - fetchStart;
-      session.lazy_supply(JSON.stringify(plan.runs), buffers);
+      session.supply(parts.map((part) => part.bytes));
     }
+    result = session.finish();
   }
-  const result = exact
-    ? session.exact_search(queries, count, k)
-    : session.search(queries, count, k, clustersToSearch, pointsToRerank);
   const out = unpack(result);
   out.ms = performance.now() - start;
   const fetched = JSON.parse(session.fetch_stats());

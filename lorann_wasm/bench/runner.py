@@ -69,7 +69,7 @@ def _time_batch(fn, min_seconds=0.3):
 
 
 def _methods(args, n, dim):
-    from ..index import default_global_dim, default_n_clusters
+    from ..params import default_global_dim, default_n_clusters
     from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm
     c, g = default_n_clusters(n), default_global_dim(dim)
     table = {
@@ -89,7 +89,7 @@ def _methods(args, n, dim):
 def run_benchmark(args):
     _pin_threads()
     import numpy as np  # only after pinning threads: BLAS reads them at import
-    from ..tuning import recall_at_k
+    from ..build.tuning import recall_at_k
     from .report import write_reports
 
     ds = _load(args)

@@ -10,8 +10,9 @@ import json
 
 import numpy as np
 
-from .. import safetensors_io
+from ..format import safetensors_io
 from ..kernels import times_transposed
+from ..quantization import quantize_int8
 from .tokenizer import WordPieceTokenizer
 
 FORMAT_NAME = "lorann_wasm-minilm"
@@ -184,9 +185,8 @@ def export_weights(model, dtype="int8"):
         if name.endswith("position_ids"):
             continue
         if arr.ndim == 2 and dtype == "int8":
-            peak = np.abs(arr).max(axis=1)
-            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-            tensors.append((name, np.clip(np.rint(arr / scale[:, None]), -127, 127).astype(np.int8)))
+            codes, scale = quantize_int8(arr, axis=1)
+            tensors.append((name, codes))
             tensors.append((name + ".scale", scale))
         elif arr.ndim == 2 and dtype == "float16":
             tensors.append((name, arr.astype(np.float16)))

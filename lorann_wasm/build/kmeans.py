@@ -2,14 +2,15 @@
 
 For inner-product geometry the centroids are kept at unit length (spherical
 k-means) and points go to the centroid with the largest inner product; for
-Euclidean geometry points go to the nearest centroid. Training runs on a
-seeded sample; the final assignment covers every point and leaves no cluster
+Euclidean geometry points go to the nearest centroid. The build runs it on a
+seeded sample of :data:`SAMPLE_PER_CLUSTER` points per cluster (see
+:mod:`.pipeline`); the final assignment of the sample leaves no cluster
 empty.
 """
 
 import numpy as np
 
-from .topk import smallest_k
+from ..topk import smallest_k
 
 #: points sampled per cluster for the Lloyd iterations, as in the C++ lorann
 SAMPLE_PER_CLUSTER = 256
@@ -119,14 +120,12 @@ def kmeans(x, n_clusters, *, euclidean, iterations=10, seed=0, progress=None):
         raise ValueError(f"n_clusters must be in [1, {n}], got {n_clusters}")
     rng = np.random.default_rng(seed)
     spherical = not euclidean
-    sample_size = min(n, SAMPLE_PER_CLUSTER * n_clusters)
-    sample = x if sample_size == n else x[np.sort(rng.choice(n, sample_size, replace=False))]
-    centroids = sample[rng.choice(sample.shape[0], n_clusters, replace=False)].copy()
+    centroids = x[rng.choice(n, n_clusters, replace=False)].copy()
     if spherical:
         centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-30)
     for it in range(iterations):
-        labels = nearest_centroids(sample, centroids, euclidean)[:, 0]
-        centroids = _update_centroids(sample, labels, centroids, spherical, rng)
+        labels = nearest_centroids(x, centroids, euclidean)[:, 0]
+        centroids = _update_centroids(x, labels, centroids, spherical, rng)
         if progress:
             progress("k-means iterations", it + 1, iterations)
     labels = nearest_centroids(x, centroids, euclidean)[:, 0]

@@ -11,11 +11,11 @@ import numpy as np
 PROJECTION_SAMPLE = 16384
 
 
-def fit_projection(queries, global_dim, rng):
-    """Return a ``(dim, global_dim)`` float32 matrix with orthonormal columns."""
-    m = queries.shape[0]
-    if m > PROJECTION_SAMPLE:
-        queries = queries[np.sort(rng.choice(m, PROJECTION_SAMPLE, replace=False))]
+def fit_projection(queries, global_dim):
+    """Return a ``(dim, global_dim)`` float32 matrix with orthonormal columns.
+
+    The build passes a seeded sample of at most :data:`PROJECTION_SAMPLE` queries.
+    """
     q = queries.astype(np.float64)
     eigenvalues, eigenvectors = np.linalg.eigh(q.T @ q)
     top = eigenvectors[:, ::-1][:, :global_dim]

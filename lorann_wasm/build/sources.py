@@ -7,6 +7,7 @@ ordinary file reads rather than through its mapping, so pages already read
 do not stay in this process's resident memory.
 """
 
+import mmap
 import os
 
 import numpy as np
@@ -36,7 +37,6 @@ class RowSource:
         self.n, self.d = int(shape[0]), int(shape[1])
         self.dtype = np.dtype(dtype)
         self._file = self._owned = None
-        import mmap  # here: the query path (and Pyodide) never needs it
 
         if (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap)
                 and x.flags.c_contiguous and x.filename):
@@ -101,7 +101,7 @@ def open_vectors(path, key="train"):
     ``.npy`` files are memory-mapped, HDF5 datasets read by slices (the file
     stays open), ``.fvecs``/``.bvecs`` mapped row by row.
     """
-    from .io import _fail, open_hdf5, read_vecs
+    from ..io import _fail, open_hdf5, read_vecs
 
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -16,10 +16,10 @@ into a separate float32 copy of the data set.
 
 import numpy as np
 
-from .kernels import rowwise_dot, times_transposed
+from ..kernels import rowwise_dot, times_transposed
+from ..params import INT8_SCALES, RERANK_DTYPES
+from ..quantization import quantize_int8
 
-RERANK_DTYPES = ("float32", "float16", "int8")
-INT8_SCALES = ("dimension", "vector")
 
 
 class RerankVectors:
@@ -66,9 +66,7 @@ class RerankVectors:
             decoded = codes.astype(np.float32) * scale + offset
             return cls(codes, _sq_norms(decoded), offset=offset, scale=scale)
         if int8_scales == "vector":
-            peak = np.abs(x).max(axis=1)
-            vscale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-            codes = np.clip(np.rint(x / vscale[:, None]), -127, 127).astype(np.int8)
+            codes, vscale = quantize_int8(x, axis=1)
             decoded = codes.astype(np.float32) * vscale[:, None]
             return cls(codes, _sq_norms(decoded), vector_scale=vscale)
         raise ValueError(f"unknown int8 scales {int8_scales!r}; expected one of {INT8_SCALES}")

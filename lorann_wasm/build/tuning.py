@@ -19,9 +19,9 @@ query's own id is left out of both its exact and its approximate results
 
 import numpy as np
 
-from .rerank import WORK_VALUES, candidate_distances, brute_force
-from .search import candidates_batch
-from .topk import smallest_k
+from ..query.candidates import candidates_batch
+from ..query.rerank import WORK_VALUES, brute_force, candidate_distances
+from ..topk import smallest_k
 
 TARGETS = (0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99, 0.995)
 CLUSTER_GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96,
@@ -53,24 +53,27 @@ def _drop_self(ids, self_ids, k):
     return ids[np.arange(ids.shape[0])[:, None], order]
 
 
-def measure_grid(arrays, vectors, ids, queries, distance, k=10, self_ids=None, verbose=None):
+def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose=None):
     """Recall@k of every (clusters_to_search, points_to_rerank) on the grid.
 
+    ``prefix`` and ``arrays`` are a resident index's :class:`.Prefix` and
+    :class:`.ClusterArrays`.
     Returns a list of ``(c, R, recall, cost, standard error of recall)``. ``queries`` are prepared
     (normalised for cosine); ``self_ids`` are the queries' own ids for
     leave-one-out, or None; ``verbose`` a build progress reporter. For each c, candidates are ranked once by
     approximate distance and their exact distances taken once; every R is
     then a prefix.
     """
+    vectors, ids = arrays.vectors, arrays.ids
     extra = 0 if self_ids is None else 1
     kk = k + extra
     truth_rows, _ = brute_force(vectors, queries, kk, distance)
     truth = _drop_self(ids[truth_rows], self_ids, k)
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
     d = vectors.codes.shape[1]
-    reduced = arrays.reduce(queries)
+    reduced = prefix.reduce(queries)
     c_grid = sorted({c for c in CLUSTER_GRID if c < arrays.n_clusters} | {arrays.n_clusters})
-    probes = arrays.probe(reduced, c_grid[-1])
+    probes = prefix.probe(reduced, c_grid[-1])
     r_max = min(RERANK_GRID[-1], ids.shape[0])
     r_grid = sorted({min(R, r_max) for R in RERANK_GRID if R >= kk})
     block = max(1, WORK_VALUES // (r_max * d))
@@ -121,18 +124,3 @@ def choose(results, targets=TARGETS, z=1.0):
         c, R, rec, _, _ = min(ok, key=lambda t: t[3]) if ok else most_accurate
         table.append([float(target), int(c), int(R), round(float(rec), 4)])
     return table
-
-
-def lookup_target(table, target):
-    """The table target that serves ``target``: the smallest one at least as high."""
-    for t, _, _, _ in table:
-        if t >= target - 1e-9:
-            return t
-    return table[-1][0]
-
-
-def lookup(table, target):
-    """``(clusters_to_search, points_to_rerank)`` for a target recall from the table."""
-    t = lookup_target(table, target)
-    row = next(row for row in table if row[0] == t)
-    return row[1], row[2]

@@ -43,12 +43,26 @@ def canonical_header(header, exclude=(CHECKSUM_KEY,)):
     return json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
 
 
-def checksum(header, chunks):
-    """The checksum value of a header (as signed) and its data section chunks."""
-    crc = zlib.crc32(canonical_header(header))
+def as_bytes(array):
+    """The bytes of a C-contiguous array as a flat memoryview (also for empty arrays)."""
+    return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def crc32_chain(chunks, crc=0):
+    """CRC-32 of byte chunks taken one after another, continuing from ``crc``."""
     for chunk in chunks:
         crc = zlib.crc32(chunk, crc)
-    return f"crc32:{crc:08x}"
+    return crc
+
+
+def header_crc(header):
+    """CRC-32 of the header as signed: where a file's checksum starts."""
+    return zlib.crc32(canonical_header(header))
+
+
+def checksum(header, chunks):
+    """The checksum value of a header (as signed) and its data section chunks."""
+    return f"crc32:{crc32_chain(chunks, header_crc(header)):08x}"
 
 
 def make_header(specs, metadata):
@@ -90,11 +104,8 @@ def encode(tensors, metadata):
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "<|=" else arr.dtype
         arrays.append((name, np.ascontiguousarray(arr, dtype=dt)))
     header = make_header([(name, a.dtype, a.shape) for name, a in arrays], metadata)
-    chunks = [memoryview(a).cast("B") for _, a in arrays]
-    crc = zlib.crc32(canonical_header(header))
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
-    return sign_header(header, crc), chunks
+    chunks = [as_bytes(a) for _, a in arrays]
+    return sign_header(header, crc32_chain(chunks, header_crc(header))), chunks
 
 
 def _fail(msg):

@@ -31,30 +31,23 @@ import zlib
 
 import numpy as np
 
+from ..params import IndexParams
 from . import safetensors_io
-from .metrics import DISTANCES
-from .vectors import INT8_SCALES, RERANK_DTYPES
+from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 FORMAT_VERSION = 1
 ALIGN = 64
 
-#: build and search parameters stored in the metadata, with their types
-PARAM_TYPES = {
-    "n": int, "dim": int, "distance": str, "n_clusters": int, "global_dim": int,
-    "rank": int, "train_size": int, "quantization_bits": (int, type(None)),
-    "rerank_dtype": str, "int8_scales": (str, type(None)), "seed": int,
-    "clusters_to_search": int, "points_to_rerank": int,
-}
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vectors", "vectors_row_scale")
 PREFIX_CHECKSUM_KEY = "prefix_checksum"
 
 
 def expected_tensors(p):
-    """Name -> (dtype, shape) of every tensor an index with params ``p`` has."""
-    n, d, c, g, r = p["n"], p["dim"], p["n_clusters"], p["global_dim"], p["rank"]
-    q8 = p["quantization_bits"] == 8
-    vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p["rerank_dtype"]]
+    """Name -> (dtype, shape) of every tensor an index with :class:`.IndexParams` ``p`` has."""
+    n, d, c, g, r = p.n, p.dim, p.n_clusters, p.global_dim, p.rank
+    q8 = p.quantization_bits == 8
+    vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p.rerank_dtype]
     spec = {
         "cluster_offsets": ("<i8", (c + 1,)),
         "centroids": ("<f4", (c, g)),
@@ -70,10 +63,10 @@ def expected_tensors(p):
     if q8:
         spec["A_scales"] = ("<f4", (c, r))
         spec["B_scales"] = ("<f4", (n,))
-    if p["int8_scales"] == "dimension":
+    if p.int8_scales == "dimension":
         spec["vectors_dim_offset"] = ("<f4", (d,))
         spec["vectors_dim_scale"] = ("<f4", (d,))
-    elif p["int8_scales"] == "vector":
+    elif p.int8_scales == "vector":
         spec["vectors_row_scale"] = ("<f4", (n,))
     return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
 
@@ -104,18 +97,9 @@ def per_point_order(params):
     return [name for name, _, _ in index_layout(params) if name in PER_POINT]
 
 
-def cluster_checksums(tensors, offsets, names):
-    """CRC-32 of each cluster's rows across the per-point arrays ``names``, in that order."""
-    views = [memoryview(np.ascontiguousarray(tensors[k])).cast("B") for k in names]
-    rowbytes = [v.nbytes // max(1, tensors[k].shape[0]) for v, k in zip(views, names)]
-    out = np.empty(len(offsets) - 1, dtype=np.uint32)
-    for j in range(len(out)):
-        lo, hi = int(offsets[j]), int(offsets[j + 1])
-        crc = 0
-        for view, rb in zip(views, rowbytes):
-            crc = zlib.crc32(view[lo * rb:hi * rb], crc)
-        out[j] = crc
-    return out
+def cluster_crc(parts, names):
+    """CRC-32 of one cluster's rows of the per-point arrays ``names``, taken in that order."""
+    return crc32_chain(as_bytes(parts[name]) for name in names)
 
 
 def file_metadata(params):
@@ -123,24 +107,21 @@ def file_metadata(params):
     return {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
-        "params": json.dumps(params, sort_keys=True),
+        "params": params.to_json(),
     }
 
 
 def prefix_crc(header, prefix_chunks):
     """CRC-32 of the canonical header (both checksums left out) and the prefix bytes."""
-    crc = zlib.crc32(safetensors_io.canonical_header(
-        header, exclude=(safetensors_io.CHECKSUM_KEY, PREFIX_CHECKSUM_KEY)))
-    for chunk in prefix_chunks:
-        crc = zlib.crc32(chunk, crc)
-    return crc
+    return crc32_chain(prefix_chunks, zlib.crc32(safetensors_io.canonical_header(
+        header, exclude=(safetensors_io.CHECKSUM_KEY, PREFIX_CHECKSUM_KEY))))
 
 
 def encode_index(tensors, params):
-    """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`."""
-    tensors = dict(tensors)
-    tensors["cluster_crc32"] = cluster_checksums(tensors, tensors["cluster_offsets"],
-                                                 per_point_order(params))
+    """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`.
+
+    ``tensors`` are every tensor of the layout (``cluster_crc32`` included).
+    """
     layout = index_layout(params)
     arrays = []
     for name, dtype, shape in layout:
@@ -150,73 +131,36 @@ def encode_index(tensors, params):
                              f"expected {dtype}{list(shape)}")
         arrays.append(np.ascontiguousarray(arr))
     header = safetensors_io.make_header(layout, file_metadata(params))
-    chunks = [memoryview(a).cast("B") for a in arrays]
+    chunks = [as_bytes(a) for a in arrays]
     n_prefix = next(i for i, (name, _, _) in enumerate(layout) if name in PER_POINT)
     header["__metadata__"][PREFIX_CHECKSUM_KEY] = \
         f"crc32:{prefix_crc(header, chunks[:n_prefix]):08x}"
-    crc = zlib.crc32(safetensors_io.canonical_header(header))
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+    crc = crc32_chain(chunks, safetensors_io.header_crc(header))
     return safetensors_io.sign_header(header, crc), chunks
 
 
-def _fail(msg):
+def invalid(msg):
+    """Raise the ``ValueError`` of a malformed index file."""
     raise ValueError(f"invalid index file: {msg}")
 
 
 def parse_params(metadata):
+    """The :class:`.IndexParams` stored in a file's metadata; ``ValueError`` if malformed."""
     fmt = metadata.get("format")
     if fmt != FORMAT_NAME:
-        _fail(f"not a lorann_wasm index (format={fmt!r})")
+        invalid(f"not a lorann_wasm index (format={fmt!r})")
     version = metadata.get("format_version", "")
     if not version.isdigit() or len(version) > 6:
-        _fail(f"bad format_version {version!r}")
+        invalid(f"bad format_version {version!r}")
     if int(version) > FORMAT_VERSION:
         raise ValueError(
             f"index file has format version {version}, newer than this lorann_wasm "
             f"supports ({FORMAT_VERSION}); upgrade lorann_wasm"
         )
     try:
-        params = json.loads(metadata.get("params", ""))
-    except (ValueError, RecursionError):
-        _fail("params metadata is not valid JSON")
-    if not isinstance(params, dict):
-        _fail("params metadata is not a JSON object")
-    for key, types in PARAM_TYPES.items():
-        value = params.get(key, ...)
-        if value is ... or isinstance(value, bool) or not isinstance(value, types):
-            _fail(f"parameter {key!r} is missing or has the wrong type ({value!r})")
-    p = params
-    if p["distance"] not in DISTANCES or p["rerank_dtype"] not in RERANK_DTYPES:
-        _fail(f"unknown distance {p['distance']!r} or rerank_dtype {p['rerank_dtype']!r}")
-    if p["quantization_bits"] not in (8, None):
-        _fail(f"unsupported quantization_bits {p['quantization_bits']!r}")
-    want_scales = INT8_SCALES if p["rerank_dtype"] == "int8" else (None,)
-    if p["int8_scales"] not in want_scales:
-        _fail(f"int8_scales {p['int8_scales']!r} does not fit rerank_dtype {p['rerank_dtype']!r}")
-    _check_tuning(p)
-    if not (1 <= p["n_clusters"] <= p["n"] and 1 <= p["rank"] <= p["global_dim"] <= p["dim"]
-            and 1 <= p["train_size"] and 1 <= p["clusters_to_search"] <= p["n_clusters"]
-            and 1 <= p["points_to_rerank"]):
-        _fail(f"inconsistent parameters {p}")
-    return p
-
-
-def _check_tuning(p):
-    """The optional tuning table: {"k", "queries", "leave_one_out", "target_recall", "table"}."""
-    tuning = p.get("tuning")
-    if tuning is None:
-        return
-    ok = (isinstance(tuning, dict) and isinstance(tuning.get("table"), list)
-          and 0 < len(tuning["table"]) <= 64)
-    if ok:
-        for row in tuning["table"]:
-            ok = ok and isinstance(row, list) and len(row) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) \
-                and 0 < row[0] <= 1 and 0 <= row[3] <= 1 and isinstance(row[1], int) \
-                and isinstance(row[2], int) and 1 <= row[1] <= p["n_clusters"] and row[2] >= 1
-    if not ok:
-        _fail("the tuning table in the parameters is malformed")
+        return IndexParams.from_json(metadata.get("params", ""))
+    except ValueError as exc:
+        invalid(str(exc))
 
 
 def check_layout(tensors_specs, params):
@@ -224,30 +168,47 @@ def check_layout(tensors_specs, params):
     expected = expected_tensors(params)
     if set(tensors_specs) != set(expected):
         missing, extra = set(expected) - set(tensors_specs), set(tensors_specs) - set(expected)
-        _fail(f"tensor set does not match the parameters (missing {sorted(missing)}, extra {sorted(extra)})")
+        invalid(f"tensor set does not match the parameters (missing {sorted(missing)}, extra {sorted(extra)})")
     for name, (dtype, shape) in expected.items():
         if tensors_specs[name] != (dtype, shape):
             have = tensors_specs[name]
-            _fail(f"tensor {name!r} is {have[0]}{list(have[1])}, expected {dtype}{list(shape)}")
+            invalid(f"tensor {name!r} is {have[0]}{list(have[1])}, expected {dtype}{list(shape)}")
 
 
 def check_finite_and_scales(t):
     """No NaN or infinity in float tensors; positive scales (of those present in ``t``)."""
     for name, arr in t.items():
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            _fail(f"tensor {name!r} contains NaN or infinite values")
+            invalid(f"tensor {name!r} contains NaN or infinite values")
     for name in ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale"):
         if name in t and not (t[name] > 0).all():
-            _fail(f"tensor {name!r} has non-positive scales")
+            invalid(f"tensor {name!r} has non-positive scales")
+
+
+def check_offsets(offsets, n):
+    """``cluster_offsets`` must run from 0 to n without decreasing."""
+    if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
+        invalid("cluster_offsets are not a non-decreasing sequence from 0 to n")
+
+
+def check_cluster_ids(ids, n):
+    """A cluster's ids (or all of them) must be distinct and in ``0..n-1``."""
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        invalid("ids are not a permutation of 0..n-1: some lie outside it")
+    if ids.size < 2:
+        return
+    low = int(ids.min())
+    if int(ids.max()) - low < 4 * ids.size:  # dense (a whole index): counting is linear
+        repeated = np.bincount((ids - low).astype(np.intp)).max() > 1
+    else:  # a few ids spread over 0..n-1 (one cluster)
+        repeated = (np.diff(np.sort(ids)) == 0).any()
+    if repeated:
+        invalid("ids are not a permutation of 0..n-1: an id occurs twice")
 
 
 def _check_values(t, p):
-    off = t["cluster_offsets"]
-    if off[0] != 0 or off[-1] != p["n"] or np.any(np.diff(off) < 0):
-        _fail("cluster_offsets are not a non-decreasing sequence from 0 to n")
-    ids = t["ids"]
-    if ids.min() < 0 or ids.max() >= p["n"] or np.bincount(ids.astype(np.intp), minlength=p["n"]).max() != 1:
-        _fail("ids are not a permutation of 0..n-1")
+    check_offsets(t["cluster_offsets"], p.n)
+    check_cluster_ids(t["ids"], p.n)  # n distinct ids in 0..n-1: a permutation
     check_finite_and_scales(t)
 
 
@@ -264,7 +225,7 @@ def check_prefix(header, prefix, required):
                 "save it again with this version of lorann_wasm")
         return
     if f"crc32:{prefix_crc(header, [prefix]):08x}" != stored:
-        _fail("prefix checksum mismatch: the header or prefix is corrupted")
+        invalid("prefix checksum mismatch: the header or prefix is corrupted")
 
 
 def prefix_end(header):

@@ -6,8 +6,8 @@ Used twice: to rerank LoRANN's candidates, and for brute-force search
 
 import numpy as np
 
-from .metrics import from_inner_products
-from .topk import smallest_k
+from ..metrics import from_inner_products
+from ..topk import smallest_k
 
 #: float32 values gathered per reranking step: small enough to stay in cache
 #: (measured: 1M beats 4M by ~20% on 400 x 384 candidates per query)

@@ -1,0 +1,53 @@
+"""Running the per-cluster regressions, in process or through any executor."""
+
+from .regression import fit_cluster_scorer_gram
+
+
+#: clusters fitted per task when an executor runs the regressions
+CLUSTERS_PER_TASK = 8
+
+
+def fit_clusters(jobs, rank):
+    """Fit a list of clusters, each ``(points, gram, n_queries)`` (see
+    :func:`.regression.fit_cluster_scorer_gram`); the unit of work sent to executors."""
+    return [fit_cluster_scorer_gram(*job, rank) for job in jobs]
+
+
+def executor_width(executor):
+    """How many tasks ``executor`` runs at once, as far as can be told (at least 1)."""
+    workers = getattr(executor, "_max_workers", None)  # concurrent.futures pools
+    client = getattr(executor, "_client", None)  # distributed.Client.get_executor()
+    if workers is None and client is not None:
+        try:
+            workers = sum(client.nthreads().values())
+        except Exception:  # a scheduler that cannot be asked: assume a small cluster
+            workers = None
+    return max(1, workers or 2)
+
+
+def fit_all(n_clusters, job, rank, executor, log):
+    """``(A_j, B_j)`` for every cluster, in cluster order, with or without an executor.
+
+    With an executor, tasks of :data:`CLUSTERS_PER_TASK` clusters are kept
+    at most ``2 * workers`` in flight (so the inputs in memory stay bounded)
+    and collected in submission order, so the result does not depend on
+    which worker finishes first.
+    """
+    batches = [range(s, min(s + CLUSTERS_PER_TASK, n_clusters))
+               for s in range(0, n_clusters, CLUSTERS_PER_TASK)]
+    if executor is None:
+        for batch in batches:
+            for j, fitted in zip(batch, fit_clusters([job(j) for j in batch], rank)):
+                log.step("reduced-rank regressions", j + 1, n_clusters)
+                yield fitted
+        return
+    window = 2 * executor_width(executor)
+    pending = []
+    for batch in batches + [None] * window:
+        if batch is not None:
+            pending.append((batch, executor.submit(fit_clusters, [job(j) for j in batch], rank)))
+        if len(pending) > window or (batch is None and pending):
+            done_batch, future = pending.pop(0)
+            for fitted in future.result():
+                yield fitted
+            log.step("reduced-rank regressions", done_batch[-1] + 1, n_clusters)

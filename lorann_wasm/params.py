@@ -1,0 +1,251 @@
+"""Index parameters: one home for their defaults, validation and JSON form.
+
+:class:`IndexParams` is what an index is built with and what its file
+stores in the metadata; :class:`SearchSettings` is one search's validated
+settings. Building (``IndexParams.for_data``) and loading
+(``IndexParams.from_json``) run the same checks, so anything a build
+accepts, a load accepts.
+"""
+
+import dataclasses
+import json
+import math
+import numbers
+from typing import NamedTuple, Optional
+
+from ._checks import as_int
+from .metrics import check_distance
+
+RERANK_DTYPES = ("float32", "float16", "int8")
+INT8_SCALES = ("dimension", "vector")
+QUANTIZATION_BITS = (8, None)
+
+
+def default_n_clusters(n):
+    """``round(sqrt(n))``, at least 1: about sqrt(n) points per cluster."""
+    return max(1, int(round(math.sqrt(n))))
+
+
+def default_global_dim(dim):
+    """No reduction below 200 dims, 128 up to 1000 dims, 256 above (as in the C++ lorann)."""
+    if dim < 200:
+        return dim
+    return 128 if dim <= 1000 else 256
+
+
+def default_search_settings(n_clusters, n):
+    """``(clusters_to_search, points_to_rerank)`` used when search is not told.
+
+    Probe 1/32 of the clusters (at least 8, at most all of them) and rerank
+    100 points (at most n). On Fashion-MNIST (l2) this gives recall@10 of
+    about 0.98; see the README for measured trade-offs.
+    """
+    return min(n_clusters, max(8, -(-n_clusters // 32))), min(n, 100)
+
+
+def check_target_recall(value, name="target_recall"):
+    """``value`` as a float in (0, 1]; bools, NaN and other types are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1], got {value!r}")
+    value = float(value)
+    if not 0 < value <= 1:  # also refuses NaN
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    return value
+
+
+class SearchSettings(NamedTuple):
+    """One search's validated settings."""
+
+    k: int
+    clusters_to_search: int
+    points_to_rerank: int  # already at least k
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexParams:
+    """Build parameters of an index and its default search settings.
+
+    ``rank`` is the rank of each cluster's scorer; ``points_to_rerank`` the
+    number of candidates reranked exactly by default. ``tuning`` is the
+    build-time tuning record (see :mod:`.build.tuning`) or None.
+    """
+
+    n: int
+    dim: int
+    distance: str
+    n_clusters: int
+    global_dim: int
+    rank: int
+    train_size: int
+    quantization_bits: Optional[int]
+    rerank_dtype: str
+    int8_scales: Optional[str]
+    seed: int
+    clusters_to_search: int
+    points_to_rerank: int
+    tuning: Optional[dict] = None
+
+    @classmethod
+    def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
+                 quantization_bits=8, distance="ip", seed=0, rerank_dtype="float32",
+                 int8_scales="dimension"):
+        """Validated parameters (with default search settings) for n vectors of dimension ``dim``.
+
+        Arguments as :class:`.LorannIndex`; raises ``TypeError``/``ValueError``
+        naming the bad one.
+        """
+        n, dim = as_int(n, "n", low=1), as_int(dim, "dim", low=1)
+        n_clusters = default_n_clusters(n) if n_clusters is None else n_clusters
+        global_dim = default_global_dim(dim) if global_dim is None else global_dim
+        n_clusters = as_int(n_clusters, "n_clusters", low=1)
+        c, r = default_search_settings(n_clusters, n)
+        if quantization_bits is not None:
+            quantization_bits = as_int(quantization_bits, "quantization_bits")
+        return cls(n=n, dim=dim, distance=distance, n_clusters=n_clusters,
+                   global_dim=as_int(global_dim, "global_dim", low=1),
+                   rank=as_int(rank, "rank", low=1),
+                   train_size=as_int(train_size, "train_size", low=1),
+                   quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
+                   int8_scales=int8_scales if rerank_dtype == "int8" else None,
+                   seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
+                   points_to_rerank=r)
+
+    def __post_init__(self):
+        check_distance(self.distance)
+        for name in ("n", "dim", "n_clusters", "global_dim", "rank", "train_size",
+                     "clusters_to_search", "points_to_rerank"):
+            if type(getattr(self, name)) is not int:
+                raise TypeError(f"{name} has the wrong type: must be an integer, got "
+                                f"{getattr(self, name)!r}")
+        if type(self.seed) is not int or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.n_clusters > self.n:
+            raise ValueError(f"n_clusters={self.n_clusters} is larger than the number of "
+                             f"points ({self.n})")
+        if self.global_dim > self.dim:
+            raise ValueError(f"global_dim={self.global_dim} is larger than the data "
+                             f"dimension ({self.dim})")
+        if self.rank > self.global_dim:
+            raise ValueError(
+                f"rank={self.rank} is larger than the dimension it approximates "
+                f"(global_dim={self.global_dim}, data dimension {self.dim})")
+        if min(self.n, self.dim, self.rank, self.train_size, self.points_to_rerank) < 1:
+            raise ValueError(f"sizes must be >= 1: {self}")
+        if not 1 <= self.clusters_to_search <= self.n_clusters:
+            raise ValueError(f"clusters_to_search={self.clusters_to_search} is not in "
+                             f"[1, n_clusters={self.n_clusters}]")
+        bits = self.quantization_bits
+        if isinstance(bits, bool) or bits not in QUANTIZATION_BITS or (
+                bits is not None and type(bits) is not int):
+            raise ValueError(f"quantization_bits must be 8 or None, got {bits!r}")
+        if self.rerank_dtype not in RERANK_DTYPES:
+            raise ValueError(f"unknown rerank_dtype {self.rerank_dtype!r}; "
+                             f"expected one of {RERANK_DTYPES}")
+        want = INT8_SCALES if self.rerank_dtype == "int8" else (None,)
+        if self.int8_scales not in want:
+            raise ValueError(f"unknown int8_scales {self.int8_scales!r} for rerank_dtype "
+                             f"{self.rerank_dtype!r}; expected one of {want}")
+        if self.tuning is not None:
+            _check_tuning(self.tuning, self.n_clusters, self.n)
+
+    # -- the file's metadata ----------------------------------------------
+
+    def to_dict(self):
+        """A plain dict (a fresh copy, JSON types only)."""
+        return json.loads(self.to_json())
+
+    def to_json(self):
+        """The JSON stored in an index file's metadata (``tuning`` only when there is one)."""
+        fields = dataclasses.asdict(self)
+        if fields["tuning"] is None:
+            del fields["tuning"]
+        return json.dumps(fields, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """Parse and validate stored parameters; ``ValueError`` for anything malformed."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, TypeError, RecursionError):
+            raise ValueError("params metadata is not valid JSON") from None
+        if not isinstance(raw, dict):
+            raise ValueError("params metadata is not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        missing = [name for name, f in fields.items()
+                   if name not in raw and f.default is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"parameters {missing} are missing")
+        try:
+            return cls(**{name: raw[name] for name in fields if name in raw})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"inconsistent parameters: {exc}") from None
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- searches -----------------------------------------------------------
+
+    def search_settings(self, k, clusters_to_search=None, points_to_rerank=None,
+                        target_recall=None):
+        """Validated :class:`SearchSettings` for a search of ``k`` neighbours.
+
+        Explicit values are validated; ``target_recall`` picks them from the
+        tuning table; otherwise the stored defaults apply. At least k points
+        are reranked.
+        """
+        if type(k) is not int:
+            k = as_int(k, "k")
+        if not 1 <= k <= self.n:
+            if k < 1:
+                raise ValueError(f"k must be >= 1, got {k}")
+            raise ValueError(f"k={k} is larger than the number of indexed points ({self.n})")
+        if target_recall is not None:
+            if clusters_to_search is not None or points_to_rerank is not None:
+                raise ValueError("give target_recall or explicit search parameters, not both")
+            target_recall = check_target_recall(target_recall)
+            if not self.tuning:
+                raise ValueError("this index has no tuning table; build it with target_recall")
+            clusters_to_search, points_to_rerank = lookup(self.tuning["table"], target_recall)
+        c = self.clusters_to_search if clusters_to_search is None else as_int(
+            clusters_to_search, "clusters_to_search", low=1, high=self.n_clusters)
+        r = self.points_to_rerank if points_to_rerank is None else as_int(
+            points_to_rerank, "points_to_rerank", low=1)
+        return SearchSettings(k, c, max(k, r))
+
+
+def _check_tuning(tuning, n_clusters, n):
+    """The tuning record: {"k", "queries", "leave_one_out", "target_recall", "table"}."""
+    def count(v, high):
+        return type(v) is int and 1 <= v <= high
+
+    ok = (isinstance(tuning, dict) and count(tuning.get("k"), n)
+          and count(tuning.get("queries"), n) and isinstance(tuning.get("leave_one_out"), bool)
+          and isinstance(tuning.get("target_recall"), (int, float))
+          and not isinstance(tuning.get("target_recall"), bool)
+          and 0 < tuning["target_recall"] <= 1
+          and isinstance(tuning.get("table"), list) and 0 < len(tuning["table"]) <= 64)
+    if ok:
+        for row in tuning["table"]:
+            ok = ok and isinstance(row, list) and len(row) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) \
+                and 0 < row[0] <= 1 and 0 <= row[3] <= 1 and count(row[1], n_clusters) \
+                and type(row[2]) is int and row[2] >= 1
+    if not ok:
+        raise ValueError("the tuning table in the parameters is malformed (it needs k, "
+                         "queries, leave_one_out, target_recall and table)")
+
+
+def lookup_target(table, target):
+    """The table target that serves ``target``: the smallest one at least as high."""
+    for t, _, _, _ in table:
+        if t >= target - 1e-9:
+            return t
+    return table[-1][0]
+
+
+def lookup(table, target):
+    """``(clusters_to_search, points_to_rerank)`` for a target recall from the table."""
+    t = lookup_target(table, target)
+    row = next(row for row in table if row[0] == t)
+    return row[1], row[2]

@@ -1,0 +1,165 @@
+"""The one query path of a LoRANN index, resident or lazily fetched.
+
+A search is planned, then finished:
+
+1. :meth:`QueryEngine.plan` validates the queries and settings, reduces the
+   queries, probes the clusters and asks the cluster store which byte
+   ranges are still missing (none for a resident index). The
+   :class:`Plan` is a value the caller may inspect.
+2. A caller that fetches bytes itself (the browser worker, in parallel)
+   hands them over with :meth:`QueryEngine.supply`.
+3. :meth:`QueryEngine.search` given the plan finishes it without probing
+   again: the approximate stage (:mod:`.candidates`) over a view of the
+   probed clusters, then exact reranking (:mod:`.rerank`).
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from .._checks import as_queries
+from ..metrics import prepare
+from ..params import SearchSettings
+from .candidates import BATCH_BLOCK, candidates_batch, candidates_single
+from .rerank import rerank, rerank_one
+
+
+@dataclasses.dataclass
+class Plan:
+    """A validated search and the clusters it probes.
+
+    ``queries`` (b, d) are prepared for the metric (normalised for cosine),
+    ``reduced`` their projections and ``probes`` (b, c) the clusters each
+    probes; for a single 1-D query (``single``) the last two are 1-D.
+    ``runs`` and ``ranges`` are the clusters still to fetch and their byte
+    ranges (empty for a resident index); ``fetched`` counts what this
+    search fetched.
+    """
+
+    queries: np.ndarray
+    single: bool
+    settings: SearchSettings
+    reduced: np.ndarray
+    probes: np.ndarray
+    runs: list
+    ranges: list
+    fetched: dict
+    engine_id: int
+
+
+def pad_results(ids, dists, k):
+    """Pad the last axis to ``k`` with id -1 and distance inf (fewer candidates than k)."""
+    if ids.shape[-1] < k:
+        pad = [(0, 0)] * (ids.ndim - 1) + [(0, k - ids.shape[-1])]
+        ids = np.pad(ids, pad, constant_values=-1)
+        dists = np.pad(dists, pad, constant_values=np.inf)
+    return ids, dists
+
+
+class QueryEngine:
+    """Search over an index's :class:`.Prefix` and a cluster store (see :mod:`.stores`).
+
+    Subclasses set ``_params`` (:class:`.IndexParams`), ``_prefix`` and
+    ``_store``, and may override :meth:`_check_ready`.
+    """
+
+    _params = _prefix = _store = None
+
+    def _check_ready(self):
+        pass
+
+    @property
+    def params(self):
+        """A copy of the build and default search parameters (and the tuning record)."""
+        return self._params.to_dict()
+
+    @property
+    def n(self):
+        return self._params.n
+
+    @property
+    def dim(self):
+        return self._params.dim
+
+    @property
+    def distance(self):
+        return self._params.distance
+
+    def plan(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
+             target_recall=None):
+        """Validate a search and probe its clusters: a :class:`Plan`.
+
+        Arguments as :meth:`search`. ``plan.ranges`` are the byte ranges
+        still missing; fetch them and :meth:`supply` them, or let
+        :meth:`search` read them through the index's reader.
+        """
+        self._check_ready()
+        p = self._params
+        queries, single = as_queries(q, p.dim)
+        settings = p.search_settings(k, clusters_to_search, points_to_rerank, target_recall)
+        queries = prepare(queries, p.distance, "q")
+        reduced = self._prefix.reduce(queries[0] if single else queries)
+        probes = self._prefix.probe(reduced, settings.clusters_to_search)
+        runs, ranges = self._store.missing(probes)
+        return Plan(queries, single, settings, reduced, probes, runs, ranges,
+                    {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
+
+    def supply(self, plan, buffers):
+        """Hand over the responses to ``plan.ranges`` (byte buffers, in order)."""
+        self._own(plan)
+        self._store.supply(plan.runs, buffers, plan.fetched)
+
+    def _own(self, plan):
+        if not isinstance(plan, Plan) or plan.engine_id != id(self):
+            raise ValueError("this plan was made by another index")
+
+    def search(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
+               return_distances=False, target_recall=None):
+        """Approximate ``k`` nearest neighbours of ``q``.
+
+        ``q`` is (d,) for one query, giving 1-D results, or (b, d), giving
+        (b, k); or a :class:`Plan` from :meth:`plan` (then the other search
+        arguments are the plan's). Returns int64 ids, best first; with
+        ``return_distances`` returns ``(ids, distances)``. The
+        ``clusters_to_search`` best clusters are scored approximately and the
+        best ``max(k, points_to_rerank)`` points are reranked exactly; both
+        default to the index's stored presets (``params``). ``target_recall``
+        instead picks them from the build-time tuning table (the cheapest
+        setting measured to reach at least that recall@10). If fewer than k
+        points are reached, the tail is padded with id -1 and distance inf.
+        """
+        if isinstance(q, Plan):
+            self._own(q)
+            plan = q
+        else:
+            plan = self.plan(q, k, clusters_to_search, points_to_rerank, target_recall)
+        self._store.fetch_missing(plan.probes, plan.fetched)
+        self.last_plan = plan
+        try:
+            ids, dists = self._finish(plan)
+        finally:
+            self._store.release()
+        return (ids, dists) if return_distances else ids
+
+    def _finish(self, plan):
+        k, _, r = plan.settings
+        arrays, probes = self._store.view(plan.probes)
+        if plan.single:
+            candidates = candidates_single(arrays, plan.reduced, probes, r)
+            rows, dists = rerank_one(arrays.vectors, plan.queries[0], candidates, k,
+                                     self._params.distance)
+            return pad_results(arrays.ids[rows], dists, k)
+        blocks = [candidates_batch(arrays, plan.reduced[s:s + BATCH_BLOCK],
+                                   probes[s:s + BATCH_BLOCK], r)
+                  for s in range(0, len(probes), BATCH_BLOCK)]
+        width = max(b.shape[1] for b in blocks)
+        candidates = np.concatenate(
+            [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
+        rows, dists = rerank(arrays.vectors, plan.queries, candidates, k, self._params.distance)
+        ids = np.where(rows >= 0, arrays.ids[np.maximum(rows, 0)], -1)
+        return pad_results(ids, dists, k)
+
+    def describe(self):
+        """The parameters as JSON (what ``lorann-wasm info`` and the browser show)."""
+        return json.dumps(self.params)

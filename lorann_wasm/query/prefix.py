@@ -1,0 +1,52 @@
+"""What every query needs before it touches a point: the index file's prefix."""
+
+import numpy as np
+
+from ..kernels import times_transposed
+from ..quantization import dequantize_int8
+from ..topk import smallest_k
+
+
+class Prefix:
+    """The prefix tensors in query form: reduce queries, pick the clusters to probe.
+
+    Holds the projection, the centroids and the per-cluster ``A`` matrices,
+    pre-scaled by -1 (inner product) or -2 (Euclidean) so that a query's
+    approximate distances are ``(q A_j) B_j`` (plus ``||x||^2``); the cluster
+    offsets; and the int8 per-dimension scales of the rerank vectors.
+    """
+
+    def __init__(self, tensors, params):
+        t = tensors
+        self.euclidean = params.distance == "l2"
+        factor = -2.0 if self.euclidean else -1.0
+        A = (dequantize_int8(t["A"], t["A_scales"], axis=1) if params.quantization_bits == 8
+             else t["A"])
+        # Operands are kept transposed (reduction axis last, contiguous): see kernels.
+        projection = t.get("projection")
+        self.projection_t = None if projection is None else np.ascontiguousarray(projection.T)
+        centroids = t["centroids"]
+        self.centroids_scaled = np.ascontiguousarray(factor * centroids)
+        self.centroid_bias = (np.einsum("ij,ij->i", centroids, centroids) if self.euclidean
+                              else None)
+        self.offsets = t["cluster_offsets"].astype(np.intp)
+        self.sizes = np.diff(self.offsets)
+        self.A_t = np.ascontiguousarray((factor * A).transpose(0, 2, 1))  # (C, r, g)
+        self.dim_offset = t.get("vectors_dim_offset")
+        self.dim_scale = t.get("vectors_dim_scale")
+        self.cluster_crc32 = t["cluster_crc32"]
+
+    @property
+    def n_clusters(self):
+        return self.sizes.shape[0]
+
+    def reduce(self, queries):
+        """Queries in the globally reduced space."""
+        return queries if self.projection_t is None else times_transposed(queries, self.projection_t)
+
+    def probe(self, reduced, clusters_to_search):
+        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
+        dist = times_transposed(reduced, self.centroids_scaled)
+        if self.centroid_bias is not None:
+            dist += self.centroid_bias
+        return smallest_k(dist, clusters_to_search)

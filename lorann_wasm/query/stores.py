@@ -1,0 +1,225 @@
+"""Where a query finds the points of the clusters it probes: two cluster stores.
+
+Both answer ``missing(probes)`` (the byte ranges still to fetch) and
+``view(probes)`` (a :class:`.ClusterArrays` over the probed clusters and the
+probes renumbered into it), so the query path (:mod:`.engine`) is written
+once:
+
+* :class:`ResidentClusters`: every cluster in memory (a fully loaded index);
+  nothing is ever missing and the view is the whole index.
+* :class:`FetchedClusters`: clusters fetched by byte range as queries probe
+  them, each verified against its CRC-32 and its ids, and kept in an LRU
+  cache with a byte budget (lazy loading).
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..format.index_file import (check_cluster_ids, check_finite_and_scales, cluster_crc,
+                                 invalid)
+from ..quantization import dequantize_int8
+from .clusters import ClusterArrays
+from .vectors import RerankVectors
+
+
+def _point_arrays(parts, params):
+    """(B rows as float32, bias) of a cluster's (or the index's) stored per-point tensors."""
+    B = (dequantize_int8(parts["B"], parts["B_scales"], axis=1) if params.quantization_bits == 8
+         else parts["B"])
+    bias = parts["sq_norms"] if params.distance == "l2" else np.zeros(len(B), np.float32)
+    return B, bias
+
+
+class ResidentClusters:
+    """All clusters of a fully loaded index, from its tensors."""
+
+    def __init__(self, tensors, params, prefix):
+        t = tensors
+        B, bias = _point_arrays(t, params)
+        vectors = RerankVectors(t["vectors"], t["sq_norms"], offset=prefix.dim_offset,
+                                scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
+        self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, B_rows=B,
+                                    bias=bias, vectors=vectors, ids=t["ids"])
+
+    def missing(self, probes):
+        return [], []
+
+    def fetch_missing(self, probes, fetched):
+        pass
+
+    def supply(self, runs, buffers, fetched):
+        if runs or buffers:
+            raise ValueError("this index is fully loaded: there is nothing to supply")
+
+    def view(self, probes):
+        return self.arrays, probes
+
+    def release(self):
+        pass
+
+
+class _Cluster:
+    """One fetched, verified cluster: its per-point arrays in query form."""
+
+    __slots__ = ("B", "bias", "codes", "sq_norms", "row_scale", "ids", "nbytes")
+
+    def __init__(self, parts, params):
+        check_finite_and_scales(parts)
+        self.B, self.bias = _point_arrays(parts, params)
+        self.codes, self.sq_norms, self.ids = parts["vectors"], parts["sq_norms"], parts["ids"]
+        self.row_scale = parts.get("vectors_row_scale")
+        self.nbytes = sum(a.nbytes for a in (self.B, self.bias, self.codes, self.sq_norms,
+                                              self.ids))
+
+
+def _concat(arrays, like):
+    return np.concatenate(arrays) if arrays else like[:0]
+
+
+class FetchedClusters:
+    """Clusters fetched through ``reader`` as queries probe them.
+
+    ``point_tensors`` lists the per-point tensors in file order as
+    ``(name, absolute start, bytes per row, dtype, row shape)``.
+    ``cache_bytes`` bounds the memory the cached clusters take between
+    searches (during one, its own clusters are kept whatever their size).
+    ``stats`` counts bytes, requests, clusters fetched and cache hits.
+    """
+
+    def __init__(self, reader, params, prefix, point_tensors, cache_bytes):
+        self.reader, self.params, self.prefix = reader, params, prefix
+        self.point_tensors = point_tensors
+        self.cache_bytes = int(cache_bytes)
+        self.cached_bytes = 0
+        self.stats = {"bytes": 0, "requests": 0, "clusters_fetched": 0, "cache_hits": 0}
+        self._cache = OrderedDict()
+        # which cluster holds each id, as far as fetched: lets a lazy reader
+        # refuse repeated ids across clusters as the full loader does
+        self._owner = np.full(params.n, -1, dtype=np.int32)
+
+    # -- what to fetch ------------------------------------------------------
+
+    def missing(self, probes):
+        """``(runs, ranges)``: runs of adjacent uncached clusters among ``probes`` and
+        the non-empty byte ranges to fetch for them (one per per-point tensor and run)."""
+        wanted = {int(j) for j in np.ravel(probes)}
+        runs = self._uncached(wanted)
+        self.stats["cache_hits"] += len(wanted) - sum(hi - lo for lo, hi in runs)
+        return runs, self._ranges(runs)
+
+    def fetch_missing(self, probes, fetched):
+        """Fetch whatever of ``probes`` is not cached (now) through the reader."""
+        runs = self._uncached({int(j) for j in np.ravel(probes)})
+        if runs:
+            self.fetch(runs, fetched)
+
+    def _uncached(self, wanted):
+        missing = sorted(wanted - set(self._cache))
+        runs = []
+        for j in missing:
+            if runs and runs[-1][1] == j:
+                runs[-1][1] = j + 1
+            else:
+                runs.append([j, j + 1])
+        return runs
+
+    def _ranges(self, runs):
+        off = self.prefix.offsets
+        return [(start + int(off[lo]) * row_bytes, start + int(off[hi]) * row_bytes)
+                for lo, hi in runs if off[hi] > off[lo]
+                for _, start, row_bytes, _, _ in self.point_tensors]
+
+    def fetch(self, runs, fetched):
+        """Fetch ``runs`` through the reader and install them."""
+        ranges = self._ranges(runs)
+        buffers = self.reader.read(ranges) if ranges else []
+        if len(buffers) != len(ranges):
+            raise ValueError(f"the reader returned {len(buffers)} buffers for "
+                             f"{len(ranges)} ranges")
+        self.supply(runs, buffers, fetched)
+
+    def supply(self, runs, buffers, fetched):
+        """Install clusters ``runs`` from ``buffers``, the responses to their ranges
+        (see :meth:`missing`), in order. Every byte is checked."""
+        runs = [[int(lo), int(hi)] for lo, hi in runs]
+        if not all(0 <= lo < hi <= self.prefix.n_clusters for lo, hi in runs):
+            raise ValueError(f"runs of clusters out of range: {runs}")
+        wanted = self._ranges(runs)
+        if len(buffers) != len(wanted):
+            raise ValueError(f"{len(buffers)} buffers supplied for {len(wanted)} ranges")
+        views = [self._checked(r, b) for r, b in zip(wanted, buffers)]
+        for counter in (self.stats, fetched):
+            counter["requests"] += len(wanted)
+            counter["bytes"] += sum(v.nbytes for v in views)
+        views = iter(views)
+        off = self.prefix.offsets
+        for lo, hi in runs:
+            base = int(off[lo])
+            run = ([next(views) for _ in self.point_tensors] if off[hi] > off[lo]
+                   else [memoryview(b"")] * len(self.point_tensors))
+            for j in range(lo, hi):
+                if j not in self._cache:
+                    self._install(j, run, int(off[j]) - base, int(off[j + 1]) - base)
+                    fetched["clusters"] += 1
+
+    @staticmethod
+    def _checked(byte_range, buf):
+        start, stop = byte_range
+        view = memoryview(buf).cast("B") if len(buf) else memoryview(b"")
+        if view.nbytes != stop - start:
+            raise ValueError(
+                f"truncated response: asked for bytes {start}-{stop - 1} ({stop - start} "
+                f"bytes), got {view.nbytes}")
+        return view
+
+    def _install(self, j, run, a, b):
+        parts = {}
+        for (name, _, row_bytes, dtype, row_shape), buf in zip(self.point_tensors, run):
+            parts[name] = np.frombuffer(buf[a * row_bytes:b * row_bytes], dtype).reshape(
+                (b - a,) + tuple(row_shape))
+        if cluster_crc(parts, [t[0] for t in self.point_tensors]) != int(
+                self.prefix.cluster_crc32[j]):
+            invalid(f"cluster {j} failed its checksum: the file is corrupted "
+                    "or changed while it was being read")
+        ids = parts["ids"]
+        check_cluster_ids(ids, self.params.n)
+        owners = self._owner[ids]
+        if ((owners != -1) & (owners != j)).any():
+            invalid(f"cluster {j} holds ids that another cluster holds too")
+        cluster = _Cluster(parts, self.params)
+        self._owner[ids] = j
+        self._cache[j] = cluster
+        self.cached_bytes += cluster.nbytes
+        self.stats["clusters_fetched"] += 1
+
+    # -- what a query reads ---------------------------------------------------
+
+    def view(self, probes):
+        """A :class:`.ClusterArrays` over the probed clusters (all cached), and the
+        probes renumbered into it."""
+        unique, local = np.unique(probes, return_inverse=True)
+        clusters = []
+        for j in unique:
+            self._cache.move_to_end(int(j))
+            clusters.append(self._cache[int(j)])
+        offsets = np.zeros(len(clusters) + 1, dtype=np.intp)
+        np.cumsum([len(c.ids) for c in clusters], out=offsets[1:])
+        first = clusters[0]
+        row_scale = (None if first.row_scale is None
+                     else np.concatenate([c.row_scale for c in clusters]))
+        vectors = RerankVectors(_concat([c.codes for c in clusters], first.codes),
+                                _concat([c.sq_norms for c in clusters], first.sq_norms),
+                                offset=self.prefix.dim_offset, scale=self.prefix.dim_scale,
+                                vector_scale=row_scale)
+        arrays = ClusterArrays(A_t=self.prefix.A_t[unique], offsets=offsets,
+                               B_rows=_concat([c.B for c in clusters], first.B),
+                               bias=_concat([c.bias for c in clusters], first.bias),
+                               vectors=vectors, ids=_concat([c.ids for c in clusters], first.ids))
+        return arrays, local.reshape(np.shape(probes))
+
+    def release(self):
+        """Evict least recently used clusters down to the byte budget."""
+        while self.cached_bytes > self.cache_bytes and self._cache:
+            _, cluster = self._cache.popitem(last=False)
+            self.cached_bytes -= cluster.nbytes
