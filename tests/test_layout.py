@@ -1,0 +1,48 @@
+"""The package's layout keeps its promises: the query side never imports the build side,
+the file format imports neither, and the browser's entry point loads only the query side."""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "lorann_wasm"
+
+
+def _imports(path):
+    """Absolute module names a file imports (relative imports resolved)."""
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = parts[:-node.level] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            out.add(module)
+            out.update(f"{module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return out
+
+
+@pytest.mark.parametrize("side, forbidden", [
+    ("query", ("lorann_wasm.build",)),
+    ("format", ("lorann_wasm.build", "lorann_wasm.query")),
+])
+def test_sides_do_not_import_what_they_sit_beside(side, forbidden):
+    files = sorted((PACKAGE / side).glob("*.py"))
+    assert files
+    for path in files:
+        bad = [m for m in _imports(path) if m.startswith(forbidden)]
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_browser_entry_point_loads_only_the_query_side():
+    code = ("import sys, lorann_wasm.bridge; "
+            "print(sorted(m for m in sys.modules if m.startswith('lorann_wasm')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True).stdout
+    loaded = ast.literal_eval(out)
+    assert "lorann_wasm.query.engine" in loaded and "lorann_wasm.format.index_file" in loaded
+    assert not [m for m in loaded if m.startswith("lorann_wasm.build")], loaded
