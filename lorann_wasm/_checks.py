@@ -8,6 +8,8 @@ import numbers
 
 import numpy as np
 
+from .metrics import prepare
+
 
 def as_matrix(x, name, *, allow_1d=False):
     """Return ``x`` as a C-contiguous float32 array of finite values.
@@ -38,6 +40,22 @@ def as_matrix(x, name, *, allow_1d=False):
     return arr
 
 
+#: squared norms above this overflow float32 distance arithmetic:
+#: ||x||^2 + 2|<q, x>| + ||q||^2 stays below 4 times the larger squared norm
+MAX_SQ_NORM = float(np.finfo(np.float32).max) / 4
+
+
+def check_magnitudes(x, name, first_row=0):
+    """Refuse rows of ``x`` (2-D, finite float32) whose distances would overflow float32."""
+    with np.errstate(over="ignore"):
+        sq = np.einsum("ij,ij->i", x, x)
+    if not (sq <= MAX_SQ_NORM).all():
+        bad = first_row + int(np.flatnonzero(~(sq <= MAX_SQ_NORM))[0])
+        raise ValueError(
+            f"{name} row {bad} is too large: its squared norm overflows float32 arithmetic "
+            f"(norms must stay below {MAX_SQ_NORM ** 0.5:.1e}); scale the vectors down")
+
+
 def as_queries(q, dim, name="q"):
     """Validate queries against an index of dimension ``dim``.
 
@@ -52,6 +70,15 @@ def as_queries(q, dim, name="q"):
         raise ValueError(
             f"{name} has dimension {arr.shape[1]} but the index has dimension {dim}"
         )
+    return arr, single
+
+
+def as_prepared_queries(q, dim, distance, name="q"):
+    """:func:`as_queries`, mapped into the index's space (normalised for cosine) and
+    refused if their distances would overflow float32: ``(matrix, single)``."""
+    arr, single = as_queries(q, dim, name)
+    arr = prepare(arr, distance, name)
+    check_magnitudes(arr, name)
     return arr, single
 
 

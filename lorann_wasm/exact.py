@@ -1,6 +1,6 @@
 """Brute-force exact search: the ground truth and the baseline to beat."""
 
-from ._checks import as_matrix, as_queries, check_k
+from ._checks import as_matrix, as_prepared_queries, check_k
 from .metrics import check_distance, prepare
 from .query.rerank import brute_force
 from .query.vectors import RerankVectors
@@ -25,9 +25,8 @@ class ExactIndex:
         ``q`` is (d,) for one query, giving 1-D results, or (b, d), giving
         (b, k). With ``return_distances`` returns ``(ids, distances)``.
         """
-        queries, single = as_queries(q, self.dim)
+        queries, single = as_prepared_queries(q, self.dim, self.distance)
         k = check_k(k, self.n)
-        queries = prepare(queries, self.distance, "q")
         ids, dists = brute_force(self._vectors, queries, k, self.distance)
         if single:
             ids, dists = ids[0], dists[0]

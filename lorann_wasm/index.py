@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._checks import as_int, as_matrix, as_queries, check_k
+from ._checks import as_int, as_matrix, as_prepared_queries, check_k
 from .atomic import atomic_output
 from .format.index_file import decode_index, encode_index
 from .metrics import check_nonzero_rows, prepare
@@ -145,9 +145,8 @@ class LorannIndex(QueryEngine):
         Same arguments and return shapes as :meth:`search`.
         """
         self._check_ready()
-        queries, single = as_queries(q, self.dim)
+        queries, single = as_prepared_queries(q, self.dim, self.distance)
         k = check_k(k, self.n)
-        queries = prepare(queries, self.distance, "q")
         arrays = self._store.arrays
         rows, dists = brute_force(arrays.vectors, queries, k, self.distance)
         ids = arrays.ids[rows]

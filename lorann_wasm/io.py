@@ -62,6 +62,14 @@ def read_hdf5(path, key):
         return dataset[()]
 
 
+def load_npy(path):
+    """A ``.npy`` array, memory-mapped; ``ValueError`` naming the file if it is not one."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        _fail(path, f"not a readable .npy array ({exc or 'the file is empty'})")
+
+
 def read_vectors(path, key="train"):
     """Vectors from ``path``, by extension; ``key`` picks the HDF5 dataset."""
     path = os.fspath(path)
@@ -69,10 +77,7 @@ def read_vectors(path, key="train"):
         raise FileNotFoundError(f"{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            _fail(path, f"not a readable .npy array ({exc})")
+        arr = load_npy(path)
     elif ext == ".fvecs":
         arr = read_vecs(path, np.float32)
     elif ext == ".bvecs":

@@ -25,6 +25,7 @@ Clusters that end up with no points stay empty: every reader handles them.
 
 import numpy as np
 
+from .._checks import check_magnitudes
 from ..metrics import prepare
 from ..quantization import quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
@@ -32,10 +33,6 @@ from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
 from .parallel import fit_all
 from .progress import progress_logger
 from .projection import PROJECTION_SAMPLE, fit_projection
-
-#: the largest float32 value; squared norms above it overflow
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
 
 def sample_rows(rng, n, size):
     """A seeded sample of ``size`` of ``n`` rows, increasing (all of them if n <= size)."""
@@ -90,7 +87,7 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         for i, (start, stop) in enumerate(src.chunks()):
             x = prepared(src)(src.read(start, stop))
             if src is source:
-                _check_magnitudes(x, start, src.name)
+                check_magnitudes(x, src.name, start)
                 low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
             reduced = reduce(x)
             near = nearest_centroids(reduced, centroids, euclidean, nearest)
@@ -145,17 +142,6 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         prefix["vectors_dim_offset"], prefix["vectors_dim_scale"] = dimension_scales(*dim_range)
     log(f"rerank vectors stored as {p.rerank_dtype}")
     return sink.finish(prefix)
-
-
-def _check_magnitudes(x, start, name):
-    """Refuse rows whose squared norm overflows float32 (distances would be inf)."""
-    with np.errstate(over="ignore"):
-        sq = np.einsum("ij,ij->i", x, x)
-    if not np.isfinite(sq).all() or (sq > FLOAT32_MAX / 4).any():
-        bad = start + int(np.flatnonzero(~(np.isfinite(sq) & (sq <= FLOAT32_MAX / 4)))[0])
-        raise ValueError(
-            f"{name} row {bad} is too large: its squared norm overflows float32 arithmetic "
-            "(norms must stay below about 9e18); scale the data down")
 
 
 def _kept(held_out, start, stop):

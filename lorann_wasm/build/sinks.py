@@ -14,7 +14,8 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..format import safetensors_io
-from ..format.index_file import (PREFIX_CHECKSUM_KEY, cluster_crc, expected_tensors,
+from ..format.index_file import (PREFIX_CHECKSUM_KEY, check_publishable, cluster_crc,
+                                 expected_tensors,
                                  file_metadata, index_layout, per_point_order, prefix_crc,
                                  prefix_end)
 from ..format.safetensors_io import as_bytes, crc32_chain
@@ -73,6 +74,7 @@ class _Sink:
     def write_cluster(self, j, first_row, parts):
         """Store cluster j's per-point rows (``parts``: name -> rows) from ``first_row`` on."""
         parts = {name: np.ascontiguousarray(parts[name]) for name in self.names}
+        check_publishable(parts)
         self.cluster_crc32[j] = cluster_crc(parts, self.names)
         for name in self.names:
             self._put(name, parts[name], first_row)
@@ -157,6 +159,7 @@ class FileSink(_Sink):
     def finish(self, prefix):
         """Write the prefix and the signed header; returns the file's size."""
         prefix = dict(prefix, cluster_crc32=self.cluster_crc32)
+        check_publishable(prefix, self.params)
         for name, value in prefix.items():
             self._put(name, np.ascontiguousarray(value), 0)
         h, start = self.header, self.data_start

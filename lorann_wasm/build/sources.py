@@ -101,7 +101,7 @@ def open_vectors(path, key="train"):
     ``.npy`` files are memory-mapped, HDF5 datasets read by slices (the file
     stays open), ``.fvecs``/``.bvecs`` mapped row by row.
     """
-    from ..io import _fail, open_hdf5, read_vecs
+    from ..io import _fail, load_npy, open_hdf5, read_vecs
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -116,8 +116,4 @@ def open_vectors(path, key="train"):
         return RowSource(read_vecs(path, np.float32 if ext == ".fvecs" else np.uint8), name=path)
     if ext != ".npy":
         _fail(path, f"streaming builds read .npy, .hdf5, .fvecs or .bvecs, not {ext!r}")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        _fail(path, f"not a readable .npy array ({exc})")
-    return RowSource(arr, name=path)
+    return RowSource(load_npy(path), name=path)

@@ -26,7 +26,6 @@ the header and the prefix only, so a reader that fetches the prefix and then
 single clusters (:mod:`.lazy`) verifies every byte it uses.
 """
 
-import json
 import zlib
 
 import numpy as np
@@ -121,7 +120,10 @@ def encode_index(tensors, params):
     """Serialise an index; returns ``(head, chunks)`` as :func:`safetensors_io.encode`.
 
     ``tensors`` are every tensor of the layout (``cluster_crc32`` included).
+    What :func:`decode_index` would refuse is refused here, before any byte
+    is written.
     """
+    check_publishable(tensors, params)
     layout = index_layout(params)
     arrays = []
     for name, dtype, shape in layout:
@@ -137,6 +139,22 @@ def encode_index(tensors, params):
         f"crc32:{prefix_crc(header, chunks[:n_prefix]):08x}"
     crc = crc32_chain(chunks, safetensors_io.header_crc(header))
     return safetensors_io.sign_header(header, crc), chunks
+
+
+def check_publishable(tensors, params=None):
+    """Refuse to write what a load would refuse: the parameters as stored (when
+    given), and the values of ``tensors`` (all of them, or a prefix, or a cluster)."""
+    try:
+        if params is not None:
+            parse_params(file_metadata(params))
+            if "cluster_offsets" in tensors:
+                check_offsets(tensors["cluster_offsets"], params.n)
+            if "ids" in tensors:
+                check_cluster_ids(tensors["ids"], params.n)
+        check_finite_and_scales(tensors)
+    except ValueError as exc:
+        raise ValueError("refusing to write an index that could not be loaded: "
+                         + str(exc).removeprefix("invalid index file: ")) from None
 
 
 def invalid(msg):

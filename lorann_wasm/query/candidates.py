@@ -15,7 +15,6 @@ import numpy as np
 
 from ..kernels import rowwise_dot, times_transposed
 from ..topk import smallest_k
-from .clusters import BLOCK
 
 #: queries handled per block by batch search, bounding its padded buffers
 BATCH_BLOCK = 256
@@ -79,6 +78,6 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     cluster = flat[slot]
     inside = within < arrays.padded_sizes[cluster]
     # (an empty cluster's block_start may be one past the last block: index 0 instead)
-    entry = np.where(inside, arrays.block_start[cluster] * BLOCK + within, 0)
+    entry = np.where(inside, arrays.block_start[cluster] * arrays.block + within, 0)
     pos = np.where(inside, arrays.pos_blocks.ravel()[entry], -1)
     return pos.reshape(keep.shape)

@@ -14,12 +14,10 @@ A search is planned, then finished:
 """
 
 import dataclasses
-import json
 
 import numpy as np
 
-from .._checks import as_queries
-from ..metrics import prepare
+from .._checks import as_prepared_queries
 from ..params import SearchSettings
 from .candidates import BATCH_BLOCK, candidates_batch, candidates_single
 from .rerank import rerank, rerank_one
@@ -96,9 +94,8 @@ class QueryEngine:
         """
         self._check_ready()
         p = self._params
-        queries, single = as_queries(q, p.dim)
+        queries, single = as_prepared_queries(q, p.dim, p.distance)
         settings = p.search_settings(k, clusters_to_search, points_to_rerank, target_recall)
-        queries = prepare(queries, p.distance, "q")
         reduced = self._prefix.reduce(queries[0] if single else queries)
         probes = self._prefix.probe(reduced, settings.clusters_to_search)
         runs, ranges = self._store.missing(probes)
@@ -159,7 +156,3 @@ class QueryEngine:
         rows, dists = rerank(arrays.vectors, plan.queries, candidates, k, self._params.distance)
         ids = np.where(rows >= 0, arrays.ids[np.maximum(rows, 0)], -1)
         return pad_results(ids, dists, k)
-
-    def describe(self):
-        """The parameters as JSON (what ``lorann-wasm info`` and the browser show)."""
-        return json.dumps(self.params)

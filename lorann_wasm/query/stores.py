@@ -19,7 +19,7 @@ import numpy as np
 from ..format.index_file import (check_cluster_ids, check_finite_and_scales, cluster_crc,
                                  invalid)
 from ..quantization import dequantize_int8
-from .clusters import ClusterArrays
+from .clusters import ClusterArrays, block_rows
 from .vectors import RerankVectors
 
 
@@ -40,7 +40,8 @@ class ResidentClusters:
         vectors = RerankVectors(t["vectors"], t["sq_norms"], offset=prefix.dim_offset,
                                 scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
         self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, B_rows=B,
-                                    bias=bias, vectors=vectors, ids=t["ids"])
+                                    bias=bias, vectors=vectors, ids=t["ids"],
+                                    block=block_rows(params.n, params.n_clusters))
 
     def missing(self, probes):
         return [], []
@@ -215,7 +216,8 @@ class FetchedClusters:
         arrays = ClusterArrays(A_t=self.prefix.A_t[unique], offsets=offsets,
                                B_rows=_concat([c.B for c in clusters], first.B),
                                bias=_concat([c.bias for c in clusters], first.bias),
-                               vectors=vectors, ids=_concat([c.ids for c in clusters], first.ids))
+                               vectors=vectors, ids=_concat([c.ids for c in clusters], first.ids),
+                               block=block_rows(self.params.n, self.params.n_clusters))
         return arrays, local.reshape(np.shape(probes))
 
     def release(self):
