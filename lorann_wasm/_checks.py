@@ -46,13 +46,16 @@ MAX_SQ_NORM = float(np.finfo(np.float32).max) / 4
 
 
 def check_magnitudes(x, name, first_row=0):
-    """Refuse rows of ``x`` (2-D, finite float32) whose distances would overflow float32."""
+    """Refuse rows of ``x`` (2-D, finite float32) whose distances would overflow float32.
+
+    ``first_row`` numbers the rows in the message (None: they are a sample)."""
     with np.errstate(over="ignore"):
         sq = np.einsum("ij,ij->i", x, x)
     if not (sq <= MAX_SQ_NORM).all():
-        bad = first_row + int(np.flatnonzero(~(sq <= MAX_SQ_NORM))[0])
+        bad = int(np.flatnonzero(~(sq <= MAX_SQ_NORM))[0])
+        row = "a row" if first_row is None else f"row {first_row + bad}"
         raise ValueError(
-            f"{name} row {bad} is too large: its squared norm overflows float32 arithmetic "
+            f"{name} {row} is too large: its squared norm overflows float32 arithmetic "
             f"(norms must stay below {MAX_SQ_NORM ** 0.5:.1e}); scale the vectors down")
 
 

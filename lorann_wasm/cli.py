@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 
@@ -118,9 +119,22 @@ def _executor(args, n):
     import concurrent.futures
     import multiprocessing
     print(f"regressions in a pool of {workers} worker processes", file=sys.stderr)
-    with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+    try:
         yield pool
+    except BaseException:
+        # interrupted or failed: stop the workers now rather than let them finish
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _worker_init():
+    """Pool workers leave Ctrl-C and SIGTERM to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _build_kwargs(args):
@@ -333,16 +347,34 @@ def make_parser():
     return ap
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temporary files are removed and
+    worker processes stopped, as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     args = make_parser().parse_args(argv)
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args.func(args)
-    except KeyboardInterrupt:
-        print("lorann-wasm: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"lorann-wasm: {what}; no output was written or changed", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except (CliError, ValueError, TypeError, OSError, RuntimeError) as exc:
         msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else \
             f"{exc.filename}: {exc.strerror}"
         print(f"lorann-wasm: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

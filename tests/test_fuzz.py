@@ -97,3 +97,80 @@ def test_truncation_at_boundaries(cut):
     raw = LorannIndex(data, n_clusters=6, rank=6).build().to_bytes()
     with pytest.raises(ValueError):
         LorannIndex.from_bytes(raw[:cut])
+
+
+N_RESIGNED = 1500
+
+
+def _resigned_mutation(rng, tensors, params):
+    """Damage the values of one tensor, then re-sign everything (the per-cluster CRCs,
+    the prefix and the file checksums), so only the semantic checks can object."""
+    from lorann_wasm.format.index_file import cluster_crc, per_point_order
+
+    t = {k: np.array(v) for k, v in tensors.items()}
+    name = str(rng.choice(sorted(k for k in t if k != "cluster_crc32")))
+    flat = t[name].reshape(-1)
+    at = rng.integers(0, flat.size, int(rng.integers(1, 4)))
+    kind = int(rng.integers(5))
+    if kind == 0:  # random bits
+        raw = flat.view(np.uint8).reshape(flat.size, -1)
+        raw[at] = rng.integers(0, 256, raw[at].shape, dtype=np.uint8)
+    elif kind == 1:  # another element's value (duplicates ids, offsets out of order)
+        flat[at] = flat[rng.integers(0, flat.size)]
+    elif kind == 2:  # a special value: NaN, inf, 0, -1, n or huge
+        special = [0, -1, params.n, 2 ** 31] + ([np.nan, np.inf, -np.inf, 3e38]
+                                                 if flat.dtype.kind == "f" else [])
+        with np.errstate(all="ignore"):
+            flat[at] = np.array(special[int(rng.integers(len(special)))]).astype(flat.dtype)
+    elif kind == 3:  # swap two elements
+        i, j = rng.integers(0, flat.size, 2)
+        flat[i], flat[j] = flat[j].copy(), flat[i].copy()
+    else:  # negate
+        with np.errstate(all="ignore"):
+            flat[at] = -flat[at] if flat.dtype.kind in "fi" else flat[at]
+    off = t["cluster_offsets"]
+    names = per_point_order(params)
+    if (np.diff(off) >= 0).all() and off[0] == 0 and off[-1] == params.n:
+        t["cluster_crc32"] = np.array(
+            [cluster_crc({k: t[k][off[j]:off[j + 1]] for k in names}, names)
+             for j in range(len(off) - 1)], dtype=np.uint32)
+    return t, f"{name}:{kind}"
+
+
+def test_resigned_mutations_are_refused_or_answered_alike_by_both_loaders(monkeypatch,
+                                                                         tmp_path):
+    from lorann_wasm.format import index_file
+    from lorann_wasm.lazy import FileReader, LazyIndex
+
+    monkeypatch.setattr(index_file, "check_publishable", lambda *a, **k: None)
+    data = clustered(300, 12, n_centers=6, seed=11)
+    queries = data[:6] + 0.01
+    bases = [LorannIndex(data, n_clusters=6, rank=6, distance="l2", seed=0).build(),
+             LorannIndex(data, n_clusters=7, rank=5, distance="ip", rerank_dtype="int8",
+                         int8_scales="vector", seed=1).build(target_recall=None)]
+    rng = np.random.default_rng(20261127)
+    outcomes = {"refused by both": 0, "loaded by both": 0}
+    path = tmp_path / "m.lorann"
+    for case in range(N_RESIGNED):
+        base = bases[case % 2]
+        tensors, what = _resigned_mutation(rng, base._tensors, base._params)
+        head, chunks = index_file.encode_index(tensors, base._params)
+        raw = b"".join([head, *chunks])
+        path.write_bytes(raw)
+        everything = dict(clusters_to_search=base.params["n_clusters"], points_to_rerank=50)
+        try:
+            full = LorannIndex.from_bytes(raw).search(queries, 5, **everything)
+        except ValueError:
+            full = None
+        try:
+            lazy = LazyIndex(FileReader(path)).search(queries, 5, **everything)
+        except ValueError:
+            lazy = None
+        assert (full is None) == (lazy is None), f"{what}: one loader refused, the other did not"
+        if full is None:
+            outcomes["refused by both"] += 1
+        else:
+            assert np.array_equal(full, lazy), f"{what}: the loaders answered differently"
+            outcomes["loaded by both"] += 1
+    # both outcomes happen: values that break the index, values that only change answers
+    assert min(outcomes.values()) >= 0.1 * N_RESIGNED, outcomes

@@ -59,7 +59,12 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
     train_rows = queries or source
 
     def prepared(src):
-        return lambda x: prepare(x, p.distance, src.name)
+        """Rows of ``src`` in the index's space, refused if their arithmetic overflows."""
+        def transform(x, first_row=None):
+            x = prepare(x, p.distance, src.name)
+            check_magnitudes(x, src.name, first_row)
+            return x
+        return transform
 
     projection = None
     if g < d:
@@ -85,9 +90,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
               else [(source, 1, False), (queries, w, True)])
     for src, nearest, trains in passes:
         for i, (start, stop) in enumerate(src.chunks()):
-            x = prepared(src)(src.read(start, stop))
+            x = prepared(src)(src.read(start, stop), start)
             if src is source:
-                check_magnitudes(x, src.name, start)
                 low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
             reduced = reduce(x)
             near = nearest_centroids(reduced, centroids, euclidean, nearest)

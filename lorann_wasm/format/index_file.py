@@ -30,6 +30,7 @@ import zlib
 
 import numpy as np
 
+from .._checks import MAX_SQ_NORM
 from ..params import IndexParams
 from . import safetensors_io
 from .safetensors_io import as_bytes, crc32_chain
@@ -40,6 +41,10 @@ ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vectors", "vectors_row_scale")
 PREFIX_CHECKSUM_KEY = "prefix_checksum"
+SCALES = ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale")
+#: the largest value a stored float may have: a vector of it has a squared norm of
+#: about MAX_SQ_NORM, the most that float32 distance arithmetic takes
+MAX_ABS = MAX_SQ_NORM ** 0.5
 
 
 def expected_tensors(p):
@@ -194,18 +199,27 @@ def check_layout(tensors_specs, params):
 
 
 def check_finite_and_scales(t):
-    """No NaN or infinity in float tensors; positive scales (of those present in ``t``)."""
+    """Float tensors (of those present in ``t``) are finite and small enough for float32
+    arithmetic (see :data:`.MAX_SQ_NORM`); scales are positive and decode within it."""
     for name, arr in t.items():
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        if arr.dtype.kind != "f" or not arr.size:
+            continue
+        if not np.isfinite(arr).all():
             invalid(f"tensor {name!r} contains NaN or infinite values")
-    for name in ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale"):
-        if name in t and not (t[name] > 0).all():
-            invalid(f"tensor {name!r} has non-positive scales")
+        limit = MAX_SQ_NORM if name == "sq_norms" else MAX_ABS
+        if name in SCALES:
+            if not (arr > 0).all():
+                invalid(f"tensor {name!r} has non-positive scales")
+            limit = MAX_ABS / 127  # an int8 code times its scale stays below MAX_ABS
+        if np.abs(arr).max() > limit:
+            invalid(f"tensor {name!r} holds values too large for float32 arithmetic")
 
 
 def check_offsets(offsets, n):
     """``cluster_offsets`` must run from 0 to n without decreasing."""
-    if offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
+    # (the range check first: differences of wild int64 values can wrap around)
+    if (offsets[0] != 0 or offsets[-1] != n or offsets.min() < 0 or offsets.max() > n
+            or np.any(np.diff(offsets) < 0)):
         invalid("cluster_offsets are not a non-decreasing sequence from 0 to n")
 
 
