@@ -70,6 +70,33 @@ def test_server_ranges(server):
     assert status == 416 and headers["content-range"] == "bytes */1024"
     status, headers, body = _get(server, "/blob.bin")
     assert status == 200 and body == blob and headers["accept-ranges"] == "bytes"
+    # not one valid range (several, reversed, empty): ignored as RFC 9110 allows, 200
+    for ignored in ("bytes=0-1,5-6", "bytes=9-2", "bytes=", "bytes=-", "items=0-4"):
+        status, _, body = _get(server, "/blob.bin", {"Range": ignored})
+        assert status == 200 and body == blob, ignored
+
+
+def test_server_survives_hostile_requests(server):
+    import socket
+    import time
+
+    assert _get(server, "/%00")[0] == 404  # a NUL in the path: an answer, not a dropped line
+    host, port = "127.0.0.1", server
+    # many connections at once: all answered promptly (a listen backlog of 5 made
+    # some wait 8-60 s)
+    import concurrent.futures
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        statuses = list(pool.map(lambda _: _get(server, "/blob.bin", {"Range": "bytes=0-9"})[0],
+                                 range(200)))
+    assert statuses == [206] * 200 and time.perf_counter() - start < 20
+    # a half-sent request holds its connection only until the read timeout
+    from build_scripts.serve import Handler
+    assert 0 < Handler.timeout <= 60
+    half = socket.create_connection((host, int(port)))
+    half.sendall(b"GET /blob.bin HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert _get(server, "/blob.bin")[0] == 200  # others are served meanwhile
+    half.close()
 
 
 def test_server_mime_types_and_binding(server):
