@@ -115,3 +115,35 @@ def test_weights_file_is_validated(model):
         target_recall=None).to_bytes()
     with pytest.raises(ValueError, match="not a lorann_wasm-minilm weights file"):
         MiniLM.from_bytes(index_file)
+
+
+def test_long_texts_are_read_only_as_far_as_needed(model, reference, monkeypatch):
+    from lorann_wasm.embed import tokenizer as tk
+
+    rng = np.random.default_rng(7)
+    words = _random_strings(400, seed=3) + ["\u00e9\u0301", "a\tb", "x\r\ny"]
+    # texts of every length around the window, cut in the middle of words and marks
+    for n in (50, 300, 900, 2000):
+        text = " ".join(rng.choice(words, n))
+        want = reference.tokenizer(text, truncation=True, max_length=256)["input_ids"]
+        assert model.tokenizer.encode(text) == want
+    monkeypatch.setattr(tk, "WINDOW_CHARS", 37)  # many windows: still the same ids
+    text = " ".join(rng.choice(words, 300))
+    assert model.tokenizer.encode(text) == reference.tokenizer(
+        text, truncation=True, max_length=256)["input_ids"]
+    monkeypatch.undo()
+    read = []
+    real = model.tokenizer.basic_tokens
+    monkeypatch.setattr(model.tokenizer, "basic_tokens", lambda t: read.append(len(t)) or real(t))
+    megabyte = "the quick brown fox jumps over the lazy dog " * 25_000
+    assert len(model.tokenizer.encode(megabyte)) == 256
+    assert sum(read) <= 2 * tk.WINDOW_CHARS  # not the whole megabyte
+
+
+def test_encoders_refuse_what_is_not_text(model):
+    with pytest.raises(TypeError, match="str"):
+        model.tokenizer.encode(["a list"])
+    with pytest.raises(TypeError, match="list of str"):
+        model.encode({"a": 1})
+    with pytest.raises(TypeError, match="strings"):
+        model.encode(["ok", 3])

@@ -163,6 +163,8 @@ class MiniLM:
     def encode(self, texts, batch_size=64, progress=None):
         """Unit-length embeddings of ``texts`` (a str or a list of str): (n, hidden) float32."""
         single = isinstance(texts, str)
+        if not single and not isinstance(texts, (list, tuple)):
+            raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
         texts = [texts] if single else list(texts)
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be strings")

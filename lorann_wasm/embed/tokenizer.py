@@ -7,9 +7,13 @@ greedy longest-match-first WordPiece with ``##`` continuations; a word
 longer than 100 characters, or one that cannot be covered, becomes [UNK].
 """
 
+import re
 import unicodedata
 
 MAX_WORD_CHARS = 100
+#: characters of text tokenised at a time (a window ends before white space)
+WINDOW_CHARS = 4096
+_SPLIT = re.compile(r"[ \t\n\r]")
 
 
 def _is_whitespace(ch):
@@ -108,8 +112,24 @@ class WordPieceTokenizer:
         return ids
 
     def encode(self, text):
-        """``[CLS] pieces... [SEP]`` ids, truncated to ``max_length`` tokens in all."""
+        """``[CLS] pieces... [SEP]`` ids, truncated to ``max_length`` tokens in all.
+
+        Long texts are read a window at a time (cut before a space, tab or
+        newline, where tokenising in parts gives the same ids as the whole),
+        stopping once ``max_length`` ids are reached: a 1 MB text costs no more
+        than its first few kilobytes.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         ids = [self.cls]
-        for word in self.basic_tokens(text):
-            ids.extend(self.wordpiece(word))
-        return ids[:self.max_length - 1] + [self.sep]
+        limit = self.max_length - 1
+        start = 0
+        while start < len(text) and len(ids) < limit:
+            stop = _SPLIT.search(text, min(start + WINDOW_CHARS, len(text)))
+            stop = stop.start() if stop else len(text)
+            for word in self.basic_tokens(text[start:stop]):
+                ids.extend(self.wordpiece(word))
+                if len(ids) >= limit:
+                    break
+            start = max(stop, start + 1)
+        return ids[:limit] + [self.sep]
