@@ -55,7 +55,10 @@ class JsRangeReader:
 
     def __init__(self, js):
         self.js = js
-        self.size = int(js.size)
+        size = getattr(js, "size", None)
+        if size is None or not callable(getattr(js, "read", None)):
+            raise TypeError("reader must have size and read(ranges)")
+        self.size = _count(size, "reader size")
 
     def read(self, ranges):
         parts = self.js.read(json.dumps([[int(a), int(b)] for a, b in ranges]))
