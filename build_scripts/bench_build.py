@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from lorann_wasm.params import IndexParams
-from lorann_wasm.build.out_of_core import memory_bound
+from lorann_wasm.training.out_of_core import memory_bound
 
 from .pyodide_assets import default_cache as cache_dir
 
@@ -142,7 +142,7 @@ def main(argv=None):
             if name:
                 from lorann_wasm import LorannIndex
                 from lorann_wasm.bench.datasets import load
-                from lorann_wasm.build.tuning import recall_at_k
+                from lorann_wasm.training.tuning import recall_at_k
                 ds = load(name)
                 path = os.path.join(cache_dir(), "scale", f"{name}.npy")
                 os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from build_scripts.datasets import fashion_mnist  # noqa: E402
 from lorann_wasm import ExactIndex, LorannIndex  # noqa: E402
-from lorann_wasm.build.tuning import recall_at_k  # noqa: E402
+from lorann_wasm.training.tuning import recall_at_k  # noqa: E402
 
 
 def timed(fn, *args, min_seconds=0.5, **kw):

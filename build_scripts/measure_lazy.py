@@ -25,7 +25,7 @@ from build_scripts.pyodide_assets import default_cache
 from build_scripts.serve import serve_in_background
 from lorann_wasm.bench.datasets import low_rank_mixture
 from lorann_wasm.lazy import FileReader, LazyIndex
-from lorann_wasm.build.out_of_core import build_file
+from lorann_wasm.training.out_of_core import build_file
 
 N_QUERIES = 200
 WARM = 10

@@ -10,7 +10,7 @@ import importlib
 _EXPORTS = {
     "LorannIndex": ".index", "NotBuiltError": ".index", "ExactIndex": ".exact",
     "LazyIndex": ".lazy", "FileReader": ".lazy", "IndexParams": ".params",
-    "build_file": ".build.out_of_core",
+    "build_file": ".training.out_of_core",
 }
 
 __all__ = list(_EXPORTS)

@@ -166,8 +166,8 @@ def cmd_build(args):
 
 
 def _build_out_of_core(args):
-    from .build.out_of_core import build_file
-    from .build.sources import open_vectors
+    from .training.out_of_core import build_file
+    from .training.sources import open_vectors
 
     def source(path, key, what):
         try:
@@ -203,7 +203,7 @@ def _report_build(args, p, build_s):
 
 
 def _report_tuning(index, args):
-    from .build.tuning import recall_at_k
+    from .training.tuning import recall_at_k
 
     tuning = index.params["tuning"]
     held = None

@@ -67,10 +67,10 @@ class LorannIndex(QueryEngine):
         if self._data is None:
             raise RuntimeError("this index was loaded from a file and is already built")
         # Imported here: loading and searching (the browser) never need the build side.
-        from .build.pipeline import train
-        from .build.progress import progress_logger
-        from .build.sinks import MemorySink
-        from .build.sources import RowSource
+        from .training.pipeline import train
+        from .training.progress import progress_logger
+        from .training.sinks import MemorySink
+        from .training.sources import RowSource
         p = self._params
         source = RowSource(self._data, "data")
         queries = None
@@ -105,7 +105,7 @@ class LorannIndex(QueryEngine):
         k = min(10, self.n - (self_ids is not None))
         if k < 1:
             return
-        from .build.tuning import choose, measure_grid
+        from .training.tuning import choose, measure_grid
 
         results = measure_grid(self._prefix, self._store.arrays, queries, self.distance, k=k,
                                self_ids=self_ids, verbose=log)

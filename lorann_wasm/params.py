@@ -67,7 +67,7 @@ class IndexParams:
 
     ``rank`` is the rank of each cluster's scorer; ``points_to_rerank`` the
     number of candidates reranked exactly by default. ``tuning`` is the
-    build-time tuning record (see :mod:`.build.tuning`) or None.
+    build-time tuning record (see :mod:`.training.tuning`) or None.
     """
 
     n: int

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import clustered
-from lorann_wasm.build.kmeans import kmeans, nearest_centroids
-from lorann_wasm.build.projection import fit_projection
+from lorann_wasm.training.kmeans import kmeans, nearest_centroids
+from lorann_wasm.training.projection import fit_projection
 from lorann_wasm.quantization import dequantize_int8, quantize_int8
-from lorann_wasm.build.regression import fit_cluster_scorer, query_gram, right_singular_vectors
+from lorann_wasm.training.regression import fit_cluster_scorer, query_gram, right_singular_vectors
 
 
 @pytest.mark.parametrize("euclidean", [True, False])

@@ -27,8 +27,8 @@ def _imports(path):
 
 
 @pytest.mark.parametrize("side, forbidden", [
-    ("query", ("lorann_wasm.build",)),
-    ("format", ("lorann_wasm.build", "lorann_wasm.query")),
+    ("query", ("lorann_wasm.training",)),
+    ("format", ("lorann_wasm.training", "lorann_wasm.query")),
 ])
 def test_sides_do_not_import_what_they_sit_beside(side, forbidden):
     files = sorted((PACKAGE / side).glob("*.py"))
@@ -45,4 +45,4 @@ def test_the_browser_entry_point_loads_only_the_query_side():
                          cwd=PACKAGE.parent, check=True).stdout
     loaded = ast.literal_eval(out)
     assert "lorann_wasm.query.engine" in loaded and "lorann_wasm.format.index_file" in loaded
-    assert not [m for m in loaded if m.startswith("lorann_wasm.build")], loaded
+    assert not [m for m in loaded if m.startswith("lorann_wasm.training")], loaded

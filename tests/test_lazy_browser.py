@@ -16,7 +16,7 @@ from conftest import local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 from lorann_wasm.bench.datasets import low_rank_mixture
 from lorann_wasm.lazy import FileReader, LazyIndex
-from lorann_wasm.build.out_of_core import build_file
+from lorann_wasm.training.out_of_core import build_file
 
 N_QUERIES = 200
 BIG = (250_000, 384)  # float32 rerank vectors: about 400 MB

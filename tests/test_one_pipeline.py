@@ -5,7 +5,7 @@ import pytest
 
 from conftest import clustered
 from lorann_wasm import LorannIndex
-from lorann_wasm.build.out_of_core import build_file
+from lorann_wasm.training.out_of_core import build_file
 
 
 def _both(data, tmp_path, **kw):

@@ -10,8 +10,8 @@ from conftest import clustered, recall
 from lorann_wasm import LorannIndex
 from lorann_wasm.cli import main
 from lorann_wasm.params import IndexParams
-from lorann_wasm.build.out_of_core import build_file, memory_bound
-from lorann_wasm.build.sources import RowSource, open_vectors
+from lorann_wasm.training.out_of_core import build_file, memory_bound
+from lorann_wasm.training.sources import RowSource, open_vectors
 
 
 @pytest.fixture(scope="module")

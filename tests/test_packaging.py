@@ -23,8 +23,8 @@ def wheel(tmp_path_factory):
 def test_wheel_is_pure_and_complete(wheel):
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("__init__", "params", "build/kmeans", "build/regression", "build/pipeline",
-                   "build/sinks", "build/tuning", "quantization", "query/rerank",
+    for module in ("__init__", "params", "training/kmeans", "training/regression", "training/pipeline",
+                   "training/sinks", "training/tuning", "quantization", "query/rerank",
                    "query/candidates", "query/engine", "query/stores", "format/index_file",
                    "format/safetensors_io", "exact", "bridge", "lazy", "kernels", "cli",
                    "embed/minilm", "embed/tokenizer", "bench/runner", "bench/datasets"):

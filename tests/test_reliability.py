@@ -14,7 +14,7 @@ import pytest
 from conftest import clustered
 from lorann_wasm import LorannIndex
 from lorann_wasm.bridge import Session
-from lorann_wasm.build.out_of_core import build_file
+from lorann_wasm.training.out_of_core import build_file
 from lorann_wasm.cli import main
 from lorann_wasm.format import index_file
 from lorann_wasm.lazy import FileReader, LazyIndex

@@ -89,7 +89,7 @@ def _methods(args, n, dim):
 def run_benchmark(args):
     _pin_threads()
     import numpy as np  # only after pinning threads: BLAS reads them at import
-    from ..build.tuning import recall_at_k
+    from ..training.tuning import recall_at_k
     from .report import write_reports
 
     ds = _load(args)
