@@ -100,9 +100,10 @@ def as_int(value, name, *, low=None, high=None):
 
 def check_k(k, n):
     """Validate the number of neighbours requested from ``n`` indexed points."""
-    k = as_int(k, "k")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if k > n:
+    if type(k) is not int:  # the common case skips as_int's checks
+        k = as_int(k, "k")
+    if not 1 <= k <= n:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         raise ValueError(f"k={k} is larger than the number of indexed points ({n})")
     return k

@@ -26,7 +26,7 @@ from .format.index_file import (check_finite_and_scales, check_layout, check_off
                                 prefix_end)
 from .query.engine import QueryEngine
 from .query.prefix import Prefix
-from .query.stores import FetchedClusters
+from .query.stores import FetchedClusters, read_ranges
 
 #: default byte budget of the cluster cache
 CACHE_BYTES = 64 << 20
@@ -98,34 +98,23 @@ class LazyIndex(QueryEngine):
         return self._prefix
 
 
-def _read(reader, ranges):
-    buffers = reader.read(ranges)
-    if len(buffers) != len(ranges):
-        raise ValueError(f"the reader returned {len(buffers)} buffers for {len(ranges)} ranges")
-    for (start, stop), buf in zip(ranges, buffers):
-        if len(buf) != stop - start:
-            raise ValueError(f"truncated response: asked for bytes {start}-{stop - 1} "
-                             f"({stop - start} bytes), got {len(buf)}")
-    return buffers
-
-
 def _open_prefix(reader, size):
     """Read and verify the header and prefix: ``(params, prefix tensors, point tensors,
     prefix bytes)``; point tensors as :class:`.FetchedClusters` wants them."""
-    (head,) = _read(reader, [(0, min(8, size))])
+    (head,) = read_ranges(reader, [(0, min(8, size))])
     if len(head) < 8:
         invalid(f"file is {size} bytes, too short for a header")
     (hlen,) = struct.unpack("<Q", bytes(head))
     if hlen > safetensors_io.MAX_HEADER_BYTES or 8 + hlen > size:
         invalid(f"header length {hlen} is too large for the {size}-byte file")
-    (body,) = _read(reader, [(8, 8 + hlen)])
+    (body,) = read_ranges(reader, [(8, 8 + hlen)])
     header, data_start = safetensors_io.parse_header(bytes(head) + bytes(body))
     metadata, entries = safetensors_io.check_entries(header, size - data_start)
     params = parse_params(metadata)
     specs = {e[0]: (e[1], e[2]) for e in entries if e[0] != "_padding"}
     check_layout(specs, params)
     end = prefix_end(header)
-    (prefix,) = _read(reader, [(data_start, data_start + end)])
+    (prefix,) = read_ranges(reader, [(data_start, data_start + end)])
     check_prefix(header, prefix, required=True)
     tensors = {name: np.frombuffer(prefix, dtype, count=int(np.prod(shape, dtype=np.int64)),
                                    offset=begin).reshape(shape)

@@ -13,7 +13,7 @@ import math
 import numbers
 from typing import NamedTuple, Optional
 
-from ._checks import as_int
+from ._checks import as_int, check_k
 from .metrics import check_distance
 
 RERANK_DTYPES = ("float32", "float16", "int8")
@@ -194,12 +194,7 @@ class IndexParams:
         tuning table; otherwise the stored defaults apply. At least k points
         are reranked.
         """
-        if type(k) is not int:
-            k = as_int(k, "k")
-        if not 1 <= k <= self.n:
-            if k < 1:
-                raise ValueError(f"k must be >= 1, got {k}")
-            raise ValueError(f"k={k} is larger than the number of indexed points ({self.n})")
+        k = check_k(k, self.n)
         if target_recall is not None:
             if clusters_to_search is not None or points_to_rerank is not None:
                 raise ValueError("give target_recall or explicit search parameters, not both")

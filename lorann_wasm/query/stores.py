@@ -23,6 +23,26 @@ from .clusters import ClusterArrays, block_rows
 from .vectors import RerankVectors
 
 
+def checked_range(byte_range, buf):
+    """``buf``, the response to ``byte_range`` (start, stop), as a byte view;
+    ``ValueError`` if it is shorter or longer."""
+    start, stop = byte_range
+    view = memoryview(buf).cast("B") if len(buf) else memoryview(b"")
+    if view.nbytes != stop - start:
+        raise ValueError(
+            f"truncated response: asked for bytes {start}-{stop - 1} ({stop - start} "
+            f"bytes), got {view.nbytes}")
+    return view
+
+
+def read_ranges(reader, ranges):
+    """Read byte ``ranges`` through ``reader``: one checked byte view per range."""
+    buffers = reader.read(ranges)
+    if len(buffers) != len(ranges):
+        raise ValueError(f"the reader returned {len(buffers)} buffers for {len(ranges)} ranges")
+    return [checked_range(r, buf) for r, buf in zip(ranges, buffers)]
+
+
 def _point_arrays(parts, params):
     """(B rows as float32, bias) of a cluster's (or the index's) stored per-point tensors."""
     B = (dequantize_int8(parts["B"], parts["B_scales"], axis=1) if params.quantization_bits == 8
@@ -134,11 +154,7 @@ class FetchedClusters:
     def fetch(self, runs, fetched):
         """Fetch ``runs`` through the reader and install them."""
         ranges = self._ranges(runs)
-        buffers = self.reader.read(ranges) if ranges else []
-        if len(buffers) != len(ranges):
-            raise ValueError(f"the reader returned {len(buffers)} buffers for "
-                             f"{len(ranges)} ranges")
-        self.supply(runs, buffers, fetched)
+        self.supply(runs, read_ranges(self.reader, ranges) if ranges else [], fetched)
 
     def supply(self, runs, buffers, fetched):
         """Install clusters ``runs`` from ``buffers``, the responses to their ranges
@@ -149,7 +165,7 @@ class FetchedClusters:
         wanted = self._ranges(runs)
         if len(buffers) != len(wanted):
             raise ValueError(f"{len(buffers)} buffers supplied for {len(wanted)} ranges")
-        views = [self._checked(r, b) for r, b in zip(wanted, buffers)]
+        views = [checked_range(r, b) for r, b in zip(wanted, buffers)]
         for counter in (self.stats, fetched):
             counter["requests"] += len(wanted)
             counter["bytes"] += sum(v.nbytes for v in views)
@@ -163,16 +179,6 @@ class FetchedClusters:
                 if j not in self._cache:
                     self._install(j, run, int(off[j]) - base, int(off[j + 1]) - base)
                     fetched["clusters"] += 1
-
-    @staticmethod
-    def _checked(byte_range, buf):
-        start, stop = byte_range
-        view = memoryview(buf).cast("B") if len(buf) else memoryview(b"")
-        if view.nbytes != stop - start:
-            raise ValueError(
-                f"truncated response: asked for bytes {start}-{stop - 1} ({stop - start} "
-                f"bytes), got {view.nbytes}")
-        return view
 
     def _install(self, j, run, a, b):
         parts = {}
