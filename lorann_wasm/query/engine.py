@@ -140,15 +140,15 @@ class QueryEngine:
         return (ids, dists) if return_distances else ids
 
     def _finish(self, plan):
-        k, _, r = plan.settings
+        k, _, to_rerank = plan.settings
         arrays, probes = self._store.view(plan.probes)
         if plan.single:
-            candidates = candidates_single(arrays, plan.reduced, probes, r)
+            candidates = candidates_single(arrays, plan.reduced, probes, to_rerank)
             rows, dists = rerank_one(arrays.vectors, plan.queries[0], candidates, k,
                                      self._params.distance)
             return pad_results(arrays.ids[rows], dists, k)
         blocks = [candidates_batch(arrays, plan.reduced[s:s + BATCH_BLOCK],
-                                   probes[s:s + BATCH_BLOCK], r)
+                                   probes[s:s + BATCH_BLOCK], to_rerank)
                   for s in range(0, len(probes), BATCH_BLOCK)]
         width = max(b.shape[1] for b in blocks)
         candidates = np.concatenate(
