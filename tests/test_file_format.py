@@ -232,3 +232,23 @@ def test_plain_safetensors_file_is_not_an_index(tmp_path):
 def test_missing_file_raises_oserror(tmp_path):
     with pytest.raises(FileNotFoundError):
         LorannIndex.load(tmp_path / "nope.lorann")
+
+
+def test_a_file_written_before_the_redesign_still_loads_and_answers_alike(tmp_path):
+    """tests/data holds an index (and its answers) saved by the code before the
+    build/query/format redesign: the file format and the answers did not change."""
+    import pathlib
+
+    from conftest import clustered
+    from lorann_wasm.lazy import FileReader, LazyIndex
+
+    folder = pathlib.Path(__file__).parent / "data"
+    path = folder / "made-before-the-redesign.lorann"
+    want = np.load(folder / "made-before-the-redesign.ids.npy")
+    queries = clustered(400, 16, seed=41)[:20] + 0.01
+    index = LorannIndex.load(path)
+    assert index.params["tuning"]["k"] == 10
+    assert np.array_equal(index.search(queries, 5), want)
+    assert np.array_equal(LazyIndex(FileReader(path)).search(queries, 5), want)
+    index.save(tmp_path / "again.lorann")  # and saves to the same bytes
+    assert (tmp_path / "again.lorann").read_bytes() == path.read_bytes()
