@@ -59,11 +59,21 @@ CASES = [
 ]
 
 
+def _data(name):
+    if name == "fashion-mnist":  # real images, 784 dims reduced to 128
+        from build_scripts.datasets import fashion_mnist
+        train, test = fashion_mnist()
+        return train[:6000], test[:80]
+    both = clustered(6080, 48, seed=int(name.split("-")[1]))
+    return both[:6000], both[6000:]
+
+
 @pytest.mark.parametrize("kw", CASES)
-@pytest.mark.parametrize("data_seed", [5, 6])
-def test_single_batch_and_lazy_match_the_reference(tmp_path, kw, data_seed):
-    both = clustered(6080, 48, seed=data_seed)
-    data, queries = both[:6000], both[6000:]
+@pytest.mark.parametrize("name", ["mixture-5", "mixture-6", "fashion-mnist"])
+def test_single_batch_and_lazy_match_the_reference(tmp_path, kw, name):
+    data, queries = _data(name)
+    if name == "fashion-mnist":
+        kw = {k: v for k, v in kw.items() if k != "global_dim"}
     LorannIndex(data, rank=12, seed=1, **kw).build(target_recall=None).save(tmp_path / "i.lorann")
     index = LorannIndex.load(tmp_path / "i.lorann")
     lazy = LazyIndex(FileReader(tmp_path / "i.lorann"), cache_bytes=1 << 18)

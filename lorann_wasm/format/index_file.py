@@ -211,7 +211,7 @@ def check_finite_and_scales(t):
             if not (arr > 0).all():
                 invalid(f"tensor {name!r} has non-positive scales")
             limit = MAX_ABS / 127  # an int8 code times its scale stays below MAX_ABS
-        if np.abs(arr).max() > limit:
+        if float(np.abs(arr).max()) > limit:
             invalid(f"tensor {name!r} holds values too large for float32 arithmetic")
 
 
