@@ -38,12 +38,15 @@ def candidates_single(arrays, reduced, probes, points_to_rerank):
     return pos[pos >= 0]
 
 
-def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
+def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False,
+                     with_scores=False):
     """Positions of the best approximate candidates of each query, (b, R), -1 padded.
 
     Queries are grouped by cluster, so each probed cluster costs one pair of
     matrix products for all the queries that probe it. With ``ranked`` the
-    candidates are sorted by approximate distance, best first.
+    candidates are sorted by approximate distance, best first; with
+    ``with_scores`` their approximate distances (inf on padding) come too,
+    as ``(positions, scores)``.
     """
     b, c = probes.shape
     sizes = arrays.padded_sizes[probes]
@@ -79,5 +82,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False):
     inside = within < arrays.padded_sizes[cluster]
     # (an empty cluster's block_start may be one past the last block: index 0 instead)
     entry = np.where(inside, arrays.block_start[cluster] * arrays.block + within, 0)
-    pos = np.where(inside, arrays.pos_blocks.ravel()[entry], -1)
-    return pos.reshape(keep.shape)
+    pos = np.where(inside, arrays.pos_blocks.ravel()[entry], -1).reshape(keep.shape)
+    if with_scores:
+        return pos, np.where(pos >= 0, approx.ravel()[where].reshape(keep.shape), np.inf)
+    return pos

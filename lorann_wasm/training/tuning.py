@@ -19,7 +19,7 @@ query's own id is left out of both its exact and its approximate results
 
 import numpy as np
 
-from ..query.candidates import candidates_batch
+from ..query.candidates import BATCH_BLOCK, candidates_batch
 from ..query.rerank import WORK_VALUES, brute_force, candidate_distances
 from ..topk import smallest_k
 
@@ -60,9 +60,14 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     :class:`.ClusterArrays`.
     Returns a list of ``(c, R, recall, cost, standard error of recall)``. ``queries`` are prepared
     (normalised for cosine); ``self_ids`` are the queries' own ids for
-    leave-one-out, or None; ``verbose`` a build progress reporter. For each c, candidates are ranked once by
-    approximate distance and their exact distances taken once; every R is
-    then a prefix.
+    leave-one-out, or None; ``verbose`` a build progress reporter.
+
+    Work is shared across the grid: going from c to the next c' probed
+    clusters scores only the clusters c..c' and merges them into each
+    query's pool of the best ``R_max`` candidates so far (the best R of a
+    union are the best R of the best R of one part and the other part), so
+    every cluster is scored once per query, not once per c. Each pool's
+    exact distances are taken once per c; every R is then a prefix.
     """
     vectors, ids = arrays.vectors, arrays.ids
     extra = 0 if self_ids is None else 1
@@ -79,12 +84,29 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     block = max(1, WORK_VALUES // (r_max * d))
     b = queries.shape[0]
     results = []
+    pool = np.full((b, 0), -1, dtype=np.intp)  # each query's best candidates so far
+    pool_scores = np.zeros((b, 0), dtype=np.float32)
+    c_prev = 0
     for c in c_grid:
         points = float(arrays.sizes[probes[:, :c]].sum(axis=1).mean())
+        parts = [candidates_batch(arrays, reduced[s:s + BATCH_BLOCK],
+                                  probes[s:s + BATCH_BLOCK, c_prev:c], r_max, with_scores=True)
+                 for s in range(0, b, BATCH_BLOCK)]
+        width = max(part[0].shape[1] for part in parts)
+        new = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1)
+                              for p, _ in parts])
+        new_scores = np.concatenate([np.pad(v, ((0, 0), (0, width - v.shape[1])),
+                                            constant_values=np.inf) for _, v in parts])
+        both = np.concatenate([pool_scores, new_scores], axis=1)
+        best = smallest_k(both, min(r_max, both.shape[1]))  # sorted: best first
+        at = np.arange(b)[:, None]
+        pool = np.concatenate([pool, new], axis=1)[at, best]
+        pool_scores = both[at, best]
+        c_prev = c
         hits = np.zeros((len(r_grid), b))
         for s in range(0, b, block):
             sl = slice(s, s + block)
-            ranked = candidates_batch(arrays, reduced[sl], probes[sl, :c], r_max, ranked=True)
+            ranked = pool[sl]
             valid = ranked >= 0
             exact = candidate_distances(vectors, queries[sl], np.where(valid, ranked, 0),
                                          distance)
