@@ -9,6 +9,8 @@ the clusters a lazily loaded index has fetched.
 
 import numpy as np
 
+from .vectors import RerankVectors
+
 #: rows of B per block, at most
 BLOCK = 32
 
@@ -29,20 +31,27 @@ def block_rows(n, n_clusters):
 class ClusterArrays:
     """Clusters' points in the form the query path reads.
 
-    ``offsets`` (C+1,) delimit the clusters' rows (positions) in ``B_rows``
-    (n, r) float32 (each cluster's ``B_j`` transposed), ``bias`` (n,) (what
-    is added to ``(q A_j) B_j``: ``||x||^2`` for Euclidean, else 0),
-    ``vectors`` (the rerank vectors, :class:`.RerankVectors`) and ``ids``.
-    ``A_t`` (C, r, g) holds the clusters' (pre-scaled, transposed) ``A_j``.
+    ``offsets`` (C+1,) delimit the clusters' rows (positions); ``ids`` holds
+    their ids and ``A_t`` (C, r, g) the clusters' (pre-scaled, transposed)
+    ``A_j``. The rows of ``B`` come either as ``B_rows`` (n, r) float32
+    (each cluster's ``B_j`` transposed) with ``bias`` (n,) (what is added to
+    ``(q A_j) B_j``: ``||x||^2`` for Euclidean, else 0), or already blocked
+    as ``B_blocks`` / ``bias_blocks`` (one cluster's blocks after another's).
+    ``vectors`` are the rerank vectors (:class:`.RerankVectors`) of every
+    row, or None when :meth:`rerank_view` gathers them from ``clusters``
+    (a lazily loaded index's cached clusters, each with ``codes``,
+    ``sq_norms`` and ``row_scale``).
 
-    ``block`` is the rows per block (:func:`block_rows`).
-    Derived: ``B_blocks`` (blocks, block, r), ``bias_blocks`` (+inf on
-    padding rows) and ``pos_blocks`` (the position of each block entry, -1
-    on padding); ``n_blocks`` and ``block_start`` per cluster.
+    ``block`` is the rows per block (:func:`block_rows`). Derived:
+    ``B_blocks`` (blocks, block, r), ``bias_blocks`` (+inf on padding rows)
+    and ``pos_blocks`` (the position of each block entry, -1 on padding);
+    ``n_blocks`` and ``block_start`` per cluster.
     """
 
-    def __init__(self, *, A_t, offsets, B_rows, bias, vectors, ids, block):
-        self.A_t, self.vectors, self.ids, self.block = A_t, vectors, ids, block
+    def __init__(self, *, A_t, offsets, ids, block, B_rows=None, bias=None, B_blocks=None,
+                 bias_blocks=None, vectors=None, clusters=None, dim_scales=(None, None)):
+        self.A_t, self.ids, self.block = A_t, ids, block
+        self.vectors, self.clusters, self.dim_scales = vectors, clusters, dim_scales
         self.offsets = offsets.astype(np.intp)  # on wasm32, repeat/bincount refuse int64
         self.sizes = np.diff(self.offsets)
         self.n_blocks = -(-self.sizes // block)
@@ -54,8 +63,10 @@ class ClusterArrays:
         pos = first_row[:, None] + np.arange(block)
         valid = pos < self.offsets[cluster + 1][:, None]
         self.pos_blocks = np.where(valid, pos, -1)
-        safe = np.where(valid, pos, 0)
-        if B_rows.shape[0]:
+        if B_blocks is not None:
+            self.B_blocks, self.bias_blocks = B_blocks, bias_blocks
+        elif B_rows.shape[0]:
+            safe = np.where(valid, pos, 0)
             self.B_blocks = B_rows[safe]
             self.B_blocks[~valid] = 0
             self.bias_blocks = np.where(valid, bias[safe], np.inf).astype(np.float32)
@@ -73,3 +84,33 @@ class ClusterArrays:
         """Cluster j's ``B_j`` transposed, (n_j, r): a view into the blocks."""
         lo, hi = self.block_start[j], self.block_start[j + 1]
         return self.B_blocks[lo:hi].reshape(-1, self.B_blocks.shape[2])[:self.sizes[j]]
+
+    def rerank_view(self, positions):
+        """Rerank vectors for candidate ``positions`` (any shape, -1 for none):
+        ``(vectors, rows, positions_of_rows)``. ``rows`` index ``vectors`` as
+        ``positions`` index this view; ``positions_of_rows`` maps them back
+        (None: they are the positions). Gathered vectors hold exactly the
+        candidates' stored values, so reranking gives identical results."""
+        if self.vectors is not None:
+            return self.vectors, positions, None
+        flat = positions.reshape(-1)
+        valid = flat >= 0
+        unique, inverse = np.unique(flat[valid], return_inverse=True)
+        owner = np.searchsorted(self.offsets, unique, side="right") - 1
+        row = unique - self.offsets[owner]
+        first = self.clusters[0]
+        codes = np.empty((len(unique),) + first.codes.shape[1:], dtype=first.codes.dtype)
+        sq_norms = np.empty(len(unique), dtype=np.float32)
+        row_scale = None if first.row_scale is None else np.empty(len(unique), np.float32)
+        for i in np.unique(owner):
+            at = np.flatnonzero(owner == i)
+            cluster = self.clusters[i]
+            codes[at], sq_norms[at] = cluster.codes[row[at]], cluster.sq_norms[row[at]]
+            if row_scale is not None:
+                row_scale[at] = cluster.row_scale[row[at]]
+        offset, scale = self.dim_scales
+        vectors = RerankVectors(codes, sq_norms, offset=offset, scale=scale,
+                                vector_scale=row_scale)
+        rows = np.full(flat.shape, -1, dtype=np.intp)
+        rows[valid] = inverse
+        return vectors, rows.reshape(positions.shape), unique

@@ -144,15 +144,17 @@ class QueryEngine:
         arrays, probes = self._store.view(plan.probes)
         if plan.single:
             candidates = candidates_single(arrays, plan.reduced, probes, to_rerank)
-            rows, dists = rerank_one(arrays.vectors, plan.queries[0], candidates, k,
-                                     self._params.distance)
-            return pad_results(arrays.ids[rows], dists, k)
+            vectors, rows, back = arrays.rerank_view(candidates)
+            rows, dists = rerank_one(vectors, plan.queries[0], rows, k, self._params.distance)
+            return pad_results(arrays.ids[rows if back is None else back[rows]], dists, k)
         blocks = [candidates_batch(arrays, plan.reduced[s:s + BATCH_BLOCK],
                                    probes[s:s + BATCH_BLOCK], to_rerank)
                   for s in range(0, len(probes), BATCH_BLOCK)]
         width = max(b.shape[1] for b in blocks)
         candidates = np.concatenate(
             [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
-        rows, dists = rerank(arrays.vectors, plan.queries, candidates, k, self._params.distance)
-        ids = np.where(rows >= 0, arrays.ids[np.maximum(rows, 0)], -1)
+        vectors, rows, back = arrays.rerank_view(candidates)
+        rows, dists = rerank(vectors, plan.queries, rows, k, self._params.distance)
+        positions = np.maximum(rows, 0) if back is None else back[np.maximum(rows, 0)]
+        ids = np.where(rows >= 0, arrays.ids[positions], -1)
         return pad_results(ids, dists, k)

@@ -8,8 +8,10 @@ once:
 * :class:`ResidentClusters`: every cluster in memory (a fully loaded index);
   nothing is ever missing and the view is the whole index.
 * :class:`FetchedClusters`: clusters fetched by byte range as queries probe
-  them, each verified against its CRC-32 and its ids, and kept in an LRU
-  cache with a byte budget (lazy loading).
+  them, each verified against its CRC-32 and its ids, kept in an LRU cache
+  with a byte budget in their blocked form (lazy loading); a query's view
+  joins the probed clusters' blocks and gathers only its candidates' rerank
+  vectors.
 """
 
 from collections import OrderedDict
@@ -59,9 +61,9 @@ class ResidentClusters:
         B, bias = _point_arrays(t, params)
         vectors = RerankVectors(t["vectors"], t["sq_norms"], offset=prefix.dim_offset,
                                 scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
-        self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, B_rows=B,
-                                    bias=bias, vectors=vectors, ids=t["ids"],
-                                    block=block_rows(params.n, params.n_clusters))
+        self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"],
+                                    block=block_rows(params.n, params.n_clusters), B_rows=B,
+                                    bias=bias, vectors=vectors)
 
     def missing(self, probes):
         return [], []
@@ -81,21 +83,20 @@ class ResidentClusters:
 
 
 class _Cluster:
-    """One fetched, verified cluster: its per-point arrays in query form."""
+    """One fetched, verified cluster: its blocks of ``B`` and its rerank vectors."""
 
-    __slots__ = ("B", "bias", "codes", "sq_norms", "row_scale", "ids", "nbytes")
+    __slots__ = ("B_blocks", "bias_blocks", "codes", "sq_norms", "row_scale", "ids", "nbytes")
 
     def __init__(self, parts, params):
         check_finite_and_scales(parts)
-        self.B, self.bias = _point_arrays(parts, params)
+        B, bias = _point_arrays(parts, params)
+        alone = ClusterArrays(A_t=None, offsets=np.array([0, len(B)]), ids=parts["ids"],
+                              block=block_rows(params.n, params.n_clusters), B_rows=B, bias=bias)
+        self.B_blocks, self.bias_blocks = alone.B_blocks, alone.bias_blocks
         self.codes, self.sq_norms, self.ids = parts["vectors"], parts["sq_norms"], parts["ids"]
         self.row_scale = parts.get("vectors_row_scale")
-        self.nbytes = sum(a.nbytes for a in (self.B, self.bias, self.codes, self.sq_norms,
-                                              self.ids))
-
-
-def _concat(arrays, like):
-    return np.concatenate(arrays) if arrays else like[:0]
+        self.nbytes = sum(a.nbytes for a in (self.B_blocks, self.bias_blocks, self.codes,
+                                              self.sq_norms, self.ids))
 
 
 class FetchedClusters:
@@ -212,18 +213,13 @@ class FetchedClusters:
             clusters.append(self._cache[int(j)])
         offsets = np.zeros(len(clusters) + 1, dtype=np.intp)
         np.cumsum([len(c.ids) for c in clusters], out=offsets[1:])
-        first = clusters[0]
-        row_scale = (None if first.row_scale is None
-                     else np.concatenate([c.row_scale for c in clusters]))
-        vectors = RerankVectors(_concat([c.codes for c in clusters], first.codes),
-                                _concat([c.sq_norms for c in clusters], first.sq_norms),
-                                offset=self.prefix.dim_offset, scale=self.prefix.dim_scale,
-                                vector_scale=row_scale)
-        arrays = ClusterArrays(A_t=self.prefix.A_t[unique], offsets=offsets,
-                               B_rows=_concat([c.B for c in clusters], first.B),
-                               bias=_concat([c.bias for c in clusters], first.bias),
-                               vectors=vectors, ids=_concat([c.ids for c in clusters], first.ids),
-                               block=block_rows(self.params.n, self.params.n_clusters))
+        arrays = ClusterArrays(
+            A_t=self.prefix.A_t[unique], offsets=offsets,
+            ids=np.concatenate([c.ids for c in clusters]),
+            block=block_rows(self.params.n, self.params.n_clusters),
+            B_blocks=np.concatenate([c.B_blocks for c in clusters]),
+            bias_blocks=np.concatenate([c.bias_blocks for c in clusters]),
+            clusters=clusters, dim_scales=(self.prefix.dim_offset, self.prefix.dim_scale))
         return arrays, local.reshape(np.shape(probes))
 
     def release(self):
