@@ -74,7 +74,6 @@ class LazyIndex(QueryEngine):
         self._prefix = Prefix(tensors, params)
         self._store = FetchedClusters(reader, params, self._prefix, point_tensors, cache_bytes)
         self._store.stats.update(bytes=self.prefix_bytes, requests=3)  # header and prefix
-        self.last_plan = None
 
     @property
     def stats(self):
@@ -91,11 +90,6 @@ class LazyIndex(QueryEngine):
     def cached_bytes(self):
         """Bytes the cached clusters take in memory."""
         return self._store.cached_bytes
-
-    @property
-    def probe_arrays(self):
-        """The :class:`.Prefix` (reduce queries, probe clusters)."""
-        return self._prefix
 
 
 def _open_prefix(reader, size):

@@ -80,7 +80,7 @@ def test_corruption_and_short_reads_are_errors(mixture, tmp_path):
     _flip(path, size - 10)  # inside the last cluster's rerank vectors
     lazy = LazyIndex(FileReader(path))
     last = index.params["n_clusters"] - 1
-    probes = lazy.probe_arrays.probe(lazy.probe_arrays.reduce(data[:3000]), 1)[:, 0]
+    probes = lazy._prefix.probe(lazy._prefix.reduce(data[:3000]), 1)[:, 0]
     hit = int(np.flatnonzero(probes == last)[0])
     with pytest.raises(ValueError, match=f"cluster {last} failed its checksum"):
         lazy.search(data[hit], 10, clusters_to_search=1)

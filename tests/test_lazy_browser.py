@@ -123,7 +123,7 @@ def _probe_last_cluster(site):
     """A data vector whose nearest cluster is the last one (where the corrupt byte is)."""
     lazy = LazyIndex(FileReader(site["small_path"]))
     data = site["small"].get_vectors(np.arange(2000))
-    best = lazy.probe_arrays.probe(lazy.probe_arrays.reduce(data), 1)[:, 0]
+    best = lazy._prefix.probe(lazy._prefix.reduce(data), 1)[:, 0]
     last = lazy.params["n_clusters"] - 1
     return data[int(np.flatnonzero(best == last)[0])], data[int(np.flatnonzero(best != last)[0])]
 

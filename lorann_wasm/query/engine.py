@@ -63,6 +63,8 @@ class QueryEngine:
     """
 
     _params = _prefix = _store = None
+    #: the plan of the latest search (what it probed and fetched)
+    last_plan = None
 
     def _check_ready(self):
         pass
