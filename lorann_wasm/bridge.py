@@ -87,8 +87,6 @@ class Session:
         Clusters are fetched as queries probe them; ``cache_bytes`` (0: the
         default) bounds the cluster cache. Returns the description as JSON.
         """
-        if not hasattr(reader, "read"):
-            raise TypeError("reader must have size and read(ranges)")
         if not isinstance(reader, JsRangeReader) and hasattr(reader, "to_py"):
             reader = JsRangeReader(reader)
         cache_bytes = _count(cache_bytes, "cache_bytes")

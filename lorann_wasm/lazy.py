@@ -21,9 +21,8 @@ import struct
 import numpy as np
 
 from .format import safetensors_io
-from .format.index_file import (check_finite_and_scales, check_layout, check_offsets,
-                                check_prefix, invalid, parse_params, per_point_order,
-                                prefix_end)
+from .format.index_file import (check_layout, check_prefix, check_values, invalid,
+                                parse_params, per_point_order, prefix_end)
 from .query.engine import QueryEngine
 from .query.prefix import Prefix
 from .query.stores import FetchedClusters, read_ranges
@@ -114,8 +113,7 @@ def _open_prefix(reader, size):
                                    offset=begin).reshape(shape)
                for name, dtype, shape, begin, stop in entries
                if stop <= end and name != "_padding"}
-    check_offsets(tensors["cluster_offsets"], params.n)
-    check_finite_and_scales(tensors)
+    check_values(tensors, params.n)
     point_tensors = []
     for name in per_point_order(params):
         dtype, shape = specs[name]

@@ -152,11 +152,7 @@ def check_publishable(tensors, params=None):
     try:
         if params is not None:
             parse_params(file_metadata(params))
-            if "cluster_offsets" in tensors:
-                check_offsets(tensors["cluster_offsets"], params.n)
-            if "ids" in tensors:
-                check_cluster_ids(tensors["ids"], params.n)
-        check_finite_and_scales(tensors)
+        check_values(tensors, None if params is None else params.n)
     except ValueError as exc:
         raise ValueError("refusing to write an index that could not be loaded: "
                          + str(exc).removeprefix("invalid index file: ")) from None
@@ -238,9 +234,17 @@ def check_cluster_ids(ids, n):
         invalid("ids are not a permutation of 0..n-1: an id occurs twice")
 
 
-def _check_values(t, p):
-    check_offsets(t["cluster_offsets"], p.n)
-    check_cluster_ids(t["ids"], p.n)  # n distinct ids in 0..n-1: a permutation
+def check_values(t, n=None):
+    """The values of tensors ``t``: a whole index, its prefix or one cluster's rows.
+
+    With ``n``, the offsets and ids present are checked against it too (n
+    distinct ids in 0..n-1 are a permutation).
+    """
+    if n is not None:
+        if "cluster_offsets" in t:
+            check_offsets(t["cluster_offsets"], n)
+        if "ids" in t:
+            check_cluster_ids(t["ids"], n)
     check_finite_and_scales(t)
 
 
@@ -275,7 +279,7 @@ def decode_index(buf):
     params = parse_params(metadata)
     tensors.pop("_padding", None)
     check_layout({k: (v.dtype, v.shape) for k, v in tensors.items()}, params)
-    _check_values(tensors, params)
+    check_values(tensors, params.n)
     header, data_start = safetensors_io.parse_header(memoryview(buf).cast("B"))
     check_prefix(header, memoryview(buf).cast("B")[data_start:data_start + prefix_end(header)],
                  required=False)

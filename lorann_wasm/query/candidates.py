@@ -14,7 +14,6 @@ centroids and the ``A`` matrices, so a query's approximate distances are
 import numpy as np
 
 from ..kernels import rowwise_dot, times_transposed
-from ..topk import smallest_k
 
 #: queries handled per block by batch search, bounding its padded buffers
 BATCH_BLOCK = 256
@@ -38,15 +37,13 @@ def candidates_single(arrays, reduced, probes, points_to_rerank):
     return pos[pos >= 0]
 
 
-def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False,
-                     with_scores=False):
+def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=False):
     """Positions of the best approximate candidates of each query, (b, R), -1 padded.
 
     Queries are grouped by cluster, so each probed cluster costs one pair of
-    matrix products for all the queries that probe it. With ``ranked`` the
-    candidates are sorted by approximate distance, best first; with
-    ``with_scores`` their approximate distances (inf on padding) come too,
-    as ``(positions, scores)``.
+    matrix products for all the queries that probe it. With ``with_scores``
+    the candidates' approximate distances (inf on padding) come too, as
+    ``(positions, scores)``.
     """
     b, c = probes.shape
     sizes = arrays.padded_sizes[probes]
@@ -69,9 +66,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, ranked=False,
         scores += arrays.bias_blocks[lo:hi].ravel()
         approx[(flat_start[pairs][:, None] + np.arange(scores.shape[1])).ravel()] = scores.ravel()
     approx = approx.reshape(b, width)
-    if ranked:
-        keep = smallest_k(approx, points_to_rerank)
-    elif points_to_rerank < width:
+    if points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
     else:
         keep = np.broadcast_to(np.arange(width), (b, width))

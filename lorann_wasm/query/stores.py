@@ -18,8 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..format.index_file import (check_cluster_ids, check_finite_and_scales, cluster_crc,
-                                 invalid)
+from ..format.index_file import check_values, cluster_crc, invalid
 from ..quantization import dequantize_int8
 from .clusters import ClusterArrays, block_rows
 from .vectors import RerankVectors
@@ -88,7 +87,6 @@ class _Cluster:
     __slots__ = ("B_blocks", "bias_blocks", "codes", "sq_norms", "row_scale", "ids", "nbytes")
 
     def __init__(self, parts, params):
-        check_finite_and_scales(parts)
         B, bias = _point_arrays(parts, params)
         alone = ClusterArrays(A_t=None, offsets=np.array([0, len(B)]), ids=parts["ids"],
                               block=block_rows(params.n, params.n_clusters), B_rows=B, bias=bias)
@@ -191,7 +189,7 @@ class FetchedClusters:
             invalid(f"cluster {j} failed its checksum: the file is corrupted "
                     "or changed while it was being read")
         ids = parts["ids"]
-        check_cluster_ids(ids, self.params.n)
+        check_values(parts, self.params.n)  # ids in range and distinct, values finite
         owners = self._owner[ids]
         if ((owners != -1) & (owners != j)).any():
             invalid(f"cluster {j} holds ids that another cluster holds too")
