@@ -20,8 +20,8 @@ import numpy as np
 
 from build_scripts.browser import chromium, open_context
 from build_scripts.build_site import build_site
-from build_scripts.pyodide_assets import default_cache
-from build_scripts.serve import serve_in_background
+from lorann_wasm.site.runtime import default_cache
+from lorann_wasm.site.serve import serve_in_background
 
 
 def load_dataset(name, n_queries):

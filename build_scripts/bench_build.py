@@ -27,7 +27,7 @@ import numpy as np
 from lorann_wasm.params import IndexParams
 from lorann_wasm.training.out_of_core import memory_bound
 
-from .pyodide_assets import default_cache as cache_dir
+from lorann_wasm.site.runtime import default_cache as cache_dir
 
 MB = 2 ** 20
 

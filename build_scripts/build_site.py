@@ -1,62 +1,34 @@
-"""Assemble the static site: pages, Pyodide, wheels and index files.
+"""The demo's extra pages: the vector explorer and the benchmark page, with their indexes.
 
 Usage:
-  python -m build_scripts.build_site [--out site] [--index NAME=PATH[:TITLE]]... [--demo]
+  python -m build_scripts.build_site --into SITE [--explorer] [--index NAME=PATH[:TITLE]]...
+  python -m build_scripts.build_site --out SITE  [--explorer] [--index NAME=PATH[:TITLE]]...
 
-``--demo`` builds (or reuses from the cache) the demo index: Fashion-MNIST,
-60,000 images, l2, int8 rerank vectors. The site is plain files: serve it
-with ``python -m build_scripts.serve site`` or any static server.
+``--into`` adds them to a site made by ``lorann-wasm site`` (the demo's
+WordNet search), linked from its page; ``--out`` makes a site of just these
+pages. ``--explorer`` builds (or reuses from the cache) the Fashion-MNIST
+index: 60,000 images, l2, int8 rerank vectors.
 """
 
 import argparse
-import glob
+import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
-from build_scripts.pyodide_assets import CORE_FILES, default_cache, ensure_assets
+from lorann_wasm.site.bundle import package_wheel, web_folder
+from lorann_wasm.site.runtime import AssetError, copy_runtime
+from lorann_wasm.user_cache import user_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEB = os.path.join(ROOT, "web")
-
-
-def build_wheel(dest):
-    """Build the lorann_wasm wheel into ``dest``; returns its file name."""
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", tmp, ROOT],
-                       check=True, stdout=subprocess.DEVNULL)
-        (wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
-        name = os.path.basename(wheel)
-        shutil.copy(wheel, os.path.join(dest, name))
-    return name
-
-
-def copy_pyodide(dest, with_scipy=False):
-    """Copy the verified runtime; NumPy always, SciPy + OpenBLAS on request."""
-    src = ensure_assets()
-    os.makedirs(dest, exist_ok=True)
-    with open(os.path.join(src, "pyodide-lock.json")) as f:
-        lock = json.load(f)
-    wanted = ["numpy"] + (["scipy", "openblas"] if with_scipy else [])
-    for name in CORE_FILES + tuple(lock["packages"][p]["file_name"] for p in wanted):
-        shutil.copy(os.path.join(src, name), os.path.join(dest, name))
-    verify_copied(dest, lock, wanted)
-
-
-def verify_copied(dest, lock, packages):
-    from build_scripts.pyodide_assets import AssetError, sha256
-    for pkg in packages:
-        entry = lock["packages"][pkg]
-        if sha256(os.path.join(dest, entry["file_name"])) != entry["sha256"]:
-            raise AssetError(f"{entry['file_name']} changed while copying")
+#: the explorer's and benchmark's pages, on top of the search site's engine
+EXTRA_PAGES = ("explorer.html", "explorer.js", "bench.html", "bench.js", "engine.js",
+               "worker.js", "style.css")
 
 
 def code_fingerprint():
     """A short hash of the lorann_wasm sources: cached builds are keyed by it."""
-    import hashlib
     h = hashlib.sha256()
     pkg = os.path.join(ROOT, "lorann_wasm")
     for folder, _, files in sorted(os.walk(pkg)):
@@ -71,7 +43,7 @@ def fashion_mnist_index():
     from build_scripts.datasets import fashion_mnist
     from lorann_wasm import LorannIndex
 
-    path = os.path.join(default_cache(), "indexes", f"fashion-mnist-int8-{code_fingerprint()}.lorann")
+    path = user_cache("indexes", f"fashion-mnist-int8-{code_fingerprint()}.lorann")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         print("build-site: building the Fashion-MNIST demo index (60,000 x 784)...",
@@ -81,54 +53,8 @@ def fashion_mnist_index():
     return path
 
 
-def cached_model(dtype="int8"):
-    """Path of the exported MiniLM weights for the browser, made on first use."""
-    from lorann_wasm.bench.datasets import minilm_model_dir
-    from lorann_wasm.embed.minilm import MiniLM, export_weights
-
-    path = os.path.join(default_cache(), "models", f"minilm-{dtype}-{code_fingerprint()}.safetensors")
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        data = export_weights(MiniLM.from_model_dir(minilm_model_dir()), dtype)
-        with open(path + ".partial", "wb") as f:
-            f.write(data)
-        os.replace(path + ".partial", path)
-    return path
-
-
-def wordnet_index():
-    """``(index path, synsets)`` for every WordNet synset, embedded and indexed (cached)."""
-    from lorann_wasm import LorannIndex
-    from lorann_wasm.bench.datasets import wordnet_minilm
-
-    vectors, synsets = wordnet_minilm()
-    path = os.path.join(default_cache(), "indexes", f"wordnet-minilm-int8-{code_fingerprint()}.lorann")
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        print(f"build-site: indexing {len(vectors):,} WordNet definitions...", file=sys.stderr,
-              flush=True)
-        LorannIndex(vectors, distance="ip", rerank_dtype="int8").build(verbose=True).save(path)
-    return path, synsets
-
-
-def add_text_index(site, name, path, synsets, model_path, title):
-    """Publish a text index: the index, one [pos, lemmas, gloss] row per id, the model."""
-    entry = add_index(site, name, path, title)
-    rows = [[s["pos"], ", ".join(s["lemmas"]), s["gloss"]] for s in synsets]
-    if len(rows) != entry["n"]:
-        raise ValueError(f"{len(rows)} texts for an index of {entry['n']} vectors")
-    entry["texts"] = f"indexes/{name}.texts.json"
-    with open(os.path.join(site, entry["texts"]), "w", encoding="utf-8") as f:
-        json.dump(rows, f, ensure_ascii=False, separators=(",", ":"))
-    os.makedirs(os.path.join(site, "models"), exist_ok=True)
-    entry["model"] = f"models/{name}-minilm.safetensors"
-    shutil.copy(model_path, os.path.join(site, entry["model"]))
-    entry["model_bytes"] = os.path.getsize(model_path)
-    return entry
-
-
 def add_index(site, name, path, title=None, preview=None):
-    """Copy an index file into the site and describe it in the manifest."""
+    """Copy an index file into the site and describe it for the explorer."""
     from lorann_wasm import LorannIndex
 
     index = LorannIndex.load(path)  # validates before we publish it
@@ -143,36 +69,48 @@ def add_index(site, name, path, title=None, preview=None):
     return entry
 
 
-def build_site(out, indexes=(), demo=False, with_scipy=False, text_indexes=(), explorer=False):
-    """Assemble ``out`` from scratch; returns the site manifest.
+def _entries(site, indexes, explorer):
+    entries = []
+    if explorer:
+        entries.append(add_index(site, "fashion-mnist", fashion_mnist_index(),
+                                 "Fashion-MNIST (60,000 images, l2, int8)", preview=[28, 28]))
+    for name, path, title in indexes:
+        entries.append(add_index(site, name, path, title))
+    return entries
 
-    ``demo``: the WordNet semantic-search index and model; ``explorer``: the
-    Fashion-MNIST index for the vector explorer; ``indexes``: (name, path,
-    title) of further index files; ``text_indexes``: (name, path, synsets,
-    model path, title) of further text indexes.
-    """
+
+def _write_json(path, data):
+    with open(path + ".partial", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+def add_to_site(site, indexes=(), explorer=False):
+    """Add the pages and indexes to a ``lorann-wasm site`` folder; site.json changes last."""
+    with open(os.path.join(site, "site.json")) as f:
+        manifest = json.load(f)
+    web = web_folder()
+    for name in EXTRA_PAGES:
+        shutil.copy(os.path.join(web, name), os.path.join(site, name))
+    manifest["indexes"] = _entries(site, indexes, explorer)
+    manifest["links"] = [{"href": "explorer.html", "text": "Vector explorer"}]
+    _write_json(os.path.join(site, "site.json"), manifest)
+    return manifest
+
+
+def build_site(out, indexes=(), with_scipy=False, explorer=False):
+    """A site of just the explorer and benchmark pages, assembled beside ``out`` and
+    renamed into place; returns its manifest."""
     staging = out.rstrip("/") + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(os.path.join(staging, "wheels"))
-    for name in os.listdir(WEB):
-        shutil.copy(os.path.join(WEB, name), os.path.join(staging, name))
-    copy_pyodide(os.path.join(staging, "pyodide"), with_scipy)
-    wheel = build_wheel(os.path.join(staging, "wheels"))
-    entries = []
-    if demo:
-        path, synsets = wordnet_index()
-        entries.append(add_text_index(staging, "wordnet", path, synsets, cached_model(),
-                                      f"WordNet 3.0 definitions ({len(synsets):,}, MiniLM, int8)"))
-    for name, path, synsets, model_path, title in text_indexes:
-        entries.append(add_text_index(staging, name, path, synsets, model_path, title))
-    if explorer:
-        entries.append(add_index(staging, "fashion-mnist", fashion_mnist_index(),
-                                 "Fashion-MNIST (60,000 images, l2, int8)", preview=[28, 28]))
-    for name, path, title in indexes:
-        entries.append(add_index(staging, name, path, title))
-    manifest = {"wheel": f"wheels/{wheel}", "indexes": entries}
-    with open(os.path.join(staging, "site.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
+    web = web_folder()
+    for name in EXTRA_PAGES:
+        shutil.copy(os.path.join(web, name), os.path.join(staging, name))
+    copy_runtime(os.path.join(staging, "pyodide"), with_scipy)
+    wheel = package_wheel(os.path.join(staging, "wheels"))
+    manifest = {"wheel": f"wheels/{wheel}", "indexes": _entries(staging, indexes, explorer)}
+    _write_json(os.path.join(staging, "site.json"), manifest)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
     return manifest
@@ -188,24 +126,24 @@ def _parse_index(spec):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "site"))
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--into", help="a site made by lorann-wasm site")
+    where.add_argument("--out", help="a new site of just these pages")
     ap.add_argument("--index", type=_parse_index, action="append", default=[],
                     metavar="NAME=PATH[:TITLE]")
-    ap.add_argument("--demo", action="store_true",
-                    help="include the WordNet semantic-search demo (index, model, texts)")
     ap.add_argument("--explorer", action="store_true",
                     help="include the Fashion-MNIST index for the vector explorer")
-    ap.add_argument("--with-scipy", action="store_true", help="also ship SciPy + OpenBLAS")
+    ap.add_argument("--with-scipy", action="store_true", help="also ship SciPy + OpenBLAS (--out)")
     args = ap.parse_args(argv)
     try:
-        manifest = build_site(args.out, args.index, args.demo, args.with_scipy,
-                              explorer=args.explorer)
-    except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+        if args.into:
+            manifest = add_to_site(args.into, args.index, args.explorer)
+        else:
+            manifest = build_site(args.out, args.index, args.with_scipy, args.explorer)
+    except (OSError, ValueError, AssetError) as exc:
         print(f"build-site: error: {exc}", file=sys.stderr)
         return 1
-    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
-    print(f"build-site: {args.out}: {len(manifest['indexes'])} index(es), "
-          f"{total / 1e6:.1f} MB in all")
+    print(f"build-site: {args.into or args.out}: {len(manifest['indexes'])} index(es) for the explorer")
     return 0
 
 

@@ -15,7 +15,7 @@ import tempfile
 
 from build_scripts.browser import chromium, open_context
 from build_scripts.build_site import build_site
-from build_scripts.serve import serve_in_background
+from lorann_wasm.site.serve import serve_in_background
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>boot</title>
 <script type="module">

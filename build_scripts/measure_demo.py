@@ -15,7 +15,7 @@ import sys
 import time
 
 from build_scripts.browser import chromium, open_context
-from build_scripts.serve import serve_in_background
+from lorann_wasm.site.serve import serve_in_background
 
 QUERIES = ["a large domestic cat", "musical instrument with strings", "to run quickly",
            "a machine that flies", "feeling of great happiness", "the study of stars"]

@@ -21,8 +21,8 @@ import numpy as np
 
 from build_scripts.browser import chromium
 from build_scripts.build_site import build_site
-from build_scripts.pyodide_assets import default_cache
-from build_scripts.serve import serve_in_background
+from lorann_wasm.site.runtime import default_cache
+from lorann_wasm.site.serve import serve_in_background
 from lorann_wasm.bench.datasets import low_rank_mixture
 from lorann_wasm.lazy import FileReader, LazyIndex
 from lorann_wasm.training.out_of_core import build_file

@@ -10,4 +10,4 @@ bash build_scripts/setup.sh
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m build_scripts.build_site --demo --explorer
 echo "run-demo: ready after $((SECONDS - start)) s"
-exec "$PYTHON" -m build_scripts.serve site "$@"
+exec "$PYTHON" -m lorann_wasm.site.serve site "$@"

@@ -40,4 +40,4 @@ if [ "$TESTS" = 1 ]; then
 fi
 
 # Pyodide runtime + NumPy wheel, verified against the official lock file (cached).
-"$PYTHON" -m build_scripts.pyodide_assets >/dev/null
+"$PYTHON" -m lorann_wasm.site.runtime >/dev/null

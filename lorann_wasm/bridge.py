@@ -10,7 +10,6 @@ stored default".
 
 import json
 import math
-import time
 
 import numpy as np
 
@@ -200,16 +199,3 @@ class Session:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError("texts must be a JSON list of strings")
         return self.encoder.encode(texts).ravel()
-
-    def search_text(self, text, k, clusters_to_search=0, points_to_rerank=0):
-        """Embed ``text`` and search: ``(ids, distances, embed_ms, search_ms)``."""
-        self._require_encoder()
-        self._require()
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("the query text is empty")
-        t0 = time.perf_counter()
-        vector = self.encoder.encode(text)
-        t1 = time.perf_counter()
-        ids, dists = self.search(vector, 1, k, clusters_to_search, points_to_rerank)
-        t2 = time.perf_counter()
-        return ids, dists, (t1 - t0) * 1000, (t2 - t1) * 1000

@@ -292,6 +292,29 @@ def cmd_bench(args):
     run_benchmark(args)
 
 
+def cmd_site(args):
+    from .site.builder import build_site
+    from .site.documents import Fields
+    from .site.runtime import AssetError
+
+    fields = Fields(text=args.text_field, title=args.title_field, url=args.url_field,
+                    id=args.id_field, extra=tuple(args.field))
+    try:
+        build_site(args.inputs, args.output, fields=fields, html_root=args.html_root,
+                   vectors=args.vectors, passage_tokens=args.passage_tokens, whole=args.whole,
+                   title=args.title, target_recall=args.target_recall)
+    except AssetError as exc:
+        raise CliError(str(exc)) from None
+    print(f"Made {args.output}. Try it: lorann-wasm serve {args.output}")
+
+
+def cmd_serve(args):
+    from .site.serve import run
+    code = run(args)
+    if code:
+        sys.exit(code)
+
+
 def make_parser():
     ap = _Parser(prog="lorann-wasm", description="LoRANN approximate nearest-neighbour search: "
                  "build index files offline, search them here or in the browser.")
@@ -340,6 +363,38 @@ def make_parser():
     i.add_argument("index")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    t = sub.add_parser("site", help="make a static, offline-first semantic search site",
+                       description="Make a static search site for a collection: JSONL or CSV "
+                       "files, or folders of Markdown, text or built HTML pages. Documents are "
+                       "cut into passages, embedded with MiniLM (cached per text) and indexed; "
+                       "the site searches in the browser, lazily and offline.")
+    t.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help=".jsonl, .csv, .md, .txt, .html files or folders of them")
+    t.add_argument("-o", "--output", required=True, help="the site folder to write")
+    t.add_argument("--html-root", help="the root of your built site (links are relative to "
+                   "it; the default input when none is given)")
+    t.add_argument("--text-field", default="text", help="JSONL/CSV field with the text (text)")
+    t.add_argument("--title-field", default="title", help="... with the title (title)")
+    t.add_argument("--url-field", default="url", help="... with the link (url)")
+    t.add_argument("--id-field", default="id", help="... with the id (id)")
+    t.add_argument("--field", action="append", default=[], metavar="NAME",
+                   help="a further field shown with each result (repeatable)")
+    t.add_argument("--vectors", help=".npy of one embedding per document, instead of MiniLM "
+                   "(the page then offers the vector API only)")
+    t.add_argument("--passage-tokens", type=int, default=200,
+                   help="longest passage, in word pieces (16-254; default 200)")
+    t.add_argument("--whole", action="store_true",
+                   help="the page downloads index and records whole (small collections)")
+    t.add_argument("--title", help="the search page's title")
+    t.add_argument("--target-recall", type=_recall, default=0.95,
+                   help="tune the index for this recall@10 (default 0.95)")
+    t.set_defaults(func=cmd_site)
+
+    from .site.serve import add_arguments as serve_arguments
+    v = sub.add_parser("serve", help="serve a site folder on 127.0.0.1 (MIME types, HTTP Range)")
+    serve_arguments(v)
+    v.set_defaults(func=cmd_serve)
 
     from .bench.runner import add_arguments
     add_arguments(sub.add_parser("bench", help="benchmark against exact search and peers"))

@@ -4,7 +4,7 @@ import numpy as np
 
 from ._checks import as_int, as_matrix, as_prepared_queries, check_k
 from .atomic import atomic_output
-from .format.index_file import decode_index, encode_index
+from .format.index_file import cluster_crcs, decode_index, encode_index
 from .metrics import check_nonzero_rows, prepare
 from .params import IndexParams, check_target_recall, lookup, lookup_target
 from .query.engine import QueryEngine
@@ -167,6 +167,22 @@ class LorannIndex(QueryEngine):
             self._positions = np.empty(self.n, dtype=np.intp)
             self._positions[self._store.arrays.ids] = np.arange(self.n)
         return self._store.arrays.vectors.decode(self._positions[ids])
+
+    def number_by_position(self):
+        """Renumber the points in the order they are stored (cluster by cluster).
+
+        Afterwards the id of a point is its row in the file, so points found
+        together (one cluster) have neighbouring ids and records kept in id
+        order are read in few ranges. Returns ``old_ids`` (n,): the former id
+        of each new id. Search results are otherwise unchanged.
+        """
+        self._check_ready()
+        old_ids = np.array(self._store.arrays.ids)
+        tensors = dict(self._tensors)
+        tensors["ids"] = np.arange(self.n, dtype=old_ids.dtype)
+        tensors["cluster_crc32"] = cluster_crcs(tensors, self._params)  # they cover the ids
+        self._attach(tensors, self._params)
+        return old_ids
 
     # -- persistence ------------------------------------------------------
 

@@ -57,7 +57,7 @@ def served(root):
     """Serve the site folder ``root`` on 127.0.0.1 (yields its URL); removes it afterwards."""
     import shutil
 
-    from build_scripts.serve import serve_in_background
+    from lorann_wasm.site.serve import serve_in_background
     server, url = serve_in_background(root)
     try:
         yield url

@@ -57,7 +57,7 @@ def test_errors_are_value_errors(session_and_index):
 
 def test_text_search_through_the_bridge(session_and_index):
     from lorann_wasm.embed.minilm import MiniLM, export_weights
-    from lorann_wasm.bench.datasets import minilm_model_dir
+    from lorann_wasm.embed.minilm import minilm_model_dir
 
     model = MiniLM.from_model_dir(minilm_model_dir())
     data = model.encode(["a cat", "a dog", "a violin", "to sprint", "a house"] * 10)
@@ -65,14 +65,17 @@ def test_text_search_through_the_bridge(session_and_index):
     session = Session()
     session.load(index.to_bytes())
     with pytest.raises(ValueError, match="no text encoder"):
-        session.search_text("cat", 1, 3)
+        session.embed(json.dumps(["cat"]))
     info = json.loads(session.load_encoder(export_weights(model, "int8")))
     assert info["hidden_size"] == 384
-    ids, dists, embed_ms, search_ms = session.search_text("a kitten", 3)
-    assert ids.shape == (3,) and ids[0] % 5 == 0 and embed_ms > 0 and search_ms > 0
+    # the worker's text search: embed, then the same plan / finish as any search
+    vector = session.embed(json.dumps(["a kitten"]))
+    session.plan(vector.tobytes(), 1, 3)
+    ids, dists = session.finish()
+    assert ids.shape == (3,) and ids[0] % 5 == 0
     vecs = session.embed(json.dumps(["a cat", "a violin"])).reshape(2, 384)
     assert float(vecs[0] @ data[0]) > 0.99 and float(vecs[1] @ data[2]) > 0.99
-    with pytest.raises(ValueError, match="empty"):
-        session.search_text("   ", 3)
+    with pytest.raises(ValueError, match="JSON list of strings"):
+        session.embed(json.dumps("a cat"))
     with pytest.raises(ValueError, match="not a lorann_wasm-minilm weights file|invalid"):
         session.load_encoder(index.to_bytes())

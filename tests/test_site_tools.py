@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from build_scripts import pyodide_assets
-from build_scripts.serve import serve_in_background
+from lorann_wasm.site import runtime as pyodide_assets
+from lorann_wasm.site.serve import serve_in_background
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_server_survives_hostile_requests(server):
                                  range(200)))
     assert statuses == [206] * 200 and time.perf_counter() - start < 20
     # a half-sent request holds its connection only until the read timeout
-    from build_scripts.serve import Handler
+    from lorann_wasm.site.serve import Handler
     assert 0 < Handler.timeout <= 60
     half = socket.create_connection((host, int(port)))
     half.sendall(b"GET /blob.bin HTTP/1.1\r\nHost: x\r\n")  # never finished

@@ -25,25 +25,7 @@ async function fetchBytes(url, stage) {
     throw new Error(`could not fetch ${url}: ${err.message}`);
   }
   if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
-  const total = Number(response.headers.get("Content-Length")) || 0;
-  if (!response.body) return new Uint8Array(await response.arrayBuffer());
-  const reader = response.body.getReader();
-  const chunks = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    progress(stage, loaded, total);
-  }
-  const bytes = new Uint8Array(loaded);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  return readBody(response, stage);
 }
 
 async function boot({ baseUrl, wheel }) {
@@ -102,11 +84,51 @@ async function fetchRange(url, start, stop) {
 
 let lazyUrl = null;
 
+// Read a whole response body, reporting progress under ``stage``.
+async function readBody(response, stage) {
+  const total = Number(response.headers.get("Content-Length")) || 0;
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    progress(stage, loaded, total);
+  }
+  const bytes = new Uint8Array(loaded);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+function loadWhole(bytes) {
+  progress("prepare", bytes.length, bytes.length);
+  return JSON.parse(session.load(bytes));
+}
+
 async function openLazy(url, cacheBytes) {
   progress("index");
-  // One small Range request first: a server that ignores Range is refused
-  // before any large body is downloaded.
-  const { size } = await fetchRange(url, 0, 8);
+  // One small Range request first. A host that ignores Range answers with
+  // the whole file: then that answer is used, and the index is loaded whole.
+  let response;
+  try {
+    response = await fetch(url, { headers: { Range: "bytes=0-7" } });
+  } catch (err) {
+    throw new Error(`could not fetch ${url}: ${err.message}`);
+  }
+  if (response.status === 200) {
+    const info = loadWhole(await readBody(response, "index"));
+    return { ...info, rangeFallback: true };
+  }
+  if (response.body) await response.body.cancel().catch(() => {});
+  expectPartial(response.status, url, 0, 8);
+  const size = Number((response.headers.get("Content-Range") || "").split("/")[1]);
   if (!Number.isSafeInteger(size) || size <= 0) {
     throw new Error(`${url}: the Range response gives no file size (Content-Range)`);
   }
@@ -123,10 +145,7 @@ async function openLazy(url, cacheBytes) {
 async function loadIndex({ url, lazy = false, cacheBytes = 0 }) {
   lazyUrl = null;
   if (lazy) return openLazy(url, cacheBytes);
-  const bytes = await fetchBytes(url, "index");
-  progress("prepare", bytes.length, bytes.length);
-  const info = session.load(bytes);
-  return JSON.parse(info);
+  return loadWhole(await fetchBytes(url, "index"));
 }
 
 // Copy a NumPy array out of WebAssembly memory into a fresh typed array.
@@ -147,29 +166,29 @@ function unpack(result) {
   return { ids, distances };
 }
 
-async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
-  const start = performance.now();
+// Plan, fetch what the plan still needs (lazily loaded: the probed clusters'
+// ranges, in parallel), then finish without probing again.
+async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank) {
   let fetchMs = 0;
-  let result;
-  if (exact) {
-    result = session.exact_search(queries, count, k);
-  } else {
-    // Plan, fetch what the plan still needs (lazily loaded: the probed
-    // clusters' ranges, in parallel), then finish without probing again.
-    const plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
-    if (plan.ranges.length) {
-      const url = lazyUrl;
-      const fetchStart = performance.now();
-      const parts = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
-      fetchMs = performance.now() - fetchStart;
-      session.supply(parts.map((part) => part.bytes));
-    }
-    result = session.finish();
+  const plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
+  if (plan.ranges.length) {
+    const url = lazyUrl;
+    const fetchStart = performance.now();
+    const parts = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
+    fetchMs = performance.now() - fetchStart;
+    session.supply(parts.map((part) => part.bytes));
   }
-  const out = unpack(result);
-  out.ms = performance.now() - start;
+  const out = unpack(session.finish());
   const fetched = JSON.parse(session.fetch_stats());
   if (fetched) out.fetched = { ...fetched, ms: fetchMs };  // lazily loaded: what this search fetched
+  return out;
+}
+
+async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
+  const start = performance.now();
+  const out = exact ? unpack(session.exact_search(queries, count, k))
+    : await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank);
+  out.ms = performance.now() - start;
   return out;
 }
 
@@ -187,12 +206,14 @@ function embed({ texts }) {
   return { vectors: take(session.embed(JSON.stringify(texts))) };
 }
 
-function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0 }) {
+async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0 }) {
+  if (typeof text !== "string" || !text.trim()) throw new Error("the query text is empty");
   const start = performance.now();
-  const result = session.search_text(text, k, clustersToSearch, pointsToRerank);
-  const out = { ids: take(result.get(0)), distances: take(result.get(1)),
-                embedMs: result.get(2), searchMs: result.get(3) };
-  result.destroy();
+  const vector = take(session.embed(JSON.stringify([text])));
+  const embedded = performance.now();
+  const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank);
+  out.embedMs = embedded - start;
+  out.searchMs = performance.now() - embedded;
   out.ms = performance.now() - start;
   return out;
 }

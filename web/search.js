@@ -1,0 +1,36 @@
+// The search page of a lorann-wasm site: offline-first, then the search box.
+import { mount } from "./widget.js";
+import { registerOffline } from "./offline.js";
+
+const app = document.querySelector("#app");
+const title = document.querySelector("#title");
+
+async function main() {
+  const response = await fetch("site.json");
+  if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
+  const site = await response.json();
+  title.textContent = site.search.title;
+  document.title = site.search.title;
+  for (const link of site.links || []) {
+    document.querySelector("#links").append(Object.assign(document.createElement("a"),
+                                                          { href: link.href, textContent: link.text }));
+  }
+  app.querySelector(".lorann-status").textContent = "Preparing offline use…";
+  document.body.dataset.offline = await registerOffline(document.baseURI, site.version);
+  const handle = await mount(app, { base: "./", placeholder: "Describe what you are looking for…" });
+  window.lorannSite = handle;
+  document.body.dataset.ready = "true";
+  const q = new URLSearchParams(location.search).get("q");
+  const input = app.querySelector("input");
+  if (q) {
+    input.value = q;
+    handle.search(q);
+  }
+  input.focus();
+}
+
+main().catch((err) => {
+  document.body.dataset.ready = "error";
+  const status = app.querySelector(".lorann-status");
+  status.textContent = `Could not start: ${err.message}`;
+});

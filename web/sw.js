@@ -1,0 +1,113 @@
+// The service worker of a lorann-wasm site: after the first visit, the site
+// loads and searches without the network.
+//
+// - Installing caches the pages, the runtime, the wheel, the model (and, for
+//   a site downloaded whole, its data) under a cache named by the site's
+//   version (a hash of every file); activating drops older versions' caches.
+// - Pages, scripts and site.json: network first (a redeploy is seen at once),
+//   the cache when offline. Everything else: cache first.
+// - Range requests (the index's clusters, result records): each range is kept
+//   under a key of its own (the Cache API refuses to store 206 responses) and
+//   answered again as a 206; a cached whole file answers any range too.
+
+const BASE = new URL("./", self.location.href).href;
+const VERSION = new URL(self.location.href).searchParams.get("v") || "unversioned";
+const PREFIX = `lorann-site ${BASE} `;
+const CACHE = PREFIX + VERSION;
+// the site's own pages and scripts (not the runtime's, under pyodide/)
+function mutable(url) {
+  const rel = plain(url).slice(BASE.length);
+  return rel === "" || (!rel.includes("/") && /\.(html|js|css|json)$/.test(rel));
+}
+
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const response = await fetch(new URL("site.json", BASE), { cache: "no-store" });
+    if (!response.ok) throw new Error(`site.json: HTTP ${response.status}`);
+    const site = await response.json();
+    const s = site.search || {};
+    const lazy = new Set(s.whole ? [] : [s.index, s.records, s.offsets]);
+    const files = ["./", "site.json", ...Object.keys(site.files || {}).filter((f) => !lazy.has(f))];
+    const cache = await caches.open(CACHE);
+    await cache.addAll(files.map((f) => new URL(f, BASE).href));
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith(PREFIX) && name !== CACHE) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener("fetch", (event) => {
+  const request = event.request;
+  if (request.method !== "GET" || !request.url.startsWith(BASE)) return;
+  const range = request.headers.get("Range");
+  if (range) event.respondWith(ranged(request, range));
+  else if (request.mode === "navigate" || mutable(request.url)) {
+    event.respondWith(networkFirst(request));
+  } else event.respondWith(cacheFirst(request));
+});
+
+function plain(url) {
+  const u = new URL(url);
+  u.search = "";
+  u.hash = "";
+  return u.href;
+}
+
+async function networkFirst(request) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(request);
+    if (response.ok) await cache.put(request, response.clone());
+    return response;
+  } catch (err) {
+    const hit = await cache.match(request, { ignoreSearch: request.mode === "navigate" });
+    if (hit) return hit;
+    throw err;
+  }
+}
+
+async function cacheFirst(request) {
+  const cache = await caches.open(CACHE);
+  const hit = await cache.match(request);
+  if (hit) return hit;
+  const response = await fetch(request);
+  if (response.status === 200) await cache.put(request, response.clone());
+  return response;
+}
+
+async function ranged(request, range) {
+  const cache = await caches.open(CACHE);
+  const url = plain(request.url);
+  const m = /^bytes=(\d+)-(\d+)$/.exec(range.trim());
+  const key = m && `${url}?lorann-range=${m[1]}-${m[2]}`;
+  if (m) {
+    const hit = await cache.match(key);
+    if (hit) return new Response(hit.body, { status: 206, headers: hit.headers });
+    const whole = await cache.match(url);
+    if (whole) {
+      const bytes = new Uint8Array(await whole.arrayBuffer());
+      const start = Number(m[1]);
+      const stop = Math.min(Number(m[2]) + 1, bytes.length);
+      return new Response(bytes.slice(start, stop), { status: 206, headers: {
+        "Content-Range": `bytes ${start}-${stop - 1}/${bytes.length}`,
+        "Content-Type": whole.headers.get("Content-Type") || "application/octet-stream" } });
+    }
+  }
+  const response = await fetch(request);
+  if (key && response.status === 206) {
+    const body = await response.clone().arrayBuffer();
+    await cache.put(key, new Response(body, { status: 200, headers: {
+      "Content-Range": response.headers.get("Content-Range") || "",
+      "Content-Type": response.headers.get("Content-Type") || "application/octet-stream" } }));
+  } else if (response.status === 200) {
+    await cache.put(url, response.clone());  // a host without Range: the whole file
+  }
+  return response;
+}
