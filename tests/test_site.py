@@ -271,3 +271,23 @@ def test_cli_site_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and "passage tokens must be in [16, 254]" in r.stderr
     assert not (tmp_path / "out").exists()
     assert "Traceback" not in r.stderr
+
+
+def test_own_vectors_make_a_site_without_a_model(tmp_path):
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n"
+                                              for i in range(40)))
+    vectors = np.random.default_rng(0).standard_normal((40, 24)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    manifest = builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out"),
+                                  vectors=str(tmp_path / "v.npy"))
+    s = manifest["search"]
+    assert "model" not in s and (s["n"], s["dim"], s["distance"]) == (40, 24, "cosine")
+    index = LorannIndex.load(tmp_path / "out" / s["index"])
+    records = read_records((tmp_path / "out" / s["records"]).read_bytes(),
+                           (tmp_path / "out" / s["offsets"]).read_bytes(), range(40))
+    best = index.search(vectors[7], 1)[0]
+    assert records[best]["x"] == "doc 7"
+    np.save(tmp_path / "bad.npy", vectors[:39])
+    with pytest.raises(builder.SiteError, match=r"one vector per document \(40 rows\)"):
+        builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out2"),
+                           vectors=str(tmp_path / "bad.npy"))

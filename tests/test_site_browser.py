@@ -7,8 +7,8 @@ page and the drop-in widget must answer as CPython does, offline after the
 first visit, on a host without HTTP Range, and show hostile text as text.
 """
 
+import contextlib
 import json
-import shutil
 import urllib.request
 
 import numpy as np
@@ -100,6 +100,17 @@ def mixed(tmp_path_factory):
     return {"www": work / "www", "index": index, "model": model, "manifest": manifest}
 
 
+@contextlib.contextmanager
+def _page(browser, folder, ranges=True):
+    """A page that can reach only a server of ``folder``: (page, base URL)."""
+    server, url = serve_in_background(str(folder), ranges=ranges)
+    try:
+        with local_page(browser, url) as page:
+            yield page, url
+    finally:
+        server.shutdown()
+
+
 def _open(page, url, selector="#app"):
     page.goto(url)
     page.wait_for_function(f"document.querySelector('{selector}') && "
@@ -137,7 +148,6 @@ def test_wordnet_queries_match_cpython_and_are_relevant(browser, wordnet):
             assert "embed" in status and "search" in status and " ms" in status
         tags = page.eval_on_selector_all(".lorann-result:first-child .lorann-tag", "els => els.map(e => e.textContent)")
         assert tags[0] == "verb" and tags[1].startswith("verb.")  # "to run quickly": pos, lexname
-        page.wait_for_selector(".lorann-passage mark")  # the best sentence, marked
         page.fill("#app input", "")
         page.wait_for_function("document.querySelectorAll('.lorann-result').length === 0")
 
@@ -152,63 +162,53 @@ def test_int8_encoder_in_browser_matches_cpython(browser, wordnet):
 
 
 def test_mixed_inputs_under_a_subpath_link_to_their_pages(browser, mixed):
-    server, url = serve_in_background(str(mixed["www"]))
-    try:
-        with local_page(browser, url) as page:
-            _open(page, url + "project/search/")
-            shown = _ask(page, "how do I make bread rise")
-            _expect(mixed, "how do I make bread rise", shown)
-            first = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
-            assert first == url + "project/#starter"
-            assert urllib.request.urlopen(first.split("#")[0]).status == 200
-            _ask(page, "railway stations")
-            link = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
-            assert link == url + "project/guide/trains.html#rail"
-            _ask(page, "my pet purrs")
-            titles = page.eval_on_selector_all(".lorann-link", "els => els.map(e => e.textContent)")
-            assert titles[0] == "Cats" and "Volcanoes" in titles  # Markdown and CSV documents
-            # several passages of one document are one result
-            first = page.eval_on_selector(".lorann-result", "li => li.dataset.ids.split(' ').length")
-            assert first == 2
-    finally:
-        server.shutdown()
+    with _page(browser, mixed["www"]) as (page, url):
+        _open(page, url + "project/search/")
+        shown = _ask(page, "how do I make bread rise")
+        _expect(mixed, "how do I make bread rise", shown)
+        first = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
+        assert first == url + "project/#starter"
+        # the sentence that matches the query is marked
+        assert "makes the dough rise" in page.inner_text(".lorann-result mark")
+        assert urllib.request.urlopen(first.split("#")[0]).status == 200
+        _ask(page, "railway stations")
+        link = page.eval_on_selector(".lorann-result .lorann-link", "a => a.href")
+        assert link == url + "project/guide/trains.html#rail"
+        _ask(page, "my pet purrs")
+        titles = page.eval_on_selector_all(".lorann-link", "els => els.map(e => e.textContent)")
+        assert titles[0] == "Cats" and "Volcanoes" in titles  # Markdown and CSV documents
+        # several passages of one document are one result
+        first = page.eval_on_selector(".lorann-result", "li => li.dataset.ids.split(' ').length")
+        assert first == 2
 
 
 def test_hostile_text_is_shown_as_text(browser, mixed):
-    server, url = serve_in_background(str(mixed["www"]))
-    try:
-        with local_page(browser, url) as page:
-            _open(page, url + "project/search/")
-            _ask(page, "photographs taken with a camera")
-            page.wait_for_timeout(1500)  # after the best sentence is marked
-            first = page.inner_text(".lorann-result")
-            assert HOSTILE_TITLE in first and HOSTILE_TEXT in first
-            assert page.evaluate("document.querySelectorAll('#app img, #app script, #app b').length") == 0
-            _ask(page, "bicycle chain")  # its link is javascript: -- shown without a link
-            assert page.eval_on_selector(".lorann-link", "e => [e.tagName, e.textContent]") == ["SPAN", "Bicycles"]
-            page.click(".lorann-link")
-            assert page.evaluate("window.pwned") is None
-    finally:
-        server.shutdown()
+    with _page(browser, mixed["www"]) as (page, url):
+        _open(page, url + "project/search/")
+        _ask(page, "photographs taken with a camera")
+        page.wait_for_timeout(1500)  # after the best sentence is marked
+        first = page.inner_text(".lorann-result")
+        assert HOSTILE_TITLE in first and HOSTILE_TEXT in first
+        assert page.evaluate("document.querySelectorAll('#app img, #app script, #app b').length") == 0
+        _ask(page, "bicycle chain")  # its link is javascript: -- shown without a link
+        assert page.eval_on_selector(".lorann-link", "e => [e.tagName, e.textContent]") == ["SPAN", "Bicycles"]
+        page.click(".lorann-link")
+        assert page.evaluate("window.pwned") is None
 
 
 def test_widget_on_another_page_answers_like_the_search_page(browser, mixed):
-    server, url = serve_in_background(str(mixed["www"]))
-    try:
-        with local_page(browser, url) as page:
-            _open(page, url + "project/about.html", "lorann-search")
-            shown = _ask(page, "volcanic eruptions", "lorann-search")
-            _expect(mixed, "volcanic eruptions", shown)
-            assert page.inner_text("lorann-search .lorann-link") == "Volcanoes"
-            page.focus("lorann-search input")
-            page.keyboard.press("ArrowDown")
-            assert page.evaluate("document.activeElement.textContent") == "Volcanoes"
-            page.keyboard.press("ArrowDown")
-            assert page.evaluate("document.activeElement.classList.contains('lorann-link')")
-            page.keyboard.press("Escape")
-            page.wait_for_function("document.querySelectorAll('lorann-search .lorann-result').length === 0")
-    finally:
-        server.shutdown()
+    with _page(browser, mixed["www"]) as (page, url):
+        _open(page, url + "project/about.html", "lorann-search")
+        shown = _ask(page, "volcanic eruptions", "lorann-search")
+        _expect(mixed, "volcanic eruptions", shown)
+        assert page.inner_text("lorann-search .lorann-link") == "Volcanoes"
+        page.focus("lorann-search input")
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("document.activeElement.textContent") == "Volcanoes"
+        page.keyboard.press("ArrowDown")
+        assert page.evaluate("document.activeElement.classList.contains('lorann-link')")
+        page.keyboard.press("Escape")
+        page.wait_for_function("document.querySelectorAll('lorann-search .lorann-result').length === 0")
 
 
 def test_second_visit_works_with_the_server_gone(browser, mixed):
@@ -233,12 +233,24 @@ def test_second_visit_works_with_the_server_gone(browser, mixed):
 
 
 def test_a_host_without_range_requests_still_works(browser, mixed):
-    server, url = serve_in_background(str(mixed["www"]), ranges=False)
-    try:
-        with local_page(browser, url) as page:
-            _open(page, url + "project/search/")
-            assert "does not support HTTP Range" in page.inner_text(".lorann-notice")
-            shown = _ask(page, "weather and rain")
-            _expect(mixed, "weather and rain", shown)
-    finally:
-        server.shutdown()
+    with _page(browser, mixed["www"], ranges=False) as (page, url):
+        _open(page, url + "project/search/")
+        assert "does not support HTTP Range" in page.inner_text(".lorann-notice")
+        shown = _ask(page, "weather and rain")
+        _expect(mixed, "weather and rain", shown)
+
+
+def test_a_whole_site_answers_like_a_lazy_one(browser, mixed, tmp_path):
+    """--whole: index and records downloaded whole, the same answers."""
+    lazy = json.loads((mixed["www"] / "project" / "search" / "site.json").read_text())
+    build_site([str(mixed["www"] / "project" / "guide")], str(tmp_path / "whole"), whole=True)
+    manifest = json.loads((tmp_path / "whole" / "site.json").read_text())
+    assert manifest["search"]["whole"] and not lazy["search"]["whole"]
+    index, model, _ = _reference(tmp_path / "whole")
+    with _page(browser, tmp_path / "whole") as (page, url):
+        _open(page, url)
+        assert page.evaluate("window.lorannSite.info.lazy") is None
+        assert page.evaluate("window.lorannSite.store.whole") is True
+        shown = _ask(page, "steel rails")
+        assert shown == list(index.search(model.encode("steel rails"), len(shown)))
+        assert page.inner_text(".lorann-link") == "Trains"

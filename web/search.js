@@ -22,7 +22,7 @@ async function main() {
   document.body.dataset.ready = "true";
   const q = new URLSearchParams(location.search).get("q");
   const input = app.querySelector("input");
-  if (q) {
+  if (q && handle.search) {
     input.value = q;
     handle.search(q);
   }

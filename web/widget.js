@@ -77,16 +77,29 @@ function sentences(text) {
   return pieces(text).map((s) => s.trim()).filter(Boolean);
 }
 
-// The passage as text nodes, its `best`-th sentence inside <mark>.
+// The passage as text nodes, its `best`-th sentence inside <mark>; a long
+// passage is cut to about SNIPPET_CHARS around that sentence (or its start).
+const SNIPPET_CHARS = 320;
+
 function passageNode(text, best) {
   const node = el("p", { className: "lorann-passage" });
-  let i = 0;
-  for (const piece of pieces(text)) {
-    const isSentence = piece.trim() !== "";
-    node.append(isSentence && i === best ? el("mark", { textContent: piece })
-                                         : document.createTextNode(piece));
-    if (isSentence) i++;
+  const all = pieces(text);
+  let n = 0;
+  const index = all.map((piece) => (piece.trim() !== "" ? n++ : -1));
+  let lo = Math.max(0, index.indexOf(best));
+  let hi = lo + 1;
+  let used = all[lo] ? all[lo].length : 0;
+  while (used < SNIPPET_CHARS && (lo > 0 || hi < all.length)) {
+    if (hi < all.length) used += all[hi++].length;
+    if (used < SNIPPET_CHARS && lo > 0 && best >= 0) used += all[--lo].length;
   }
+  if (lo > 0) node.append("… ");
+  for (let i = lo; i < hi; i++) {
+    const piece = all[i];
+    node.append(index[i] === best && best >= 0 ? el("mark", { textContent: piece })
+                                               : document.createTextNode(piece));
+  }
+  if (hi < all.length) node.append(" …");
   return node;
 }
 
@@ -102,7 +115,7 @@ function safeHref(url) {
   }
 }
 
-function resultNode(group) {
+function resultNode(group, queryStems) {
   const title = group.title || group.url || "(untitled)";
   const href = safeHref(group.passages[0].u || group.url);
   const head = href ? el("a", { href, textContent: title, className: "lorann-link" })
@@ -121,35 +134,33 @@ function resultNode(group) {
       li.append(link ? el("a", { href: link, className: "lorann-heading", textContent: p.h })
                      : el("span", { className: "lorann-heading", textContent: p.h }));
     }
-    li.append(passageNode(p.x, -1));
+    li.append(passageNode(p.x, bestSentence(p.x, queryStems)));
   }
   return li;
 }
 
-// Mark, in each shown passage, the sentence closest in meaning to the query.
-async function markBest(handle, query, list, token, isLatest) {
-  const passages = [...list.querySelectorAll(".lorann-passage")].slice(0, 12);
-  const parts = passages.map((p) => sentences(p.textContent));
-  const flat = parts.flat();
-  if (!flat.length || !handle.site.search.model) return;
-  const vectors = await handle.engine.embed([query, ...flat]);
-  if (!isLatest(token)) return;
-  const dim = vectors.length / (flat.length + 1);
-  const score = (j) => {
-    let s = 0;
-    for (let d = 0; d < dim; d++) s += vectors[d] * vectors[(j + 1) * dim + d];
-    return s;
-  };
-  let j = 0;
-  passages.forEach((p, i) => {
-    let best = -1;
-    let bestScore = -Infinity;
-    parts[i].forEach((_, s) => {
-      const v = score(j++);
-      if (v > bestScore) { bestScore = v; best = s; }
-    });
-    p.replaceWith(passageNode(p.textContent, parts[i].length > 1 ? best : 0));
+// The sentence to mark in a passage: the one sharing the most query words
+// (by their first five letters, a crude stem). Embedding the sentences
+// instead was measured in Chromium: 32 sentences took over 20 s of the
+// worker's time (wasm MiniLM, ~20 MFLOP per token), blocking the next query.
+const STOP = new Set("the and for with that this from are was were what how who why when which does can into about your you not but all any its his her their our has have had".split(" "));
+
+function stems(text) {
+  return new Set((text.toLowerCase().match(/[\p{L}\p{N}_]+/gu) || [])
+    .filter((w) => w.length > 2 && !STOP.has(w)).map((w) => w.slice(0, 5)));
+}
+
+function bestSentence(text, queryStems) {
+  const ss = sentences(text);
+  if (ss.length < 2) return -1;
+  let best = -1;
+  let bestScore = 0;
+  ss.forEach((s, i) => {
+    let score = 0;
+    for (const w of stems(s)) if (queryStems.has(w)) score++;
+    if (score > bestScore) { bestScore = score; best = i; }
   });
+  return best;
 }
 
 // Build the search UI inside element; resolves to the opened site handle.
@@ -177,6 +188,12 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
     notice.hidden = false;
   }
   const s = handle.site.search;
+  element.dataset.state = "ready";
+  if (!s.model) {  // made with --vectors: no text encoder to embed a query
+    status.textContent = "This site was made with its own vectors: search it from JavaScript " +
+      "with engine.search(vector) (see the README).";
+    return handle;
+  }
   status.textContent = `${s.documents.toLocaleString()} documents ready to search.`;
   input.disabled = false;
   let latest = 0;
@@ -191,12 +208,12 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
     try {
       const found = await searchSite(handle, query, k);
       if (!isLatest(token)) return;
-      list.replaceChildren(...found.groups.map(resultNode));
+      const queryStems = stems(query);
+      list.replaceChildren(...found.groups.map((g) => resultNode(g, queryStems)));
       status.textContent = `${found.groups.length} results · embed ${found.embedMs.toFixed(0)} ms · ` +
         `search ${found.searchMs.toFixed(0)} ms`;
       element.dataset.answers = String(Number(element.dataset.answers || 0) + 1);
       element.dataset.ids = found.ids.join(" ");
-      markBest(handle, query, list, token, isLatest).catch(() => {});
     } catch (err) {
       if (isLatest(token)) status.textContent = `Search failed: ${err.message}`;
     }
@@ -220,7 +237,6 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       input.focus();
     }
   });
-  element.dataset.state = "ready";
   handle.search = run;
   return handle;
 }

@@ -16,7 +16,7 @@ from ..atomic import atomic_output
 from ..format import safetensors_io
 
 #: texts embedded per cache file: small enough to lose little on an interrupt
-CHUNK = 1024
+CHUNK = 256
 FORMAT_NAME = "lorann_wasm-embeddings"
 
 

@@ -22,6 +22,7 @@ from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
 from .documents import Fields, read_inputs
 from .passages import Passage, check_passage_tokens, split_documents
 from .records import encode_record, write_records
+from .runtime import sha256
 
 GENERATOR = "lorann-wasm site"
 FORMAT = 1
@@ -59,14 +60,6 @@ class _Progress:
         elif done * 10 // total != self.said:
             self.said = done * 10 // total
             _log(f"{self.desc}: {done:,} / {total:,} {self.unit}s")
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_out(out, inputs):
@@ -167,8 +160,8 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     embeddings = _embed(passages, vectors, len(docs))
     _log(f"indexing {len(embeddings):,} vectors of dimension {embeddings.shape[1]}")
     distance = "ip" if vectors is None else "cosine"
-    index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8").build(
-        target_recall=target_recall)
+    index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
+                        rank=min(32, embeddings.shape[1])).build(target_recall=target_recall)
     old_ids = index.number_by_position()
 
     parent = os.path.dirname(os.path.abspath(out))
@@ -200,7 +193,7 @@ def _default_title(inputs):
 def _hashed(staging, folder, stem, suffix):
     """Rename ``stem + suffix`` to carry its content hash: a redeploy changes the name."""
     path = os.path.join(staging, folder, stem + suffix)
-    named = f"{stem}-{_sha256(path)[:12]}{suffix}"
+    named = f"{stem}-{sha256(path)[:12]}{suffix}"
     os.replace(path, os.path.join(staging, folder, named))
     return f"{folder}/{named}"
 
@@ -240,7 +233,7 @@ def _finish_manifest(staging, manifest):
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, staging).replace(os.sep, "/")
             if rel != "site.json":
-                files[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+                files[rel] = {"bytes": os.path.getsize(path), "sha256": sha256(path)}
     listing = json.dumps(sorted((k, v["sha256"]) for k, v in files.items())).encode()
     manifest["version"] = hashlib.sha256(listing).hexdigest()[:16]
     manifest["files"] = dict(sorted(files.items()))

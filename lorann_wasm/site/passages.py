@@ -34,6 +34,11 @@ class TokenCounter:
     def __call__(self, text):
         return sum(len(self.tok.wordpiece(w)) for w in self.tok.basic_tokens(text))
 
+    def at_most(self, text, limit):
+        """Whether ``text`` has at most ``limit`` pieces; a piece is at least one
+        character, so short texts need no tokenising (most of WordNet's)."""
+        return len(text) <= limit or self(text) <= limit
+
 
 def _pieces(sentence, count, limit):
     """A sentence longer than ``limit`` tokens, cut between words."""
@@ -52,7 +57,7 @@ def _pieces(sentence, count, limit):
 
 def split_section(text, count, max_tokens, overlap):
     """The passages of one section's text (see the module docstring)."""
-    if count(text) <= max_tokens:
+    if count.at_most(text, max_tokens):
         return [text]
     sentences = []
     for s in _SENTENCE.split(text):
@@ -103,7 +108,9 @@ def split_documents(documents, tokenizer, max_tokens=200, overlap=None):
         for heading, anchor, text in doc.sections:
             context = doc.title if not heading or heading == doc.title else \
                 f"{doc.title} — {heading}" if doc.title else heading
-            budget = max(16, min(max_tokens, WINDOW - count(context) - 1)) if context else max_tokens
+            budget = max_tokens
+            if context and not count.at_most(context, WINDOW - max_tokens - 1):
+                budget = max(16, min(max_tokens, WINDOW - count(context) - 1))
             for passage in split_section(text, count, budget, min(overlap, budget // 2)):
                 out.append(Passage(number, heading, anchor, passage,
                                    f"{context}: {passage}" if context else passage))
