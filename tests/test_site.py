@@ -291,3 +291,19 @@ def test_own_vectors_make_a_site_without_a_model(tmp_path):
     with pytest.raises(builder.SiteError, match=r"one vector per document \(40 rows\)"):
         builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out2"),
                            vectors=str(tmp_path / "bad.npy"))
+
+
+def test_a_runtime_that_cannot_be_fetched_is_one_clear_error_before_any_work(tmp_path):
+    """No npm and no cached runtime: one line says what is missing, nothing is written."""
+    (tmp_path / "a.jsonl").write_text('{"text": "hello"}\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(sys.executable, bin_dir / "python3")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "LORANN_WASM_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "lorann_wasm", "site", "a.jsonl", "-o", "out"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("lorann-wasm: error: npm is needed once to fetch the Pyodide runtime")
+    assert str(tmp_path / "cache" / "pyodide-0.27.7") in last
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "embeddings").exists()

@@ -254,3 +254,25 @@ def test_a_whole_site_answers_like_a_lazy_one(browser, mixed, tmp_path):
         shown = _ask(page, "steel rails")
         assert shown == list(index.search(model.encode("steel rails"), len(shown)))
         assert page.inner_text(".lorann-link") == "Trains"
+
+
+def test_a_redeploy_replaces_the_cached_site(browser, tmp_path):
+    """The service worker caches by the site's version: a new version is seen on the next
+    visit, and the old version's cache is dropped."""
+    (tmp_path / "v.jsonl").write_text(json.dumps({"title": "Old", "text": "Owls hunt at night."}) + "\n")
+    first = build_site([str(tmp_path / "v.jsonl")], str(tmp_path / "site"))
+    with _page(browser, tmp_path / "site") as (page, url):
+        _open(page, url)
+        _ask(page, "birds")
+        assert page.inner_text(".lorann-link") == "Old"
+        (tmp_path / "v.jsonl").write_text(json.dumps({"title": "New", "text": "Owls hunt at night."}) + "\n")
+        second = build_site([str(tmp_path / "v.jsonl")], str(tmp_path / "site"))
+        assert second["version"] != first["version"]
+        page.reload()
+        _open(page, url)
+        _ask(page, "birds")
+        assert page.inner_text(".lorann-link") == "New"
+        page.wait_for_function("""async (v) => {
+            const names = await caches.keys();
+            return names.length === 1 && names[0].endsWith(v);
+        }""", arg=second["version"], timeout=30_000)

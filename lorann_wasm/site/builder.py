@@ -140,6 +140,8 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     if not inputs:
         raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
     _check_out(out, inputs)
+    from .runtime import ensure_assets
+    ensure_assets()  # before the slow work: a missing runtime is reported at once
     if html_root is not None and link_base is None:
         inside = os.path.realpath(out).startswith(os.path.realpath(html_root) + os.sep)
         link_base = out if inside else html_root
