@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 TESTS=0
 [ "${1:-}" = "--tests" ] && TESTS=1
 
-# data sets; npm for fetching Pyodide; the browser for the Playwright tests
+# data sets; npm for fetching Pyodide
 DEBIAN_PACKAGES=(dataset-fashion-mnist wordnet-base)
 command -v npm >/dev/null 2>&1 || DEBIAN_PACKAGES+=(npm)
-[ "$TESTS" = 1 ] && DEBIAN_PACKAGES+=(chromium)
+# tests: the browser, and a real built documentation site to index
+[ "$TESTS" = 1 ] && DEBIAN_PACKAGES+=(chromium python3-doc)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

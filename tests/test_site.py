@@ -307,3 +307,39 @@ def test_a_runtime_that_cannot_be_fetched_is_one_clear_error_before_any_work(tmp
     assert last.startswith("lorann-wasm: error: npm is needed once to fetch the Pyodide runtime")
     assert str(tmp_path / "cache" / "pyodide-0.27.7") in last
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "embeddings").exists()
+
+
+PYTHON_DOCS = "/usr/share/doc/python3/html"  # Debian python3-doc (setup.sh --tests)
+
+
+def test_real_documentation_pages_python3_doc(tokenizer, tmp_path):
+    """The Python tutorial as built by Sphinx: the content, not the chrome, with anchors
+    that exist in the pages, and a site whose answers lead to the right page."""
+    import shutil
+    assert os.path.isdir(PYTHON_DOCS), "install Debian's python3-doc (bash build_scripts/setup.sh --tests)"
+    root = tmp_path / "public"
+    for page in ("controlflow.html", "errors.html", "datastructures.html"):
+        (root / "tutorial").mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(PYTHON_DOCS, "tutorial", page), root / "tutorial" / page)
+    docs = list(read_inputs([str(root)], html_root=str(root), link_base=str(root / "search")))
+    assert [d.url for d in docs] == ["../tutorial/controlflow.html", "../tutorial/datastructures.html",
+                                     "../tutorial/errors.html"]
+    for doc in docs:
+        source = (root / "tutorial" / doc.url.split("/")[-1]).read_text()
+        assert doc.title.endswith("documentation") and len(doc.sections) >= 5
+        for heading, anchor, text in doc.sections:
+            assert f'id="{anchor}"' in source, anchor
+            for chrome in ("Table of Contents", "Previous topic", "Quick search", "Navigation", "¶"):
+                assert chrome not in text
+    passages = split_documents(docs, tokenizer)
+    count = TokenCounter(tokenizer)
+    assert len(passages) > 40 and all(count(p.embed_text) <= 254 for p in passages)
+    manifest = builder.build_site([], str(root / "search"), html_root=str(root))
+    s = manifest["search"]
+    from lorann_wasm.embed.minilm import MiniLM
+    model = MiniLM.from_bytes((root / "search" / s["model"]).read_bytes())
+    index = LorannIndex.load(root / "search" / s["index"])
+    records = read_records((root / "search" / s["records"]).read_bytes(),
+                           (root / "search" / s["offsets"]).read_bytes(), range(s["n"]))
+    best = records[index.search(model.encode("how do I catch an exception"), 1)[0]]
+    assert best["u"].startswith("../tutorial/errors.html#"), best["u"]
