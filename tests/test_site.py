@@ -90,6 +90,19 @@ def test_bad_records_are_named(tmp_path, bad, message):
         list(read_inputs([str(tmp_path / "a.jsonl")]))
 
 
+def test_byte_order_marks_and_other_encodings(tmp_path, capsys):
+    (tmp_path / "a.csv").write_bytes("\ufefftitle,text\nT,Body\n".encode("utf-8"))
+    (tmp_path / "b.jsonl").write_bytes('\ufeff{"text": "x"}\n'.encode("utf-8"))
+    assert [d.title for d in read_inputs([str(tmp_path / "a.csv")])] == ["T"]
+    assert len(list(read_inputs([str(tmp_path / "b.jsonl")]))) == 1
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "old.html").write_bytes("<title>Caf\xe9</title><p>Cr\xe8me br\xfbl\xe9e</p>".encode("latin-1"))
+    (doc,) = read_inputs([str(pages)])
+    assert doc.title == "Caf\ufffd" and "Cr\ufffdme" in doc.sections[0][2]
+    assert "old.html is not UTF-8 (byte 10)" in capsys.readouterr().err
+
+
 def test_unknown_and_missing_inputs(tmp_path):
     (tmp_path / "x.pdf").write_bytes(b"%PDF")
     with pytest.raises(ValueError, match="unknown input type"):

@@ -9,6 +9,7 @@ import json
 import os
 import posixpath
 import re
+import sys
 from dataclasses import dataclass, field
 
 from .html_text import read_html
@@ -75,7 +76,7 @@ def read_jsonl(path, names=Fields()):
     """One document per line of a JSON Lines file (blank lines are skipped); a
     record without an id gets its number."""
     number = 0
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not data
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -90,7 +91,7 @@ def read_jsonl(path, names=Fields()):
 
 def read_csv(path, names=Fields()):
     """One document per row of a CSV file with a header row."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise ValueError(f"{path}: empty CSV file (a header row is needed)")
@@ -162,11 +163,15 @@ def read_page(path, folder, html_root=None, link_base=None):
     """One Markdown, text or HTML file as a document; its id is its path under ``folder``."""
     html_root = html_root or folder
     link_base = link_base or html_root
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
+        source = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # one page in an old encoding should not stop a whole site
+        source = raw.decode("utf-8", errors="replace")
+        print(f"site: warning: {path} is not UTF-8 (byte {exc.start}); undecodable bytes "
+              "are shown as \ufffd", file=sys.stderr)
     if path.lower().endswith(HTML_SUFFIXES):
         title, sections = read_html(source)
         url = page_url(path, html_root, link_base)
