@@ -276,3 +276,16 @@ def test_a_redeploy_replaces_the_cached_site(browser, tmp_path):
             const names = await caches.keys();
             return names.length === 1 && names[0].endsWith(v);
         }""", arg=second["version"], timeout=30_000)
+
+
+def test_a_host_missing_a_file_still_searches_online(browser, tmp_path):
+    """A file of the site missing on the host: the service worker cannot install,
+    the page says so (body[data-offline]) at once and searches online."""
+    (tmp_path / "v.jsonl").write_text(json.dumps({"title": "Owls", "text": "Owls hunt at night."}) + "\n")
+    build_site([str(tmp_path / "v.jsonl")], str(tmp_path / "site"))
+    (tmp_path / "site" / "style.css").unlink()
+    with _page(browser, tmp_path / "site") as (page, url):
+        _open(page, url)
+        assert page.evaluate("document.body.dataset.offline") == "install failed"
+        _ask(page, "birds of the night")
+        assert page.inner_text(".lorann-link") == "Owls"

@@ -1,17 +1,30 @@
 // Offline-first: register the site's service worker (sw.js), versioned by the
 // site's content hash. On a first visit this waits until the worker controls
-// the page, so everything this visit fetches is cached for the next one.
+// the page, so everything this visit fetches is cached for the next one; if
+// installing fails (a file missing on the host), the page goes on without it.
+// Service workers need HTTPS (or localhost): elsewhere the site works online only.
 
 export async function registerOffline(base, version, { waitMs = 60000 } = {}) {
   if (!("serviceWorker" in navigator) || !window.isSecureContext) return "unsupported";
   const scope = new URL("./", base);
   if (!location.href.startsWith(scope.href)) return "out of scope";
   const container = navigator.serviceWorker;
-  await container.register(new URL(`sw.js?v=${encodeURIComponent(version)}`, scope), { scope: scope.href });
+  let registration;
+  try {
+    registration = await container.register(new URL(`sw.js?v=${encodeURIComponent(version)}`, scope),
+                                            { scope: scope.href });
+  } catch (err) {
+    return `failed: ${err.message}`;
+  }
   if (container.controller) return "controlled";
-  await new Promise((resolve) => {
-    container.addEventListener("controllerchange", resolve, { once: true });
-    setTimeout(resolve, waitMs);
+  return new Promise((resolve) => {
+    container.addEventListener("controllerchange", () => resolve("controlled"), { once: true });
+    const installing = registration.installing || registration.waiting;
+    if (installing) {
+      installing.addEventListener("statechange", () => {
+        if (installing.state === "redundant") resolve("install failed");
+      });
+    }
+    setTimeout(() => resolve(container.controller ? "controlled" : "timed out"), waitMs);
   });
-  return container.controller ? "controlled" : "not yet";
 }
