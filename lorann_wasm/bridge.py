@@ -109,8 +109,9 @@ class Session:
     def plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
         """Plan a search (see :meth:`.QueryEngine.plan`); returns the byte ranges it
         still needs as JSON ``{"ranges": [[start, stop], ...]}`` (empty for a whole
-        index). The worker fetches them in parallel, hands them to
-        :meth:`supply` and calls :meth:`finish`. Same arguments as :meth:`search`."""
+        index). The worker fetches them in parallel and hands them to
+        :meth:`supply` until no ranges are left, then calls :meth:`finish`. Same
+        arguments as :meth:`search`."""
         self._require()
         q = _queries(queries, count)
         self._pending = self.index.plan(q[0] if q.shape[0] == 1 else q, _count(k, "k"),
@@ -119,10 +120,13 @@ class Session:
         return json.dumps({"ranges": [[a, b] for a, b in self._pending.ranges]})
 
     def supply(self, buffers):
-        """Hand over the responses to :meth:`plan`'s ranges (a list of byte buffers)."""
+        """Hand over the responses to the ranges asked for (a list of byte buffers);
+        returns the ranges needed next as :meth:`plan` does (the candidates' vector
+        rows after the clusters), empty when :meth:`finish` can run."""
         plan = self._require_plan()
         parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
         self.index.supply(plan, parts)
+        return json.dumps({"ranges": [[a, b] for a, b in plan.ranges]})
 
     def finish(self):
         """Finish the planned search: ``(ids, distances)`` as :meth:`search`."""

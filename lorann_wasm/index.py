@@ -180,7 +180,7 @@ class LorannIndex(QueryEngine):
         old_ids = np.array(self._store.arrays.ids)
         tensors = dict(self._tensors)
         tensors["ids"] = np.arange(self.n, dtype=old_ids.dtype)
-        tensors["cluster_crc32"] = cluster_crcs(tensors, self._params)  # they cover the ids
+        tensors.update(cluster_crcs(tensors, self._params))  # they cover the ids
         self._attach(tensors, self._params)
         return old_ids
 

@@ -84,6 +84,10 @@ class IndexParams:
     clusters_to_search: int
     points_to_rerank: int
     tuning: Optional[dict] = None
+    #: per-point checksums of the rerank vectors and per-cluster ones of the rest,
+    #: so a lazy reader can fetch a cluster's scorer first and only its candidates'
+    #: vectors after (files made before this have none)
+    row_checksums: bool = False
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -108,7 +112,7 @@ class IndexParams:
                    quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
-                   points_to_rerank=r)
+                   points_to_rerank=r, row_checksums=True)
 
     def __post_init__(self):
         check_distance(self.distance)
@@ -147,6 +151,8 @@ class IndexParams:
                              f"{self.rerank_dtype!r}; expected one of {want}")
         if self.tuning is not None:
             _check_tuning(self.tuning, self.n_clusters, self.n)
+        if not isinstance(self.row_checksums, bool):
+            raise TypeError(f"row_checksums must be true or false, got {self.row_checksums!r}")
 
     # -- the file's metadata ----------------------------------------------
 
@@ -159,6 +165,8 @@ class IndexParams:
         fields = dataclasses.asdict(self)
         if fields["tuning"] is None:
             del fields["tuning"]
+        if not fields["row_checksums"]:
+            del fields["row_checksums"]  # files without them keep their bytes
         return json.dumps(fields, sort_keys=True)
 
     @classmethod

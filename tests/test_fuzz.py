@@ -104,11 +104,13 @@ N_RESIGNED = 1500
 
 def _resigned_mutation(rng, tensors, params):
     """Damage the values of one tensor, then re-sign everything (the per-cluster CRCs,
-    the prefix and the file checksums), so only the semantic checks can object."""
-    from lorann_wasm.format.index_file import cluster_crc, per_point_order
+    the row checksums, the prefix and the file checksums), so only the semantic checks
+    can object."""
+    from lorann_wasm.format.index_file import cluster_crcs, vector_checks
 
+    signatures = ("cluster_crc32", "cluster_scorer_crc32", "vector_checks")
     t = {k: np.array(v) for k, v in tensors.items()}
-    name = str(rng.choice(sorted(k for k in t if k != "cluster_crc32")))
+    name = str(rng.choice(sorted(k for k in t if k not in signatures)))
     flat = t[name].reshape(-1)
     at = rng.integers(0, flat.size, int(rng.integers(1, 4)))
     kind = int(rng.integers(5))
@@ -129,11 +131,10 @@ def _resigned_mutation(rng, tensors, params):
         with np.errstate(all="ignore"):
             flat[at] = -flat[at] if flat.dtype.kind in "fi" else flat[at]
     off = t["cluster_offsets"]
-    names = per_point_order(params)
+    if params.row_checksums:
+        t["vector_checks"] = vector_checks(t["vectors"], t.get("vectors_row_scale"))
     if (np.diff(off) >= 0).all() and off[0] == 0 and off[-1] == params.n:
-        t["cluster_crc32"] = np.array(
-            [cluster_crc({k: t[k][off[j]:off[j + 1]] for k in names}, names)
-             for j in range(len(off) - 1)], dtype=np.uint32)
+        t.update(cluster_crcs(t, params))
     return t, f"{name}:{kind}"
 
 

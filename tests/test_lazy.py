@@ -1,6 +1,7 @@
 """Lazy loading (CPython, over a local file): identical results, few bytes, clean failures."""
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -54,15 +55,33 @@ def test_fetches_only_probed_clusters_and_caches_them(mixture, tmp_path):
     size = (tmp_path / "i.lorann").stat().st_size
     lazy = LazyIndex(FileReader(tmp_path / "i.lorann"), cache_bytes=64 << 20)
     assert lazy.prefix_bytes < 0.08 * size
-    lazy.search(queries[0], 10, clusters_to_search=4)
+    lazy.search(queries[0], 10, clusters_to_search=4, points_to_rerank=20)
     cold = lazy.last_fetch
     assert cold["clusters"] == 4 and cold["bytes"] < 4 * 3 * size / 200
-    assert cold["requests"] <= 4 * 5  # one range per per-point tensor (5) per run of clusters
-    lazy.search(queries[0], 10, clusters_to_search=4)
+    # the four clusters' scorer parts: one range per tensor (5) and run; then the
+    # 20 candidates' vector rows only, some runs of them merged
+    assert cold["requests"] <= 4 * 5 + 20
+    whole = lazy.params["n_clusters"] and 4 * (size - lazy.prefix_bytes) / 200
+    assert cold["bytes"] < 0.6 * whole  # float32 vectors of dimension 48: most of a point
+    lazy.search(queries[0], 10, clusters_to_search=4, points_to_rerank=20)
     assert lazy.last_fetch == {"bytes": 0, "requests": 0, "clusters": 0}
     assert lazy.stats["cache_hits"] == 4
     lazy.search(queries, 10, clusters_to_search=200)  # everything: adjacent clusters coalesce
-    assert lazy.last_fetch["requests"] <= 5 * 5  # 196 clusters around 4 cached ones: 5 runs
+    scorer_requests = 5 * 5  # 196 clusters around 4 cached ones: 5 runs
+    assert lazy.last_fetch["clusters"] == 196
+    assert lazy.last_fetch["requests"] - scorer_requests <= 200 * 10  # vector runs, per cluster
+
+
+def test_old_files_fetch_whole_clusters(tmp_path):
+    """A file made before row checksums: a probed cluster comes whole, vectors included."""
+    lazy = LazyIndex(FileReader(os.path.join(os.path.dirname(__file__), "data",
+                                             "made-before-the-redesign.lorann")))
+    assert not lazy._params.row_checksums
+    q = LorannIndex.load(os.path.join(os.path.dirname(__file__), "data",
+                                      "made-before-the-redesign.lorann")).get_vectors([3])[0]
+    lazy.search(q, 5, clusters_to_search=2)
+    assert lazy.last_fetch["clusters"] == 2
+    assert lazy.last_fetch["requests"] <= 2 * 5  # per-point tensors (5) per run, nothing after
 
 
 def _flip(path, offset):
@@ -77,7 +96,7 @@ def test_corruption_and_short_reads_are_errors(mixture, tmp_path):
     path = tmp_path / "i.lorann"
     index.save(path)
     size = path.stat().st_size
-    _flip(path, size - 10)  # inside the last cluster's rerank vectors
+    _flip(path, size - 10)  # inside the last cluster's B (the last tensor)
     lazy = LazyIndex(FileReader(path))
     last = index.params["n_clusters"] - 1
     probes = lazy._prefix.probe(lazy._prefix.reduce(data[:3000]), 1)[:, 0]
@@ -85,6 +104,17 @@ def test_corruption_and_short_reads_are_errors(mixture, tmp_path):
     with pytest.raises(ValueError, match=f"cluster {last} failed its checksum"):
         lazy.search(data[hit], 10, clusters_to_search=1)
     other = int(np.flatnonzero(probes != last)[0])
+    assert lazy.search(data[other], 10, clusters_to_search=1)[0] >= 0  # still usable
+
+    # a rerank vector fetched on its own is checked against its row checksum
+    index.save(path)
+    (hlen,) = struct.unpack("<Q", path.read_bytes()[:8])
+    header = json.loads(path.read_bytes()[8:8 + hlen])
+    _flip(path, 8 + hlen + header["vectors"]["data_offsets"][1] - 10)  # the last point's vector
+    lazy = LazyIndex(FileReader(path))
+    with pytest.raises(ValueError, match=f"cluster {last}: the rerank vector of row "
+                                         r"\d+ failed its checksum"):
+        lazy.search(data[hit], 10, clusters_to_search=1, points_to_rerank=3000)
     assert lazy.search(data[other], 10, clusters_to_search=1)[0] >= 0  # still usable
 
     index.save(path)
@@ -155,11 +185,17 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
 
     lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
     lazy._store.reader = NoReads(tmp_path / "i.lorann")
-    for q in queries[:30]:
+    for i, q in enumerate(queries[:30]):
         plan = lazy.plan(q, 10, clusters_to_search=6)  # a value: what the search needs
-        assert all(b > a for a, b in plan.ranges)
-        lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])  # e.g. fetched in parallel
-        assert plan.fetched["clusters"] == sum(hi - lo for lo, hi in plan.runs)
+        clusters = sum(hi - lo for lo, hi in plan.runs) if plan.stage == "clusters" else 0
+        stages = []
+        while plan.ranges:  # the clusters' scorer parts, then the candidates' vectors
+            assert all(b > a for a, b in plan.ranges)
+            stages.append(plan.stage)
+            lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])  # e.g. fetched in parallel
+        assert plan.stage == "ready" and plan.fetched["clusters"] == clusters
+        if i == 0:
+            assert stages == ["clusters", "vectors"]
         fetched = plan.fetched["bytes"]
         assert np.array_equal(lazy.search(plan), full.search(q, 10, clusters_to_search=6))
         assert lazy.last_fetch["bytes"] == fetched  # search counted what supply fetched
@@ -174,7 +210,10 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
         lazy.supply(plan, bad)
     with pytest.raises(ValueError, match="another index"):
         full.search(plan)
-    lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])
+    while plan.ranges:
+        lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])
     assert np.array_equal(lazy.search(plan), full.search(queries[40:44], 10, clusters_to_search=6))
+    with pytest.raises(ValueError, match="needs nothing more"):
+        lazy.supply(plan, [b"x"])
     # a whole index plans too: nothing is missing
     assert full.plan(queries[0], 10).ranges == []

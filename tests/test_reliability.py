@@ -88,11 +88,7 @@ def test_huge_queries_are_refused_alike_single_and_batch(small):
 def _resign(tensors, params, monkeypatch):
     """File bytes for ``tensors`` with every checksum right (the semantic checks alone)."""
     monkeypatch.setattr(index_file, "check_publishable", lambda *a, **k: None)
-    names = index_file.per_point_order(params)
-    off = tensors["cluster_offsets"]
-    tensors = dict(tensors, cluster_crc32=np.array(
-        [index_file.cluster_crc({k: tensors[k][off[j]:off[j + 1]] for k in names}, names)
-         for j in range(len(off) - 1)], dtype=np.uint32))
+    tensors = dict(tensors, **index_file.cluster_crcs(tensors, params))
     head, chunks = index_file.encode_index(tensors, params)
     monkeypatch.undo()
     return b"".join([head, *chunks])

@@ -10,9 +10,10 @@ export async function registerOffline(base, version, { waitMs = 60000 } = {}) {
   if (!location.href.startsWith(scope.href)) return "out of scope";
   const container = navigator.serviceWorker;
   let registration;
-  try {
-    registration = await container.register(new URL(`sw.js?v=${encodeURIComponent(version)}`, scope),
-                                            { scope: scope.href });
+  try {  // register() can also never settle (service workers blocked): not forever
+    registration = await Promise.race([
+      container.register(new URL(`sw.js?v=${encodeURIComponent(version)}`, scope), { scope: scope.href }),
+      new Promise((_, reject) => setTimeout(() => reject(new Error("no answer")), waitMs))]);
   } catch (err) {
     return `failed: ${err.message}`;
   }

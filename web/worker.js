@@ -167,16 +167,17 @@ function unpack(result) {
 }
 
 // Plan, fetch what the plan still needs (lazily loaded: the probed clusters'
-// ranges, in parallel), then finish without probing again.
+// ranges, then the candidates' vector rows, each set in parallel), then
+// finish without probing again.
 async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank) {
   let fetchMs = 0;
-  const plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
-  if (plan.ranges.length) {
+  let plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
+  while (plan.ranges.length) {
     const url = lazyUrl;
     const fetchStart = performance.now();
     const parts = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
-    fetchMs = performance.now() - fetchStart;
-    session.supply(parts.map((part) => part.bytes));
+    fetchMs += performance.now() - fetchStart;
+    plan = JSON.parse(session.supply(parts.map((part) => part.bytes)));
   }
   const out = unpack(session.finish());
   const fetched = JSON.parse(session.fetch_stats());

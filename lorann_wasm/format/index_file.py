@@ -39,7 +39,9 @@ FORMAT_NAME = "lorann_wasm"
 FORMAT_VERSION = 1
 ALIGN = 64
 
-PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vectors", "vectors_row_scale")
+PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
+#: the per-point tensors reranking alone reads; the rest is a cluster's scorer part
+RERANK_PARTS = ("vectors", "vectors_row_scale")
 PREFIX_CHECKSUM_KEY = "prefix_checksum"
 SCALES = ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale")
 #: the largest value a stored float may have: a vector of it has a squared norm of
@@ -72,6 +74,9 @@ def expected_tensors(p):
         spec["vectors_dim_scale"] = ("<f4", (d,))
     elif p.int8_scales == "vector":
         spec["vectors_row_scale"] = ("<f4", (n,))
+    if p.row_checksums:
+        spec["vector_checks"] = ("<u4", (n,))
+        spec["cluster_scorer_crc32"] = ("<u4", (c,))
     return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
 
 
@@ -101,17 +106,52 @@ def per_point_order(params):
     return [name for name, _, _ in index_layout(params) if name in PER_POINT]
 
 
+def scorer_order(params):
+    """Names of the per-point tensors a lazy reader fetches for a whole probed cluster."""
+    return [name for name in per_point_order(params) if name not in RERANK_PARTS]
+
+
 def cluster_crc(parts, names):
     """CRC-32 of one cluster's rows of the per-point arrays ``names``, taken in that order."""
     return crc32_chain(as_bytes(parts[name]) for name in names)
 
 
+_CHECK_WEIGHTS = {}
+
+
+def vector_checks(vectors, row_scale=None):
+    """A checksum per rerank vector row (and its scale): (n,) uint32.
+
+    ``sum(byte_i * w_i) mod 2**32`` over the row's bytes with fixed odd
+    weights ``w_i``: any change of one byte changes it, other changes escape
+    with probability about 2**-32. Unlike a CRC it is one vectorised product
+    for any number of rows, built and checked the same way in the browser.
+    """
+    if not len(vectors):
+        return np.zeros(0, np.uint32)
+    rows = np.ascontiguousarray(vectors).reshape(len(vectors), -1).view(np.uint8)
+    if row_scale is not None:
+        scale = np.ascontiguousarray(row_scale, dtype="<f4").reshape(-1, 1).view(np.uint8)
+        rows = np.concatenate([rows, scale], axis=1)
+    width = rows.shape[1]
+    weights = _CHECK_WEIGHTS.get(width)
+    if weights is None:
+        rng = np.random.default_rng(0x10A4)
+        weights = _CHECK_WEIGHTS[width] = (rng.integers(0, 1 << 31, width, dtype=np.uint64) * 2 + 1)
+    return ((rows.astype(np.uint64) @ weights) & 0xFFFFFFFF).astype(np.uint32)
+
+
 def cluster_crcs(tensors, params):
-    """``cluster_crc32`` of a whole index's tensors: each cluster's CRC over its rows."""
-    names = per_point_order(params)
+    """``cluster_crc32`` (and with row checksums ``cluster_scorer_crc32``) of a whole
+    index's tensors: a dict of (C,) arrays, each cluster's CRC over its rows."""
     offsets = tensors["cluster_offsets"]
-    return np.array([cluster_crc({name: tensors[name][offsets[j]:offsets[j + 1]] for name in names},
-                                 names) for j in range(len(offsets) - 1)], dtype=np.uint32)
+    kinds = {"cluster_crc32": per_point_order(params)}
+    if params.row_checksums:
+        kinds["cluster_scorer_crc32"] = scorer_order(params)
+    return {kind: np.array([cluster_crc({name: tensors[name][offsets[j]:offsets[j + 1]]
+                                         for name in names}, names)
+                            for j in range(len(offsets) - 1)], dtype=np.uint32)
+            for kind, names in kinds.items()}
 
 
 def file_metadata(params):

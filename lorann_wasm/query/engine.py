@@ -7,10 +7,15 @@ A search is planned, then finished:
    ranges are still missing (none for a resident index). The
    :class:`Plan` is a value the caller may inspect.
 2. A caller that fetches bytes itself (the browser worker, in parallel)
-   hands them over with :meth:`QueryEngine.supply`.
-3. :meth:`QueryEngine.search` given the plan finishes it without probing
-   again: the approximate stage (:mod:`.candidates`) over a view of the
-   probed clusters, then exact reranking (:mod:`.rerank`).
+   hands them over with :meth:`QueryEngine.supply`. Once the probed
+   clusters are here, the approximate stage (:mod:`.candidates`) runs over
+   a view of them; if the store still lacks the candidates' rerank vectors
+   (lazily loaded files with row checksums), ``plan.ranges`` then lists
+   those, to be fetched and supplied the same way (``plan.stage``:
+   ``"clusters"``, ``"vectors"``, ``"ready"``).
+3. :meth:`QueryEngine.search` given the plan finishes it, reading through
+   the index's reader whatever was not supplied: exact reranking
+   (:mod:`.rerank`) of the candidates.
 """
 
 import dataclasses
@@ -44,6 +49,11 @@ class Plan:
     ranges: list
     fetched: dict
     engine_id: int
+    #: "clusters": ``ranges`` are probed clusters; "vectors": candidates' vector rows;
+    #: "ready": nothing is missing
+    stage: str = "clusters"
+    view: tuple = None  # (ClusterArrays, probes renumbered into it)
+    candidates: np.ndarray = None
 
 
 def pad_results(ids, dists, k):
@@ -101,13 +111,32 @@ class QueryEngine:
         reduced = self._prefix.reduce(queries[0] if single else queries)
         probes = self._prefix.probe(reduced, settings.clusters_to_search)
         runs, ranges = self._store.missing(probes)
-        return Plan(queries, single, settings, reduced, probes, runs, ranges,
+        plan = Plan(queries, single, settings, reduced, probes, runs, ranges,
                     {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
+        self._advance(plan)
+        return plan
+
+    def _advance(self, plan):
+        """With the probed clusters here: the candidates, and the vectors they still need."""
+        if plan.stage == "clusters" and not plan.runs:
+            plan.view = self._store.view(plan.probes)
+            plan.candidates = self._candidates(plan)
+            plan.runs, plan.ranges = self._store.missing_vectors(plan.view[0], plan.candidates)
+            plan.stage = "vectors" if plan.runs else "ready"
 
     def supply(self, plan, buffers):
-        """Hand over the responses to ``plan.ranges`` (byte buffers, in order)."""
+        """Hand over the responses to ``plan.ranges`` (byte buffers, in order); the
+        plan then lists what it needs next (see the module docstring)."""
         self._own(plan)
-        self._store.supply(plan.runs, buffers, plan.fetched)
+        if plan.stage == "clusters":
+            self._store.supply(plan.runs, buffers, plan.fetched)
+            plan.runs, plan.ranges = [], []
+            self._advance(plan)
+        elif plan.stage == "vectors":
+            self._store.supply_vectors(plan.view[0], plan.runs, buffers, plan.fetched)
+            plan.runs, plan.ranges, plan.stage = [], [], "ready"
+        elif len(buffers):
+            raise ValueError("this search needs nothing more: there is nothing to supply")
 
     def _own(self, plan):
         if not isinstance(plan, Plan) or plan.engine_id != id(self):
@@ -133,28 +162,40 @@ class QueryEngine:
             plan = q
         else:
             plan = self.plan(q, k, clusters_to_search, points_to_rerank, target_recall)
-        self._store.fetch_missing(plan.probes, plan.fetched)
         self.last_plan = plan
         try:
+            if plan.stage == "clusters":
+                self._store.fetch_missing(plan.probes, plan.fetched)
+                plan.runs, plan.ranges = [], []
+                self._advance(plan)
+            if plan.stage == "vectors":
+                self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
+                plan.runs, plan.ranges, plan.stage = [], [], "ready"
             ids, dists = self._finish(plan)
         finally:
             self._store.release()
         return (ids, dists) if return_distances else ids
 
-    def _finish(self, plan):
-        k, _, to_rerank = plan.settings
-        arrays, probes = self._store.view(plan.probes)
+    def _candidates(self, plan):
+        """The points to rerank: positions in the plan's view, best first (-1: none)."""
+        to_rerank = plan.settings.points_to_rerank
+        arrays, probes = plan.view
         if plan.single:
-            candidates = candidates_single(arrays, plan.reduced, probes, to_rerank)
-            vectors, rows, back = arrays.rerank_view(candidates)
-            rows, dists = rerank_one(vectors, plan.queries[0], rows, k, self._params.distance)
-            return pad_results(arrays.ids[rows if back is None else back[rows]], dists, k)
+            return candidates_single(arrays, plan.reduced, probes, to_rerank)
         blocks = [candidates_batch(arrays, plan.reduced[s:s + BATCH_BLOCK],
                                    probes[s:s + BATCH_BLOCK], to_rerank)
                   for s in range(0, len(probes), BATCH_BLOCK)]
         width = max(b.shape[1] for b in blocks)
-        candidates = np.concatenate(
+        return np.concatenate(
             [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
+
+    def _finish(self, plan):
+        k = plan.settings.k
+        arrays, candidates = plan.view[0], plan.candidates
+        if plan.single:
+            vectors, rows, back = arrays.rerank_view(candidates)
+            rows, dists = rerank_one(vectors, plan.queries[0], rows, k, self._params.distance)
+            return pad_results(arrays.ids[rows if back is None else back[rows]], dists, k)
         vectors, rows, back = arrays.rerank_view(candidates)
         rows, dists = rerank(vectors, plan.queries, rows, k, self._params.distance)
         positions = np.maximum(rows, 0) if back is None else back[np.maximum(rows, 0)]

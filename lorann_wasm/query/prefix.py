@@ -35,6 +35,7 @@ class Prefix:
         self.dim_offset = t.get("vectors_dim_offset")
         self.dim_scale = t.get("vectors_dim_scale")
         self.cluster_crc32 = t["cluster_crc32"]
+        self.cluster_scorer_crc32 = t.get("cluster_scorer_crc32")  # files with row checksums
 
     @property
     def n_clusters(self):

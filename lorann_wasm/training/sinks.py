@@ -15,9 +15,8 @@ import numpy as np
 from ..atomic import atomic_output
 from ..format import safetensors_io
 from ..format.index_file import (PREFIX_CHECKSUM_KEY, check_publishable, cluster_crc,
-                                 expected_tensors,
-                                 file_metadata, index_layout, per_point_order, prefix_crc,
-                                 prefix_end)
+                                 expected_tensors, file_metadata, index_layout, per_point_order,
+                                 prefix_crc, prefix_end, scorer_order, vector_checks)
 from ..format.safetensors_io import as_bytes, crc32_chain
 
 #: bytes of the output file checksummed per read
@@ -64,6 +63,8 @@ class _Sink:
         self.params = params
         self.names = per_point_order(params)
         self.cluster_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
+        self.cluster_scorer_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
+        self.scorer_names = scorer_order(params)
 
     def __enter__(self):
         return self
@@ -71,8 +72,19 @@ class _Sink:
     def __exit__(self, *exc):
         return False
 
+    def crcs(self):
+        """The per-cluster checksum tensors of the prefix."""
+        out = {"cluster_crc32": self.cluster_crc32}
+        if self.params.row_checksums:
+            out["cluster_scorer_crc32"] = self.cluster_scorer_crc32
+        return out
+
     def write_cluster(self, j, first_row, parts):
         """Store cluster j's per-point rows (``parts``: name -> rows) from ``first_row`` on."""
+        if self.params.row_checksums:
+            parts = dict(parts, vector_checks=vector_checks(parts["vectors"],
+                                                            parts.get("vectors_row_scale")))
+            self.cluster_scorer_crc32[j] = cluster_crc(parts, self.scorer_names)
         parts = {name: np.ascontiguousarray(parts[name]) for name in self.names}
         check_publishable(parts)
         self.cluster_crc32[j] = cluster_crc(parts, self.names)
@@ -98,7 +110,7 @@ class MemorySink(_Sink):
     def finish(self, prefix):
         for name, value in prefix.items():
             self.tensors[name][...] = value
-        self.tensors["cluster_crc32"] = self.cluster_crc32
+        self.tensors.update(self.crcs())
         return self.tensors
 
 
@@ -158,7 +170,7 @@ class FileSink(_Sink):
 
     def finish(self, prefix):
         """Write the prefix and the signed header; returns the file's size."""
-        prefix = dict(prefix, cluster_crc32=self.cluster_crc32)
+        prefix = dict(prefix, **self.crcs())
         check_publishable(prefix, self.params)
         for name, value in prefix.items():
             self._put(name, np.ascontiguousarray(value), 0)
