@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..embed.cache import EmbeddingCache
+from ..embed.cache import EmbeddingCache, ProgressBar
 from ..embed.minilm import minilm_model_dir
 from ..user_cache import user_cache
 
@@ -207,20 +207,9 @@ def wordnet_minilm(limit=None, encoder="numpy"):
             f.write(json.dumps(s) + "\n")
     os.replace(os.path.join(folder, "synsets.jsonl.partial"), os.path.join(folder, "synsets.jsonl"))
     cache = EmbeddingCache(user_cache("embeddings"), f"all-MiniLM-L6-v2-{encoder}")
-    bar, shown = None, 0
-
-    def progress(done, total):
-        nonlocal bar, shown
-        if total and bar is None:
-            bar = _progress(total=total, desc="embedding WordNet glosses", unit="text")
-        if bar is not None:
-            bar.update(done - shown)
-            shown = done
-
     encode = _Lazy(ENCODERS[encoder])
-    vectors = cache.embed([synset_text(s) for s in synsets], encode, progress)
-    if bar is not None:
-        bar.close()
+    vectors = cache.embed([synset_text(s) for s in synsets], encode,
+                          ProgressBar("embedding WordNet glosses", "text"))
     return np.ascontiguousarray(vectors, dtype=np.float32), synsets
 
 

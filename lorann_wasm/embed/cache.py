@@ -9,6 +9,7 @@ after editing one document embeds only the texts that changed.
 import hashlib
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -100,3 +101,29 @@ class EmbeddingCache:
             return np.zeros((0, dim), np.float32)
         table = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return np.ascontiguousarray(table[np.fromiter((rows[k] for k in keys), np.intp, len(keys))])
+
+
+class ProgressBar:
+    """A ``progress(done, total)`` for :meth:`EmbeddingCache.embed`: a tqdm bar
+    when tqdm is installed, else a line on stderr every 10 %."""
+
+    def __init__(self, desc, unit):
+        self.desc, self.unit, self.bar, self.shown, self.said = desc, unit, None, 0, -1
+
+    def __call__(self, done, total):
+        if not total:
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
+            except ImportError:
+                self.bar = False
+        if self.bar:
+            self.bar.update(done - self.shown)
+            self.shown = done
+            if done >= total:
+                self.bar.close()
+        elif done * 10 // total != self.said:
+            self.said = done * 10 // total
+            print(f"{self.desc}: {done:,} / {total:,} {self.unit}s", file=sys.stderr, flush=True)

@@ -37,31 +37,6 @@ def _log(msg):
     print(f"site: {msg}", file=sys.stderr, flush=True)
 
 
-class _Progress:
-    """A tqdm bar when available, else a line every 10 %."""
-
-    def __init__(self, desc, unit):
-        self.desc, self.unit, self.bar, self.shown, self.said = desc, unit, None, 0, -1
-
-    def __call__(self, done, total):
-        if not total:
-            return
-        if self.bar is None:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
-            except ImportError:
-                self.bar = False
-        if self.bar:
-            self.bar.update(done - self.shown)
-            self.shown = done
-            if done >= total:
-                self.bar.close()
-        elif done * 10 // total != self.said:
-            self.said = done * 10 // total
-            _log(f"{self.desc}: {done:,} / {total:,} {self.unit}s")
-
-
 def _check_out(out, inputs):
     """Refuse an output folder whose loss would hurt: one that is not a previous site."""
     real = os.path.realpath(out)
@@ -89,7 +64,7 @@ def _embed(passages, vectors_path, n_docs):
             raise SiteError(f"{vectors_path}: expected one vector per document ({n_docs} rows), "
                             f"got shape {vectors.shape}")
         return np.ascontiguousarray(vectors, dtype=np.float32)
-    from ..embed.cache import EmbeddingCache
+    from ..embed.cache import EmbeddingCache, ProgressBar
     from ..embed.minilm import MiniLM, minilm_model_dir
     model = []
 
@@ -100,7 +75,7 @@ def _embed(passages, vectors_path, n_docs):
 
     cache = EmbeddingCache(user_cache("embeddings"), MODEL_KEY)
     return cache.embed([p.embed_text for p in passages], encode,
-                       _Progress("embedding passages", "passage"))
+                       ProgressBar("site: embedding passages", "passage"))
 
 
 def _publish(staging, out):
@@ -121,7 +96,7 @@ def _publish(staging, out):
 
 
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
-               passage_tokens=200, whole=False, title=None, target_recall=0.95, extra=None):
+               passage_tokens=200, whole=False, title=None, target_recall=0.95):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 
     ``html_root``: the root of a built HTML site among the inputs; result
@@ -129,7 +104,6 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     ``html_root``, else ``html_root``). ``vectors``: an .npy of one embedding
     per document instead of MiniLM (then the site has no text encoder).
     ``whole``: the page downloads index and records whole, not by Range.
-    ``extra(staging, manifest)`` may add files before the site is published.
     """
     from .. import LorannIndex
     from ..embed.tokenizer import WordPieceTokenizer
@@ -175,8 +149,6 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     try:
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
                              title or _default_title(inputs), fields)
-        if extra is not None:
-            extra(staging, manifest)
         _finish_manifest(staging, manifest)
         _publish(staging, out)
     except BaseException:
