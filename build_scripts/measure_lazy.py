@@ -64,7 +64,8 @@ RUN = """async ([url, count, warm, c, cacheBytes]) => {
 def cached_index(n, dim):
     folder = os.path.join(default_cache(), "indexes")
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"lazy-{n}x{dim}.lorann")
+    # "-rc": files with row checksums (a probed cluster's vectors fetched per candidate)
+    path = os.path.join(folder, f"lazy-{n}x{dim}-rc.lorann")
     data = low_rank_mixture(n + N_QUERIES, dim, seed=41)
     if not os.path.exists(path):
         build_file(data[:n], path, distance="l2", n_clusters=int(round(1.4 * np.sqrt(n))),
