@@ -116,6 +116,14 @@ class QueryEngine:
         self._advance(plan)
         return plan
 
+    def _received(self, plan):
+        """What ``plan.ranges`` asked for is here: on to the next stage."""
+        plan.runs, plan.ranges = [], []
+        if plan.stage == "clusters":
+            self._advance(plan)
+        else:
+            plan.stage = "ready"
+
     def _advance(self, plan):
         """With the probed clusters here: the candidates, and the vectors they still need."""
         if plan.stage == "clusters" and not plan.runs:
@@ -130,13 +138,13 @@ class QueryEngine:
         self._own(plan)
         if plan.stage == "clusters":
             self._store.supply(plan.runs, buffers, plan.fetched)
-            plan.runs, plan.ranges = [], []
-            self._advance(plan)
         elif plan.stage == "vectors":
             self._store.supply_vectors(plan.view[0], plan.runs, buffers, plan.fetched)
-            plan.runs, plan.ranges, plan.stage = [], [], "ready"
         elif len(buffers):
             raise ValueError("this search needs nothing more: there is nothing to supply")
+        else:
+            return
+        self._received(plan)
 
     def _own(self, plan):
         if not isinstance(plan, Plan) or plan.engine_id != id(self):
@@ -164,13 +172,12 @@ class QueryEngine:
             plan = self.plan(q, k, clusters_to_search, points_to_rerank, target_recall)
         self.last_plan = plan
         try:
-            if plan.stage == "clusters":
+            if plan.stage == "clusters":  # not supplied: read through the reader
                 self._store.fetch_missing(plan.probes, plan.fetched)
-                plan.runs, plan.ranges = [], []
-                self._advance(plan)
+                self._received(plan)
             if plan.stage == "vectors":
                 self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
-                plan.runs, plan.ranges, plan.stage = [], [], "ready"
+                self._received(plan)
             ids, dists = self._finish(plan)
         finally:
             self._store.release()

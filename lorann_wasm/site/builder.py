@@ -115,7 +115,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
         raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
     _check_out(out, inputs)
     from .runtime import ensure_assets
-    ensure_assets()  # before the slow work: a missing runtime is reported at once
+    runtime = ensure_assets()  # before the slow work: a missing runtime is reported at once
     if html_root is not None and link_base is None:
         inside = os.path.realpath(out).startswith(os.path.realpath(html_root) + os.sep)
         link_base = out if inside else html_root
@@ -148,7 +148,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a site is an ordinary folder
     try:
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
-                             title or _default_title(inputs), fields)
+                             title or _default_title(inputs), fields, runtime)
         _finish_manifest(staging, manifest)
         _publish(staging, out)
     except BaseException:
@@ -172,7 +172,8 @@ def _hashed(staging, folder, stem, suffix):
     return f"{folder}/{named}"
 
 
-def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title, fields):
+def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title, fields,
+              runtime):
     from .runtime import copy_runtime
 
     web = web_folder()
@@ -192,7 +193,7 @@ def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title,
     if with_model:
         shutil.copy(browser_model(user_cache("models")), os.path.join(data, "model.safetensors"))
         search["model"] = _hashed(staging, "data", "model", ".safetensors")
-    copy_runtime(os.path.join(staging, "pyodide"))
+    copy_runtime(os.path.join(staging, "pyodide"), src=runtime)
     os.makedirs(os.path.join(staging, "wheels"))
     wheel = package_wheel(os.path.join(staging, "wheels"))
     return {"generator": GENERATOR, "format": FORMAT, "wheel": f"wheels/{wheel}",

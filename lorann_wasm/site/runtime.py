@@ -137,9 +137,10 @@ def ensure_assets(cache=None):
     return folder
 
 
-def copy_runtime(dest, with_scipy=False):
-    """Copy the verified runtime into ``dest``: the core and NumPy (SciPy + OpenBLAS on request)."""
-    src = ensure_assets()
+def copy_runtime(dest, with_scipy=False, src=None):
+    """Copy the verified runtime into ``dest``: the core and NumPy (SciPy + OpenBLAS on
+    request). ``src``: the folder :func:`ensure_assets` returned, if already called."""
+    src = src or ensure_assets()
     os.makedirs(dest, exist_ok=True)
     with open(os.path.join(src, "pyodide-lock.json")) as f:
         lock = json.load(f)
