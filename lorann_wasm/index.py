@@ -4,6 +4,7 @@ import numpy as np
 
 from ._checks import as_int, as_matrix, as_prepared_queries, check_k
 from .atomic import atomic_output
+from .filtering.columns import AttributeTable
 from .format.index_file import cluster_crcs, decode_index, encode_index
 from .metrics import check_nonzero_rows, prepare
 from .params import IndexParams, check_target_recall, lookup, lookup_target
@@ -30,14 +31,19 @@ class LorannIndex(QueryEngine):
     training query trains. ``quantization_bits`` is 8 or None (float32
     scorer). ``rerank_dtype`` is ``"float32"``, ``"float16"`` or ``"int8"``;
     for int8, ``int8_scales`` is ``"dimension"`` or ``"vector"``. ``seed``
-    fixes every random choice.
+    fixes every random choice. ``attributes`` (a dict of column name -> one
+    value per point: ints, floats, bools, strings or lists of strings; see
+    :mod:`.filtering.columns`) are stored in the index for ``where=`` filters.
 
     Call :meth:`build` before searching.
     """
 
-    def __init__(self, data, **build_args):
+    def __init__(self, data, attributes=None, **build_args):
         data = as_matrix(data, "data")
-        self._params = IndexParams.for_data(*data.shape, **build_args)
+        self._attributes = (None if attributes is None
+                            else AttributeTable.from_columns(attributes, data.shape[0]))
+        self._params = IndexParams.for_data(
+            *data.shape, attributes=self._attributes and self._attributes.schema, **build_args)
         if self._params.distance == "cosine":
             check_nonzero_rows(data, "data")
         self._data = data
@@ -92,7 +98,7 @@ class LorannIndex(QueryEngine):
             held_out = np.sort(rng.choice(tuning_source.n, count, replace=False))
         with MemorySink(p) as sink:
             tensors = train(source, p, sink, queries=queries, held_out=held_out,
-                            executor=executor, verbose=log)
+                            executor=executor, verbose=log, attributes=self._attributes)
         self._attach(tensors, p)
         self._data = None  # the sorted rerank vectors replace it
         if held_out is not None and len(held_out):

@@ -14,6 +14,7 @@ import numbers
 from typing import NamedTuple, Optional
 
 from ._checks import as_int, check_k
+from .filtering.columns import check_schema
 from .metrics import check_distance
 
 RERANK_DTYPES = ("float32", "float16", "int8")
@@ -88,11 +89,14 @@ class IndexParams:
     #: so a lazy reader can fetch a cluster's scorer first and only its candidates'
     #: vectors after (files made before this have none)
     row_checksums: bool = False
+    #: the attribute columns points may be filtered on (see :mod:`.filtering.columns`):
+    #: a list of {"name", "kind"[, "values"]}, or None
+    attributes: Optional[list] = None
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
                  quantization_bits=8, distance="ip", seed=0, rerank_dtype="float32",
-                 int8_scales="dimension"):
+                 int8_scales="dimension", attributes=None):
         """Validated parameters (with default search settings) for n vectors of dimension ``dim``.
 
         Arguments as :class:`.LorannIndex`; raises ``TypeError``/``ValueError``
@@ -112,7 +116,7 @@ class IndexParams:
                    quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
-                   points_to_rerank=r, row_checksums=True)
+                   points_to_rerank=r, row_checksums=True, attributes=attributes)
 
     def __post_init__(self):
         check_distance(self.distance)
@@ -153,6 +157,8 @@ class IndexParams:
             _check_tuning(self.tuning, self.n_clusters, self.n)
         if not isinstance(self.row_checksums, bool):
             raise TypeError(f"row_checksums must be true or false, got {self.row_checksums!r}")
+        if self.attributes is not None:
+            check_schema(self.attributes)
 
     # -- the file's metadata ----------------------------------------------
 
@@ -167,6 +173,8 @@ class IndexParams:
             del fields["tuning"]
         if not fields["row_checksums"]:
             del fields["row_checksums"]  # files without them keep their bytes
+        if fields["attributes"] is None:
+            del fields["attributes"]
         return json.dumps(fields, sort_keys=True)
 
     @classmethod
@@ -234,9 +242,13 @@ def _check_tuning(tuning, n_clusters, n):
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) \
                 and 0 < row[0] <= 1 and 0 <= row[3] <= 1 and count(row[1], n_clusters) \
                 and type(row[2]) is int and row[2] >= 1
+        factor = tuning.get("filter_factor", 1.0)
+        ok = ok and isinstance(factor, (int, float)) and not isinstance(factor, bool) \
+            and 0.1 <= factor <= 1000
     if not ok:
         raise ValueError("the tuning table in the parameters is malformed (it needs k, "
-                         "queries, leave_one_out, target_recall and table)")
+                         "queries, leave_one_out, target_recall and table; filter_factor "
+                         "is a number in [0.1, 1000])")
 
 
 def lookup_target(table, target):

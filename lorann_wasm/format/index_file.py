@@ -31,6 +31,7 @@ import zlib
 import numpy as np
 
 from .._checks import MAX_SQ_NORM
+from ..filtering.columns import check_columns, is_point_tensor, tensor_specs
 from ..params import IndexParams
 from . import safetensors_io
 from .safetensors_io import as_bytes, crc32_chain
@@ -77,7 +78,14 @@ def expected_tensors(p):
     if p.row_checksums:
         spec["vector_checks"] = ("<u4", (n,))
         spec["cluster_scorer_crc32"] = ("<u4", (c,))
+    if p.attributes:
+        spec.update(tensor_specs(p.attributes, n, c))
     return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
+
+
+def is_per_point(name):
+    """Whether tensor ``name`` holds one row per point (sorted by cluster)."""
+    return name in PER_POINT or is_point_tensor(name)
 
 
 def _ordered(specs):
@@ -91,8 +99,8 @@ def index_layout(params):
     :data:`ALIGN` boundary, then the per-point tensors.
     """
     specs = expected_tensors(params)
-    prefix = _ordered({k: v for k, v in specs.items() if k not in PER_POINT})
-    points = _ordered({k: v for k, v in specs.items() if k in PER_POINT})
+    prefix = _ordered({k: v for k, v in specs.items() if not is_per_point(k)})
+    points = _ordered({k: v for k, v in specs.items() if is_per_point(k)})
     layout = [(k,) + specs[k] for k in prefix]
     prefix_bytes = sum(int(np.prod(specs[k][1], dtype=np.int64)) * specs[k][0].itemsize
                        for k in prefix)
@@ -103,7 +111,7 @@ def index_layout(params):
 
 def per_point_order(params):
     """Names of the per-point tensors in file order."""
-    return [name for name, _, _ in index_layout(params) if name in PER_POINT]
+    return [name for name, _, _ in index_layout(params) if is_per_point(name)]
 
 
 def scorer_order(params):
@@ -187,7 +195,7 @@ def encode_index(tensors, params):
         arrays.append(np.ascontiguousarray(arr))
     header = safetensors_io.make_header(layout, file_metadata(params))
     chunks = [as_bytes(a) for a in arrays]
-    n_prefix = next(i for i, (name, _, _) in enumerate(layout) if name in PER_POINT)
+    n_prefix = next(i for i, (name, _, _) in enumerate(layout) if is_per_point(name))
     header["__metadata__"][PREFIX_CHECKSUM_KEY] = \
         f"crc32:{prefix_crc(header, chunks[:n_prefix]):08x}"
     crc = crc32_chain(chunks, safetensors_io.header_crc(header))
@@ -251,6 +259,8 @@ def check_finite_and_scales(t):
         if not np.isfinite(arr).all():
             invalid(f"tensor {name!r} contains NaN or infinite values")
         limit = MAX_SQ_NORM if name == "sq_norms" else MAX_ABS
+        if name.startswith(("attr.", "summary.")):
+            limit = np.inf  # attribute values are compared, never multiplied
         if name in SCALES:
             if not (arr > 0).all():
                 invalid(f"tensor {name!r} has non-positive scales")
@@ -296,6 +306,15 @@ def check_values(t, n=None):
     check_finite_and_scales(t)
 
 
+def check_attributes(tensors, params):
+    """The attribute columns present in ``tensors`` hold values a query can use."""
+    if params.attributes:
+        try:
+            check_columns(tensors, params.attributes)
+        except ValueError as exc:
+            invalid(str(exc))
+
+
 def check_prefix(header, prefix, required):
     """Verify ``prefix_checksum`` over the header and the ``prefix`` bytes.
 
@@ -314,7 +333,7 @@ def check_prefix(header, prefix, required):
 
 def prefix_end(header):
     """Offset (in the data section) where the per-point tensors start."""
-    return min(header[k]["data_offsets"][0] for k in PER_POINT if k in header)
+    return min(entry["data_offsets"][0] for k, entry in header.items() if is_per_point(k))
 
 
 def decode_index(buf):
@@ -328,6 +347,7 @@ def decode_index(buf):
     tensors.pop("_padding", None)
     check_layout({k: (v.dtype, v.shape) for k, v in tensors.items()}, params)
     check_values(tensors, params.n)
+    check_attributes(tensors, params)
     header, data_start = safetensors_io.parse_header(memoryview(buf).cast("B"))
     check_prefix(header, memoryview(buf).cast("B")[data_start:data_start + prefix_end(header)],
                  required=False)

@@ -81,3 +81,34 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     if with_scores:
         return pos, np.where(pos >= 0, approx.ravel()[where].reshape(keep.shape), np.inf)
     return pos
+
+
+def rows_of(arrays, probes):
+    """Every position of the clusters ``probes`` (1-D) and the index into ``probes``
+    of its cluster: ``(positions, which)``, one vectorised enumeration."""
+    sizes = arrays.sizes[probes]
+    which = np.repeat(np.arange(len(probes)), sizes)
+    first = arrays.offsets[probes] - (np.cumsum(sizes) - sizes)
+    return np.arange(int(sizes.sum())) + first[which], which
+
+
+def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rerank):
+    """The best ``points_to_rerank`` of the passing ``positions`` of one query, by
+    approximate score, best first is not promised: (R,).
+
+    Unlike :func:`candidates_single` only the passing points are scored: their
+    rows of ``B`` are gathered one by one (``which`` indexes ``probes``, the
+    cluster of each position), so a filter passing 1 % of a cluster costs 1 %
+    of its scoring.
+    """
+    if points_to_rerank >= len(positions):
+        return positions
+    t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
+    cluster = probes[which]
+    within = positions - arrays.offsets[cluster]
+    entry = (arrays.block_start[cluster] + within // arrays.block) * arrays.block \
+        + within % arrays.block
+    r = arrays.A_t.shape[1]
+    approx = np.einsum("ij,ij->i", arrays.B_blocks.reshape(-1, r)[entry], t[which])
+    approx += arrays.bias_blocks.ravel()[entry]
+    return positions[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]

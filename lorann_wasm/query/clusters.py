@@ -42,6 +42,9 @@ class ClusterArrays:
     (a lazily loaded index's cached clusters, each with ``codes``,
     ``sq_norms`` and ``row_scale``).
 
+    ``attributes`` maps the attribute tensors (``attr.NAME``) to their rows,
+    or is None when :meth:`attribute` joins them from ``clusters``.
+
     ``block`` is the rows per block (:func:`block_rows`). Derived:
     ``B_blocks`` (blocks, block, r), ``bias_blocks`` (+inf on padding rows)
     and ``pos_blocks`` (the position of each block entry, -1 on padding);
@@ -49,8 +52,10 @@ class ClusterArrays:
     """
 
     def __init__(self, *, A_t, offsets, ids, block, B_rows=None, bias=None, B_blocks=None,
-                 bias_blocks=None, vectors=None, clusters=None, dim_scales=(None, None)):
+                 bias_blocks=None, vectors=None, clusters=None, dim_scales=(None, None),
+                 attributes=None):
         self.A_t, self.ids, self.block = A_t, ids, block
+        self.attributes = attributes
         self.vectors, self.clusters, self.dim_scales = vectors, clusters, dim_scales
         self.offsets = offsets.astype(np.intp)  # on wasm32, repeat/bincount refuse int64
         self.sizes = np.diff(self.offsets)
@@ -79,6 +84,14 @@ class ClusterArrays:
     @property
     def n_clusters(self):
         return self.sizes.shape[0]
+
+    def attribute(self, name):
+        """The rows of attribute tensor ``name`` (``attr.NAME``) for every position."""
+        if self.attributes is None:
+            self.attributes = {}
+        if name not in self.attributes:
+            self.attributes[name] = np.concatenate([c.attributes[name] for c in self.clusters])
+        return self.attributes[name]
 
     def cluster_B(self, j):
         """Cluster j's ``B_j`` transposed, (n_j, r): a view into the blocks."""

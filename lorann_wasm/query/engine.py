@@ -16,6 +16,13 @@ A search is planned, then finished:
 3. :meth:`QueryEngine.search` given the plan finishes it, reading through
    the index's reader whatever was not supplied: exact reranking
    (:mod:`.rerank`) of the candidates.
+
+A filtered search (``where=``, ``allow=``; :mod:`..filtering`) plans from the
+prefix's attribute summaries which clusters to probe, per query, and takes
+one of two paths (``plan.path``, chosen by :mod:`..filtering.planner`):
+"filtered" scores only the passing points of adaptively probed clusters;
+"exact" reranks every passing point. An unfiltered search (or one whose
+filter passes every point) takes the path "approximate".
 """
 
 import dataclasses
@@ -23,8 +30,12 @@ import dataclasses
 import numpy as np
 
 from .._checks import as_prepared_queries
+from ..filtering.planner import (DEFAULT_FILTER_FACTOR, choose_path, filtered_probes,
+                                 passing_clusters)
+from ..filtering.predicates import compile_filter
 from ..params import SearchSettings
-from .candidates import BATCH_BLOCK, candidates_batch, candidates_single
+from .candidates import (BATCH_BLOCK, candidates_batch, candidates_filtered, candidates_single,
+                         rows_of)
 from .rerank import rerank, rerank_one
 
 
@@ -38,6 +49,11 @@ class Plan:
     ``runs`` and ``ranges`` are the clusters still to fetch and their byte
     ranges (empty for a resident index); ``fetched`` counts what this
     search fetched.
+
+    A filtered search has its :class:`.Filter` in ``filter``, ``probes`` as a
+    list of 1-D arrays (one per query: adaptive probing probes more or fewer
+    clusters per query) and ``passing``, the estimated number of points
+    that pass; ``path`` is "approximate", "filtered" or "exact".
     """
 
     queries: np.ndarray
@@ -54,6 +70,16 @@ class Plan:
     stage: str = "clusters"
     view: tuple = None  # (ClusterArrays, probes renumbered into it)
     candidates: np.ndarray = None
+    filter: object = None
+    path: str = "approximate"
+    passing: float = None
+
+    @property
+    def probed(self):
+        """Every probe of the plan as one flat array (clusters, with repeats)."""
+        if isinstance(self.probes, list):
+            return np.concatenate(self.probes) if self.probes else np.zeros(0, np.intp)
+        return np.ravel(self.probes)
 
 
 def pad_results(ids, dists, k):
@@ -97,7 +123,7 @@ class QueryEngine:
         return self._params.distance
 
     def plan(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
-             target_recall=None):
+             target_recall=None, where=None, allow=None, filter_path=None):
         """Validate a search and probe its clusters: a :class:`Plan`.
 
         Arguments as :meth:`search`. ``plan.ranges`` are the byte ranges
@@ -108,13 +134,40 @@ class QueryEngine:
         p = self._params
         queries, single = as_prepared_queries(q, p.dim, p.distance)
         settings = p.search_settings(k, clusters_to_search, points_to_rerank, target_recall)
+        if filter_path not in (None, "filtered", "exact"):
+            raise ValueError(f"filter_path must be None, 'filtered' or 'exact', got "
+                             f"{filter_path!r}")
+        flt = compile_filter(where, allow, p.attributes, p.n)
         reduced = self._prefix.reduce(queries[0] if single else queries)
-        probes = self._prefix.probe(reduced, settings.clusters_to_search)
-        runs, ranges = self._store.missing(probes)
-        plan = Plan(queries, single, settings, reduced, probes, runs, ranges,
+        plan = Plan(queries, single, settings, reduced, None, [], [],
                     {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
+        if flt is not None:
+            self._plan_filtered(plan, flt, filter_path)
+        if plan.filter is None:
+            plan.probes = self._prefix.probe(reduced, settings.clusters_to_search)
+        plan.runs, plan.ranges = self._store.missing(plan.probed)
         self._advance(plan)
         return plan
+
+    def _plan_filtered(self, plan, flt, filter_path):
+        """Bound the filter per cluster, choose the path and each query's probes
+        (see :mod:`..filtering.planner`); a filter every point passes is dropped."""
+        p, sizes = self._params, self._prefix.sizes
+        allowed_counts = None if flt.allowed is None else self._store.allowed_counts(flt.allowed)
+        estimate, everyone = flt.bounds(self._prefix.summaries, sizes, allowed_counts)
+        if everyone[sizes > 0].all():
+            return
+        factor = (p.tuning or {}).get("filter_factor", DEFAULT_FILTER_FACTOR)
+        budget = plan.settings.clusters_to_search * p.n / p.n_clusters * factor
+        plan.filter, plan.passing = flt, float(estimate.sum())
+        plan.path = filter_path or choose_path(estimate, sizes, budget,
+                                               plan.settings.points_to_rerank, p.dim, p.rank)
+        count = 1 if plan.single else len(plan.queries)
+        if plan.path == "exact":
+            plan.probes = passing_clusters(estimate, count)
+        else:
+            distances = self._prefix.distances(plan.reduced.reshape(count, -1))
+            plan.probes = filtered_probes(distances, estimate, budget)
 
     def _received(self, plan):
         """What ``plan.ranges`` asked for is here: on to the next stage."""
@@ -127,8 +180,14 @@ class QueryEngine:
     def _advance(self, plan):
         """With the probed clusters here: the candidates, and the vectors they still need."""
         if plan.stage == "clusters" and not plan.runs:
-            plan.view = self._store.view(plan.probes)
-            plan.candidates = self._candidates(plan)
+            if plan.filter is None:
+                plan.view = self._store.view(plan.probes)
+                plan.candidates = self._candidates(plan)
+            else:
+                plan.candidates = self._filtered_candidates(plan)
+            if plan.view is None:  # nothing can pass the filter
+                plan.stage = "ready"
+                return
             plan.runs, plan.ranges = self._store.missing_vectors(plan.view[0], plan.candidates)
             plan.stage = "vectors" if plan.runs else "ready"
 
@@ -151,7 +210,8 @@ class QueryEngine:
             raise ValueError("this plan was made by another index")
 
     def search(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
-               return_distances=False, target_recall=None):
+               return_distances=False, target_recall=None, where=None, allow=None,
+               filter_path=None):
         """Approximate ``k`` nearest neighbours of ``q``.
 
         ``q`` is (d,) for one query, giving 1-D results, or (b, d), giving
@@ -164,16 +224,25 @@ class QueryEngine:
         instead picks them from the build-time tuning table (the cheapest
         setting measured to reach at least that recall@10). If fewer than k
         points are reached, the tail is padded with id -1 and distance inf.
+
+        ``where`` (conditions on the index's attributes, see
+        :mod:`lorann_wasm.filtering.predicates`) and ``allow`` (ids, or a
+        boolean mask over ids) restrict the results to the points that pass
+        both: the k nearest of those, never another; fewer than k if fewer
+        pass. How such a search ran is in ``last_plan.path`` ("filtered":
+        adaptive probing, "exact": every passing point reranked);
+        ``filter_path`` forces one of the two.
         """
         if isinstance(q, Plan):
             self._own(q)
             plan = q
         else:
-            plan = self.plan(q, k, clusters_to_search, points_to_rerank, target_recall)
+            plan = self.plan(q, k, clusters_to_search, points_to_rerank, target_recall,
+                             where, allow, filter_path)
         self.last_plan = plan
         try:
             if plan.stage == "clusters":  # not supplied: read through the reader
-                self._store.fetch_missing(plan.probes, plan.fetched)
+                self._store.fetch_missing(plan.probed, plan.fetched)
                 self._received(plan)
             if plan.stage == "vectors":
                 self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
@@ -196,8 +265,45 @@ class QueryEngine:
         return np.concatenate(
             [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
 
+    def _filtered_candidates(self, plan):
+        """Per query the passing points of its probes, all of them ("exact") or the
+        ``points_to_rerank`` best by approximate score ("filtered"), -1 padded."""
+        flat = plan.probed
+        count = len(plan.probes)
+        if not flat.size:
+            return np.full((0,) if plan.single else (count, 0), -1, dtype=np.intp)
+        arrays, local = self._store.view(flat)
+        split = np.split(local, np.cumsum([len(pr) for pr in plan.probes])[:-1])
+        plan.view = (arrays, split)
+        to_rerank = plan.settings.points_to_rerank
+        reduced = plan.reduced.reshape(count, -1)
+        found, shared = [], None
+        for i, probes in enumerate(split):
+            if plan.path == "exact" and shared is not None:
+                found.append(shared)  # the same clusters for every query
+                continue
+            positions, which = rows_of(arrays, probes)
+            keep = plan.filter.passes(arrays, positions)
+            positions, which = positions[keep], which[keep]
+            if plan.path == "exact":
+                shared = positions
+            else:
+                positions = candidates_filtered(arrays, reduced[i], probes, positions, which,
+                                                to_rerank)
+            found.append(positions)
+        if plan.single:
+            return found[0]
+        width = max(len(f) for f in found)
+        out = np.full((count, width), -1, dtype=np.intp)
+        for i, f in enumerate(found):
+            out[i, :len(f)] = f
+        return out
+
     def _finish(self, plan):
         k = plan.settings.k
+        if plan.view is None:  # nothing passed the filter
+            shape = (0,) if plan.single else (len(plan.queries), 0)
+            return pad_results(np.zeros(shape, np.int64), np.zeros(shape, np.float32), k)
         arrays, candidates = plan.view[0], plan.candidates
         if plan.single:
             vectors, rows, back = arrays.rerank_view(candidates)

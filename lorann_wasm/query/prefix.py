@@ -36,6 +36,9 @@ class Prefix:
         self.dim_scale = t.get("vectors_dim_scale")
         self.cluster_crc32 = t["cluster_crc32"]
         self.cluster_scorer_crc32 = t.get("cluster_scorer_crc32")  # files with row checksums
+        #: per-cluster summaries of the attribute columns (see filtering.columns)
+        self.summaries = {name: value for name, value in t.items()
+                          if name.startswith("summary.")}
 
     @property
     def n_clusters(self):
@@ -45,9 +48,13 @@ class Prefix:
         """Queries in the globally reduced space."""
         return queries if self.projection_t is None else times_transposed(queries, self.projection_t)
 
-    def probe(self, reduced, clusters_to_search):
-        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
+    def distances(self, reduced):
+        """Distances (up to a per-query constant) to every centroid: (C,) or (b, C)."""
         dist = times_transposed(reduced, self.centroids_scaled)
         if self.centroid_bias is not None:
             dist += self.centroid_bias
-        return smallest_k(dist, clusters_to_search)
+        return dist
+
+    def probe(self, reduced, clusters_to_search):
+        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
+        return smallest_k(self.distances(reduced), clusters_to_search)

@@ -27,8 +27,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..format.index_file import RERANK_PARTS, check_values, cluster_crc, invalid, vector_checks
+from ..format.index_file import RERANK_PARTS, check_attributes, check_values, cluster_crc, invalid, vector_checks
 from ..quantization import dequantize_int8
+from ..filtering.columns import is_point_tensor
 from .clusters import ClusterArrays, block_rows
 from .vectors import RerankVectors
 
@@ -71,7 +72,13 @@ class ResidentClusters:
                                 scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
         self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"],
                                     block=block_rows(params.n, params.n_clusters), B_rows=B,
-                                    bias=bias, vectors=vectors)
+                                    bias=bias, vectors=vectors,
+                                    attributes={k: v for k, v in t.items() if is_point_tensor(k)})
+
+    def allowed_counts(self, allowed):
+        """The number of ids ``allowed`` (a mask over ids) in each cluster."""
+        seen = np.concatenate(([0], np.cumsum(allowed[self.arrays.ids])))
+        return seen[self.arrays.offsets[1:]] - seen[self.arrays.offsets[:-1]]
 
     def missing(self, probes):
         return [], []
@@ -101,7 +108,7 @@ class _Cluster:
     """
 
     __slots__ = ("j", "B_blocks", "bias_blocks", "codes", "sq_norms", "row_scale", "ids",
-                 "checks", "have", "nbytes")
+                 "checks", "have", "attributes", "nbytes")
 
     def __init__(self, j, parts, params, vector_specs=()):
         B, bias = _point_arrays(parts, params)
@@ -111,6 +118,7 @@ class _Cluster:
         self.B_blocks, self.bias_blocks = alone.B_blocks, alone.bias_blocks
         self.sq_norms, self.ids = parts["sq_norms"], parts["ids"]
         self.checks = parts.get("vector_checks")
+        self.attributes = {k: v for k, v in parts.items() if is_point_tensor(k)}
         if "vectors" in parts:
             self.codes, self.row_scale = parts["vectors"], parts.get("vectors_row_scale")
             self.have = np.ones(len(B), dtype=bool)
@@ -122,7 +130,9 @@ class _Cluster:
                               else None)
             self.have = np.zeros(len(B), dtype=bool)
         self.nbytes = sum(a.nbytes for a in (self.B_blocks, self.bias_blocks, self.codes,
-                                              self.sq_norms, self.ids))
+                                              self.sq_norms, self.ids, self.have,
+                                              *self.attributes.values())) + (
+            0 if self.checks is None else self.checks.nbytes)
 
 
 class FetchedClusters:
@@ -227,6 +237,7 @@ class FetchedClusters:
                     "or changed while it was being read")
         ids = parts["ids"]
         check_values(parts, self.params.n)  # ids in range and distinct, values finite
+        check_attributes(parts, self.params)
         owners = self._owner[ids]
         if ((owners != -1) & (owners != j)).any():
             invalid(f"cluster {j} holds ids that another cluster holds too")
@@ -235,6 +246,10 @@ class FetchedClusters:
         self._cache[j] = cluster
         self.cached_bytes += cluster.nbytes
         self.stats["clusters_fetched"] += 1
+
+    def allowed_counts(self, allowed):
+        """None: which cluster holds an id is known only once it is fetched."""
+        return None
 
     # -- what a query reads ---------------------------------------------------
 

@@ -11,6 +11,7 @@ renamed when complete, and is byte-identical for any executor, and to
 ``LorannIndex(...).build(target_recall=None).save()`` of the same data.
 """
 
+from ..filtering.columns import AttributeTable
 from ..params import IndexParams
 from .kmeans import ASSIGN_CHUNK, SAMPLE_PER_CLUSTER
 from .pipeline import train
@@ -53,7 +54,7 @@ def memory_bound(n, d, params, chunk_bytes=CHUNK_BYTES):
 
 
 def build_file(data, path, *, training_queries=None, executor=None, verbose=False,
-               scratch_dir=None, **build_args):
+               scratch_dir=None, attributes=None, **build_args):
     """Build an index of ``data`` without holding it in memory; write it to ``path``.
 
     ``data`` is an array-like of shape (n, d) read by row slices: a
@@ -65,7 +66,8 @@ def build_file(data, path, *, training_queries=None, executor=None, verbose=Fals
     its untuned defaults (no auto-tuning here). ``executor`` runs the
     per-cluster regressions; the file does not depend on it. A scratch file
     of n * d * 4 bytes is made in ``scratch_dir`` (default: beside ``path``)
-    and removed. Returns the index parameters.
+    and removed. ``attributes`` are filterable columns as for :class:`.LorannIndex`
+    (held in memory: one value per point). Returns the index parameters.
     """
     log = progress_logger(verbose)
     source = data if isinstance(data, RowSource) else RowSource(data, "data")
@@ -75,11 +77,14 @@ def build_file(data, path, *, training_queries=None, executor=None, verbose=Fals
                    else RowSource(training_queries, "training_queries"))
         if queries.d != source.d:
             raise ValueError(f"training_queries have dimension {queries.d}, data has {source.d}")
-    p = IndexParams.for_data(source.n, source.d, **build_args)
+    table = None if attributes is None else AttributeTable.from_columns(attributes, source.n)
+    p = IndexParams.for_data(source.n, source.d, attributes=table and table.schema,
+                             **build_args)
     bound, _ = memory_bound(source.n, source.d, p)
     log(f"out-of-core build of {source.n} x {source.d}: working set bound "
         f"{bound / 2**20:.0f} MB (data {source.n * source.d * 4 / 2**20:.0f} MB as float32)")
     with FileSink(path, p, scratch_dir) as sink:
-        total = train(source, p, sink, queries=queries, executor=executor, verbose=log)
+        total = train(source, p, sink, queries=queries, executor=executor, verbose=log,
+                      attributes=table)
     log(f"wrote {path} ({total / 2**20:.1f} MB)")
     return p.to_dict()

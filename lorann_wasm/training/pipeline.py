@@ -41,14 +41,17 @@ def sample_rows(rng, n, size):
     return np.sort(rng.choice(n, size, replace=False))
 
 
-def train(source, params, sink, *, queries=None, held_out=None, executor=None, verbose=False):
+def train(source, params, sink, *, queries=None, held_out=None, executor=None, verbose=False,
+          attributes=None):
     """Train an index on the rows of ``source`` with ``params``; write it into ``sink``.
 
     ``queries`` (a :class:`.RowSource`, or None for the data itself) are the
     training queries; their rows ``held_out`` (increasing) are left out of
     the regressions (they are kept for tuning). ``executor`` runs the
-    per-cluster regressions; the output does not depend on it. Returns
-    what ``sink.finish`` returns.
+    per-cluster regressions; the output does not depend on it.
+    ``attributes`` (an :class:`.AttributeTable`, matching ``params.attributes``)
+    are stored per point in cluster order, with per-cluster summaries in the
+    prefix. Returns what ``sink.finish`` returns.
     """
     log = progress_logger(verbose)
     p = params
@@ -129,6 +132,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
                                        p.int8_scales or "dimension", dim_range)
         parts = {"ids": ids[lo:hi], "sq_norms": vectors.sq_norms, "vectors": vectors.codes,
                  "vectors_row_scale": vectors.vector_scale}
+        if attributes is not None:
+            parts.update(attributes.point_rows(ids[lo:hi]))
         if p.quantization_bits == 8:
             parts["B"], parts["B_scales"] = quantize_int8(b.T, axis=1)
         else:
@@ -144,6 +149,10 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         prefix["A"] = A
     if p.int8_scales == "dimension":
         prefix["vectors_dim_offset"], prefix["vectors_dim_scale"] = dimension_scales(*dim_range)
+    if attributes is not None:
+        prefix.update(attributes.summaries(ids, offsets))
+        log(f"attributes {', '.join(c['name'] for c in p.attributes)}: stored with "
+            "per-cluster summaries")
     log(f"rerank vectors stored as {p.rerank_dtype}")
     return sink.finish(prefix)
 
