@@ -137,6 +137,17 @@ def _worker_init():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _attributes(args, n):
+    """The --attributes file's columns, or None."""
+    if not args.attributes:
+        return None
+    from .filtering.files import read_attributes
+    try:
+        return read_attributes(args.attributes, n)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _build_kwargs(args):
     return dict(n_clusters=args.n_clusters, global_dim=args.global_dim, rank=args.rank,
                 train_size=args.train_size,
@@ -154,7 +165,7 @@ def cmd_build(args):
     print(f"read {args.input}: {data.shape[0]:,} vectors x {data.shape[1]} dims", file=sys.stderr)
     training = _read(args.training_queries, what="training queries") if args.training_queries else None
     t0 = time.perf_counter()
-    index = LorannIndex(data, **_build_kwargs(args))
+    index = LorannIndex(data, attributes=_attributes(args, data.shape[0]), **_build_kwargs(args))
     with _executor(args, data.shape[0]) as executor:
         index.build(training_queries=training, verbose=_Bars(),
                     target_recall=args.target_recall, executor=executor)
@@ -186,7 +197,8 @@ def _build_out_of_core(args):
     try:
         with _executor(args, data.n) as executor:
             params = build_file(data, args.output, training_queries=training, executor=executor,
-                                verbose=_Bars(), **_build_kwargs(args))
+                                verbose=_Bars(), attributes=_attributes(args, data.n),
+                                **_build_kwargs(args))
     finally:
         data.close()
     _report_build(args, params, time.perf_counter() - t0)
@@ -200,6 +212,8 @@ def _report_build(args, p, build_s):
     print(f"build time {build_s:.1f} s; file {size / 1e6:.1f} MB = {size / raw:.2f}x raw float32")
     print(f"default search: clusters_to_search={p['clusters_to_search']}, "
           f"points_to_rerank={p['points_to_rerank']}")
+    if p.get("attributes"):
+        print("attributes: " + ", ".join(f"{c['name']} ({c['kind']})" for c in p["attributes"]))
 
 
 def _report_tuning(index, args):
@@ -236,9 +250,24 @@ def cmd_search(args):
     else:
         kw = {"clusters_to_search": args.clusters_to_search,
               "points_to_rerank": args.points_to_rerank}
+    if args.where:
+        try:
+            kw["where"] = json.loads(args.where)
+        except ValueError as exc:
+            raise CliError(f"--where is not JSON: {exc}") from None
+    if args.allow:
+        try:
+            kw["allow"] = np.load(args.allow, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--allow {args.allow}: {exc}") from None
     t0 = time.perf_counter()
     ids, dists = index.search(np.asarray(queries), args.k, return_distances=True, **kw)
     elapsed = time.perf_counter() - t0
+    plan = index.last_plan
+    if plan.filter is not None:
+        print(f"filter: about {plan.passing:,.0f} of {index.n:,} points pass; path "
+              f"{plan.path!r} ({'every passing point reranked' if plan.path == 'exact' else 'adaptive probing'})",
+              file=sys.stderr)
     if args.output:
         np.save(args.output, ids)
         if args.distances:
@@ -277,8 +306,14 @@ def cmd_info(args):
                                              else "no: no prefix checksum (save it again)"))
     params = out["params"]
     tuning = params.pop("tuning", None)
+    attributes = params.pop("attributes", None)
     for key, value in params.items():
         print(f"  {key:20} {value}")
+    for col in attributes or ():
+        values = col.get("values")
+        print(f"  attribute {col['name']!r}: {col['kind']}" + (
+            "" if values is None else f", {len(values)} values: "
+            + ", ".join(values[:8]) + (", ..." if len(values) > 8 else "")))
     if tuning:
         print(f"  tuning (recall@{tuning['k']}, {tuning['queries']} queries): "
               + ", ".join(f"{t}->({c},{r})" for t, c, r, _ in tuning["table"]))
@@ -290,6 +325,11 @@ def cmd_info(args):
 def cmd_bench(args):
     from .bench.runner import run_benchmark
     run_benchmark(args)
+
+
+def cmd_bench_filters(args):
+    from .bench.filtered import run
+    run(args)
 
 
 def cmd_site(args):
@@ -342,6 +382,9 @@ def make_parser():
                         f"from {POOL_MIN_VECTORS:,} vectors up, else 1); same file for any count")
     b.add_argument("--dask-scheduler", metavar="ADDRESS",
                    help="run the regressions on this Dask cluster (e.g. tcp://host:8786)")
+    b.add_argument("--attributes", metavar="FILE",
+                   help="filterable columns, row i for vector i: .jsonl, .csv or .npz "
+                        "(search them with --where)")
     b.add_argument("--out-of-core", action="store_true",
                    help="stream the input (.npy, .hdf5, .fvecs) instead of loading it: "
                         "bounded memory, no auto-tuning")
@@ -355,6 +398,9 @@ def make_parser():
     s.add_argument("--clusters-to-search", type=int)
     s.add_argument("--points-to-rerank", type=int)
     s.add_argument("--target-recall", type=_recall)
+    s.add_argument("--where", metavar="JSON", help='only points whose attributes pass, e.g. '
+                   '\'{"pos": "verb", "year": {"gte": 2000}}\'')
+    s.add_argument("--allow", metavar="IDS.npy", help="only these ids (int array or boolean mask)")
     s.add_argument("-o", "--output", help="write ids (int64, queries x k) to this .npy")
     s.add_argument("--distances", help="also write distances to this .npy (with -o)")
     s.set_defaults(func=cmd_search)
@@ -399,6 +445,10 @@ def make_parser():
     from .bench.runner import add_arguments
     add_arguments(sub.add_parser("bench", help="benchmark against exact search and peers"))
     sub.choices["bench"].set_defaults(func=cmd_bench)
+    from .bench.filtered import add_arguments as filter_arguments
+    filter_arguments(sub.add_parser("bench-filters", help="benchmark filtered search at "
+                                    "every selectivity against exact filtered search"))
+    sub.choices["bench-filters"].set_defaults(func=cmd_bench_filters)
     return ap
 
 

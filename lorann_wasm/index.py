@@ -1,5 +1,7 @@
 """``LorannIndex``: the public face of the index."""
 
+from collections import OrderedDict
+
 import numpy as np
 
 from ._checks import as_int, as_matrix, as_prepared_queries, check_k
@@ -111,7 +113,7 @@ class LorannIndex(QueryEngine):
         k = min(10, self.n - (self_ids is not None))
         if k < 1:
             return
-        from .training.tuning import choose, measure_grid
+        from .training.tuning import choose, measure_grid, tune_filter_factors
 
         results = measure_grid(self._prefix, self._store.arrays, queries, self.distance, k=k,
                                self_ids=self_ids, verbose=log)
@@ -121,6 +123,13 @@ class LorannIndex(QueryEngine):
             clusters_to_search=c, points_to_rerank=r, tuning={
                 "k": k, "queries": int(len(queries)), "leave_one_out": self_ids is not None,
                 "target_recall": target_recall, "table": table})
+        factors = tune_filter_factors(self, queries, self_ids, target_recall, k,
+                                      self._params.seed)
+        self._params = self._params.replace(tuning=dict(self._params.tuning,
+                                                        filter_factors=factors))
+        log("filtered search: probing budget factors " + ", ".join(
+            f"{f} at {s:.0%} passing" for s, f in factors) + f" reach recall@{k} >= "
+            f"{target_recall} under random allow lists")
         estimate = next(row[3] for row in table if row[0] == lookup_target(table, target_recall))
         log(f"tuned for recall@{k} >= {target_recall}: clusters_to_search={c}, "
             f"points_to_rerank={r} (estimated recall {estimate:.4f})")
@@ -132,6 +141,7 @@ class LorannIndex(QueryEngine):
         self._prefix = Prefix(tensors, params)
         self._store = ResidentClusters(tensors, params, self._prefix)
         self._positions = None  # id -> row, made on first get_vectors()
+        self._filters = OrderedDict()  # their bounds depend on the tensors
 
     # -- properties -------------------------------------------------------
 

@@ -242,13 +242,15 @@ def _check_tuning(tuning, n_clusters, n):
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in row) \
                 and 0 < row[0] <= 1 and 0 <= row[3] <= 1 and count(row[1], n_clusters) \
                 and type(row[2]) is int and row[2] >= 1
-        factor = tuning.get("filter_factor", 1.0)
-        ok = ok and isinstance(factor, (int, float)) and not isinstance(factor, bool) \
-            and 0.1 <= factor <= 1000
+        factors = tuning.get("filter_factors", [])
+        ok = ok and isinstance(factors, list) and len(factors) <= 16 and all(
+            isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            and 0 < pair[0] <= 1 and 0.01 <= pair[1] <= 1000 for pair in factors)
     if not ok:
         raise ValueError("the tuning table in the parameters is malformed (it needs k, "
-                         "queries, leave_one_out, target_recall and table; filter_factor "
-                         "is a number in [0.1, 1000])")
+                         "queries, leave_one_out, target_recall and table; filter_factors "
+                         "are [share, factor] pairs)")
 
 
 def lookup_target(table, target):

@@ -93,17 +93,31 @@ def read_idx(path):
     return data.reshape(shape)
 
 
+def _fashion_file(name):
+    path = os.path.join(FASHION_MNIST_DIR, name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path} not found: install it with 'apt-get install dataset-fashion-mnist'")
+    return read_idx(path)
+
+
 def fashion_mnist():
     """``(train, test)`` float32 arrays of shape (60000, 784) and (10000, 784)."""
     def images(name):
-        path = os.path.join(FASHION_MNIST_DIR, name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"{path} not found: install it with 'apt-get install dataset-fashion-mnist'")
-        arr = read_idx(path)
+        arr = _fashion_file(name)
         return arr.reshape(arr.shape[0], -1).astype(np.float32)
 
     return images("train-images-idx3-ubyte.gz"), images("t10k-images-idx3-ubyte.gz")
+
+
+#: Fashion-MNIST's ten classes, by label
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+
+
+def fashion_mnist_labels():
+    """The class names of the 60,000 training images (:data:`FASHION_CLASSES`)."""
+    return np.array(FASHION_CLASSES)[_fashion_file("train-labels-idx1-ubyte.gz")]
 
 
 # -- WordNet + MiniLM ---------------------------------------------------------
@@ -259,6 +273,9 @@ class Dataset:
     distance: str
     neighbors: np.ndarray
     extra: dict = None
+    #: attribute columns of the training rows, where the data has some
+    #: (Fashion-MNIST: class; wordnet-minilm: pos, lexname)
+    attributes: dict = None
 
 
 def ground_truth(train, queries, distance, k=100, tag=None):
@@ -288,11 +305,12 @@ def ground_truth(train, queries, distance, k=100, tag=None):
 def load(name, n_queries=1000, limit=None, seed=0, encoder="numpy"):
     """A :class:`Dataset` by name, queries held out of the data, ground truth cached."""
     rng = np.random.default_rng(seed)
-    extra = {}
+    extra, attributes = {}, None
     if name == "fashion-mnist":
         train, test = fashion_mnist()
+        attributes = {"class": fashion_mnist_labels()}
         if limit:
-            train = train[:limit]
+            train, attributes = train[:limit], {"class": attributes["class"][:limit]}
         queries, distance = test[:n_queries], "l2"
     elif name == "wordnet-minilm":
         vectors, synsets = wordnet_minilm(limit, encoder)
@@ -300,6 +318,9 @@ def load(name, n_queries=1000, limit=None, seed=0, encoder="numpy"):
         held[rng.choice(len(vectors), n_queries, replace=False)] = True
         train, queries, distance = vectors[~held], vectors[held], "ip"
         extra["train_ids"] = np.flatnonzero(~held)
+        kept = [synsets[i] for i in extra["train_ids"]]
+        attributes = {"pos": np.array([POS_NAMES[s["pos"]] for s in kept]),
+                      "lexname": np.array([s["lexname"] for s in kept])}
     elif name == "synthetic":
         both = synthetic((limit or 100_000) + n_queries, seed=seed)
         train, queries, distance = both[n_queries:], both[:n_queries], "l2"
@@ -308,4 +329,4 @@ def load(name, n_queries=1000, limit=None, seed=0, encoder="numpy"):
     neighbors = ground_truth(train, queries, distance,
                              tag=name if name != "wordnet-minilm" else f"{name}-{encoder}")
     return Dataset(name, np.ascontiguousarray(train), np.ascontiguousarray(queries), distance,
-                   neighbors, extra)
+                   neighbors, extra, attributes)

@@ -186,7 +186,7 @@ class AttributeTable:
 def _encode(name, column, n):
     """``(schema entry, encoded values in id order)`` of one user column."""
     where = f"attribute {name!r}"
-    if isinstance(column, np.ndarray) and column.dtype.kind in "biuf":
+    if isinstance(column, np.ndarray) and column.dtype.kind in "biufU":
         arr = column
         if arr.ndim != 1:
             raise ValueError(f"{where} must be one value per point, got shape {arr.shape}")
@@ -202,6 +202,8 @@ def _encode(name, column, n):
         raise ValueError(f"{where} has {length} values for {n} points")
     if arr is None:
         arr = _array_of_items(where, items)
+    elif arr.dtype.kind == "U" and any("\0" in v for v in np.unique(arr).tolist()):
+        raise ValueError(f"{where}: strings may not contain NUL characters")
     kind = arr.dtype.kind
     if kind == "b":
         return {"name": name, "kind": "bool"}, arr.astype(np.uint8)
@@ -251,7 +253,7 @@ def _array_of_items(where, items):
     if types and all(isinstance(v, (int, float, np.integer, np.floating))
                      and not isinstance(v, (bool, np.bool_)) for v in items):
         return np.array(items, dtype=np.float64)
-    if types <= {str, type(None)}:
+    if types <= {str, np.str_, type(None)}:
         if any(v is not None and "\0" in v for v in items):
             raise ValueError(f"{where}: strings may not contain NUL characters")
         return np.array(["\0" if v is None else v for v in items])

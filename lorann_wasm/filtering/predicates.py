@@ -26,6 +26,8 @@ strings (lists)    ``any all none`` (a list of strings; a bare string means
 =================  =========================================================
 """
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -269,13 +271,17 @@ class Filter:
         est = np.where(est > 0, np.maximum(est, np.minimum(size, 1.0)), 0.0)
         return est, full
 
-    def passes(self, arrays, positions):
-        """Whether the points at ``positions`` of the :class:`.ClusterArrays` ``arrays`` pass."""
-        ok = np.ones(len(positions), dtype=bool)
+    def passes(self, arrays, positions=None):
+        """Whether the points at ``positions`` (None: every position) of the
+        :class:`.ClusterArrays` ``arrays`` pass."""
+        def rows(column):
+            return column if positions is None else column[positions]
+
+        ok = np.ones(len(arrays.ids) if positions is None else len(positions), dtype=bool)
         for cond in self.conditions:
-            ok &= cond.test(arrays.attribute(point_tensor(cond.name))[positions])
+            ok &= cond.test(rows(arrays.attribute(point_tensor(cond.name))))
         if self.allowed is not None:
-            ok &= self.allowed[arrays.ids[positions]]
+            ok &= self.allowed[rows(arrays.ids)]
         return ok
 
 
@@ -300,3 +306,18 @@ def compile_filter(where, allow, schema, n):
     if not conditions and allowed is None:
         return None
     return Filter(conditions, allowed)
+
+
+def filter_key(where, allow):
+    """A string that is equal for equal filters (to reuse their bounds), or None."""
+    try:
+        text = json.dumps(where, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return None
+    if allow is not None:
+        arr = np.ascontiguousarray(allow)
+        if arr.dtype == object:
+            return None
+        text += f"|{arr.dtype.str}{arr.shape}:" + hashlib.blake2b(arr.tobytes(),
+                                                                  digest_size=16).hexdigest()
+    return text

@@ -26,16 +26,15 @@ filter passes every point) takes the path "approximate".
 """
 
 import dataclasses
+from collections import OrderedDict
 
 import numpy as np
 
 from .._checks import as_prepared_queries
-from ..filtering.planner import (DEFAULT_FILTER_FACTOR, choose_path, filtered_probes,
-                                 passing_clusters)
-from ..filtering.predicates import compile_filter
+from ..filtering.planner import choose_path, cluster_weights, filtered_probes, passing_clusters
+from ..filtering.predicates import compile_filter, filter_key
 from ..params import SearchSettings
-from .candidates import (BATCH_BLOCK, candidates_batch, candidates_filtered, candidates_single,
-                         rows_of)
+from .candidates import BATCH_BLOCK, candidates_batch, candidates_filtered, candidates_single
 from .rerank import rerank, rerank_one
 
 
@@ -73,6 +72,7 @@ class Plan:
     filter: object = None
     path: str = "approximate"
     passing: float = None
+    bounded: object = None
 
     @property
     def probed(self):
@@ -80,6 +80,23 @@ class Plan:
         if isinstance(self.probes, list):
             return np.concatenate(self.probes) if self.probes else np.zeros(0, np.intp)
         return np.ravel(self.probes)
+
+
+@dataclasses.dataclass
+class BoundedFilter:
+    """A compiled :class:`.Filter` with its per-cluster ``estimate`` of passing
+    points, whether ``everyone`` passes, and (resident indexes, once asked) which
+    points pass (``mask``, per position), their ``positions`` and the clusters
+    that hold them (``owners``)."""
+
+    filter: object
+    estimate: np.ndarray
+    everyone: bool
+    mask: np.ndarray = None
+    positions: np.ndarray = None
+    owners: np.ndarray = None
+    weights: np.ndarray = None  # toward the probing budget (planner.cluster_weights)
+    factors: list = None  # the tuned factors the weights were made with
 
 
 def pad_results(ids, dists, k):
@@ -137,37 +154,63 @@ class QueryEngine:
         if filter_path not in (None, "filtered", "exact"):
             raise ValueError(f"filter_path must be None, 'filtered' or 'exact', got "
                              f"{filter_path!r}")
-        flt = compile_filter(where, allow, p.attributes, p.n)
+        bounded = None if where is None and allow is None else self._bounded(where, allow)
         reduced = self._prefix.reduce(queries[0] if single else queries)
         plan = Plan(queries, single, settings, reduced, None, [], [],
                     {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
-        if flt is not None:
-            self._plan_filtered(plan, flt, filter_path)
+        if bounded is not None:
+            self._plan_filtered(plan, bounded, filter_path)
         if plan.filter is None:
             plan.probes = self._prefix.probe(reduced, settings.clusters_to_search)
         plan.runs, plan.ranges = self._store.missing(plan.probed)
         self._advance(plan)
         return plan
 
-    def _plan_filtered(self, plan, flt, filter_path):
-        """Bound the filter per cluster, choose the path and each query's probes
-        (see :mod:`..filtering.planner`); a filter every point passes is dropped."""
+    #: filters most recently used, with their bounds (a page of facets repeats a few)
+    FILTERS_KEPT = 16
+
+    def _bounded(self, where, allow):
+        """The :class:`BoundedFilter` of ``where`` and ``allow`` (None: they filter
+        nothing), from the cache of recent filters when it is there."""
+        cache = self.__dict__.setdefault("_filters", OrderedDict())
+        key = filter_key(where, allow)
+        if key is not None and key in cache:
+            cache.move_to_end(key)
+            return cache[key]
         p, sizes = self._params, self._prefix.sizes
+        flt = compile_filter(where, allow, p.attributes, p.n)
+        if flt is None:
+            return None
         allowed_counts = None if flt.allowed is None else self._store.allowed_counts(flt.allowed)
         estimate, everyone = flt.bounds(self._prefix.summaries, sizes, allowed_counts)
-        if everyone[sizes > 0].all():
+        bounded = BoundedFilter(flt, estimate, bool(everyone[sizes > 0].all()))
+        if key is not None:
+            cache[key] = bounded
+            while len(cache) > self.FILTERS_KEPT:
+                cache.popitem(last=False)
+        return bounded
+
+    def _plan_filtered(self, plan, bounded, filter_path):
+        """Choose the path and each query's probes (see :mod:`..filtering.planner`);
+        a filter every point passes is dropped."""
+        if bounded.everyone:
             return
-        factor = (p.tuning or {}).get("filter_factor", DEFAULT_FILTER_FACTOR)
-        budget = plan.settings.clusters_to_search * p.n / p.n_clusters * factor
-        plan.filter, plan.passing = flt, float(estimate.sum())
-        plan.path = filter_path or choose_path(estimate, sizes, budget,
-                                               plan.settings.points_to_rerank, p.dim, p.rank)
+        p, flt, estimate = self._params, bounded.filter, bounded.estimate
+        factors = (p.tuning or {}).get("filter_factors")
+        if bounded.weights is None or bounded.factors != factors:
+            bounded.weights = cluster_weights(factors, estimate, self._prefix.sizes)
+            bounded.factors = factors
+        budget = plan.settings.clusters_to_search * p.n / p.n_clusters
+        plan.filter, plan.passing, plan.bounded = flt, float(estimate.sum()), bounded
+        plan.path = filter_path or choose_path(estimate, bounded.weights, budget,
+                                               plan.settings.points_to_rerank, p.dim,
+                                               p.global_dim, p.rank, not self._store.resident)
         count = 1 if plan.single else len(plan.queries)
         if plan.path == "exact":
             plan.probes = passing_clusters(estimate, count)
         else:
             distances = self._prefix.distances(plan.reduced.reshape(count, -1))
-            plan.probes = filtered_probes(distances, estimate, budget)
+            plan.probes = filtered_probes(distances, bounded.weights, budget)
 
     def _received(self, plan):
         """What ``plan.ranges`` asked for is here: on to the next stage."""
@@ -277,20 +320,31 @@ class QueryEngine:
         plan.view = (arrays, split)
         to_rerank = plan.settings.points_to_rerank
         reduced = plan.reduced.reshape(count, -1)
-        found, shared = [], None
-        for i, probes in enumerate(split):
-            if plan.path == "exact" and shared is not None:
-                found.append(shared)  # the same clusters for every query
-                continue
-            positions, which = rows_of(arrays, probes)
-            keep = plan.filter.passes(arrays, positions)
-            positions, which = positions[keep], which[keep]
-            if plan.path == "exact":
-                shared = positions
-            else:
-                positions = candidates_filtered(arrays, reduced[i], probes, positions, which,
-                                                to_rerank)
-            found.append(positions)
+        bounded = plan.bounded
+        if bounded.mask is not None and self._store.resident:
+            mask, passing, owner = bounded.mask, bounded.positions, bounded.owners
+        else:  # one test of every point in the view: the whole index, or the probed clusters
+            mask = plan.filter.passes(arrays)
+            passing = np.flatnonzero(mask)
+            owner = np.searchsorted(arrays.offsets, passing, side="right") - 1
+            if self._store.resident:  # the same view every time: keep them
+                bounded.mask, bounded.positions, bounded.owners = mask, passing, owner
+        if plan.path == "exact":  # every passing point, the same for every query
+            found = [passing] * count
+        else:
+            found = []
+            slot = np.empty(arrays.n_clusters, dtype=np.intp)
+            for i, probes in enumerate(split):
+                slot.fill(-1)
+                slot[probes] = np.arange(len(probes))
+                which = slot[owner]
+                keep = which >= 0
+                positions, which = passing[keep], which[keep]
+                if 4 * len(positions) >= arrays.sizes[probes].sum():  # dense: whole blocks
+                    found.append(candidates_single(arrays, reduced[i], probes, to_rerank, mask))
+                else:
+                    found.append(candidates_filtered(arrays, reduced[i], probes, positions,
+                                                     which, to_rerank))
         if plan.single:
             return found[0]
         width = max(len(f) for f in found)

@@ -65,6 +65,9 @@ def _point_arrays(parts, params):
 class ResidentClusters:
     """All clusters of a fully loaded index, from its tensors."""
 
+    #: every view is the same (the whole index), so what is learnt of one holds for all
+    resident = True
+
     def __init__(self, tensors, params, prefix):
         t = tensors
         B, bias = _point_arrays(t, params)
@@ -145,6 +148,7 @@ class FetchedClusters:
     ``stats`` counts bytes, requests, clusters fetched and cache hits.
     """
 
+    resident = False
     #: candidate vector rows closer than this are fetched as one range: a gap of
     #: a few rows costs less than another request
     MERGE_GAP_BYTES = 4096

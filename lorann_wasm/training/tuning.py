@@ -12,6 +12,14 @@ how busy the machine is:
   + R * d                (exact reranking)
 
 where ``points(c)`` is the mean number of points in the c probed clusters.
+
+Filtered search (:mod:`..filtering.planner`) probes clusters until the
+estimated passing points reach ``clusters_to_search`` times the mean
+cluster size times a factor; :func:`tune_filter_factors` picks, for filters
+passing 50 %, 10 % and 1 % of the points, the smallest factor at which
+held-out queries filtered by random allow lists (independent of the
+vectors: passing points are spread over every cluster) reach the target
+recall.
 When the tuning queries are data points (no training queries given), each
 query's own id is left out of both its exact and its approximate results
 (leave-one-out), so the estimate is not inflated by trivial self-matches.
@@ -145,4 +153,57 @@ def choose(results, targets=TARGETS, z=1.0):
         ok = [t for t in results if t[2] - z * t[4] >= target]
         c, R, rec, _, _ = min(ok, key=lambda t: t[3]) if ok else most_accurate
         table.append([float(target), int(c), int(R), round(float(rec), 4)])
+    return table
+
+
+#: budget factors tried, in increasing order; the shares of points the random allow
+#: lists of :func:`tune_filter_factors` pass; the queries it uses, at most
+FILTER_FACTORS = (0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+FILTER_SHARES = (0.5, 0.1, 0.01)
+FILTER_QUERIES = 200
+#: recall gains below this (200 queries estimate recall@10 to about 0.005) count as none
+FILTER_FLAT = 0.003
+
+
+def tune_filter_factors(index, queries, self_ids, target, k, seed=0):
+    """``[[share, factor], ...]``: for each of :data:`FILTER_SHARES`, the smallest
+    :data:`FILTER_FACTORS` entry at which filtered search of ``queries`` (at most
+    :data:`FILTER_QUERIES`) under a random allow list passing that share of the
+    points (independent of the vectors) reaches ``target`` recall@k; if none
+    does (the unfiltered setting itself may fall a little short), the first
+    within :data:`FILTER_FLAT` of the best recall measured. ``self_ids``
+    (queries that are data points) are left out of every allow list. The
+    index's parameters are restored afterwards.
+    """
+    rng = np.random.default_rng(seed)
+    queries = queries[:FILTER_QUERIES]
+    arrays, n = index._store.arrays, index.n
+    params = index._params
+    table = []
+    try:
+        for share in FILTER_SHARES:
+            allowed = rng.random(n) < share
+            if self_ids is not None:
+                allowed[self_ids[:FILTER_QUERIES]] = False
+            if allowed.sum() < k:
+                continue
+            rows, _ = brute_force(arrays.vectors, queries, k, index.distance,
+                                  allowed[arrays.ids])
+            truth = arrays.ids[rows]
+            recalls = []
+            for factor in FILTER_FACTORS:
+                index._params = params.replace(
+                    tuning=dict(params.tuning, filter_factors=[[share, factor]]))
+                found = index.search(queries, k, allow=allowed, filter_path="filtered")
+                recalls.append(recall_at_k(found, truth, k))
+                if recalls[-1] >= target:
+                    break
+            # the first factor reaching the target; else the first one within
+            # FILTER_FLAT of the best recall seen (more probing no longer helps)
+            best = max(recalls)
+            chosen = next(f for f, rec in zip(FILTER_FACTORS, recalls)
+                          if rec >= min(target, best - FILTER_FLAT))
+            table.append([share, chosen])
+    finally:
+        index._params = params
     return table
