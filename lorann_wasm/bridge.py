@@ -44,6 +44,24 @@ def _default(value, name):
     return None if value == 0 else value
 
 
+def _filter(text):
+    """``(where, allow)`` from the JSON a page sends ("" for no filter)."""
+    if not text:
+        return None, None
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        raise ValueError("the filter is not valid JSON") from None
+    if not isinstance(spec, dict) or set(spec) - {"where", "allow"}:
+        raise ValueError('the filter must be {"where": {...}, "allow": [ids]}')
+    allow = spec.get("allow")
+    if allow is not None:
+        if not isinstance(allow, list) or not all(type(i) is int for i in allow):
+            raise ValueError("allow must be a list of integer ids")
+        allow = np.array(allow, dtype=np.int64)
+    return spec.get("where"), allow
+
+
 class JsRangeReader:
     """A reader for :class:`.lazy.LazyIndex` backed by a JS object.
 
@@ -106,18 +124,24 @@ class Session:
                      "fetched": dict(self.index.stats)}
         return json.dumps({"bytes": self.nbytes, **self.index.params, **extra})
 
-    def plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
+    def plan(self, queries, count, k, clusters_to_search=0, points_to_rerank=0, filter_json=""):
         """Plan a search (see :meth:`.QueryEngine.plan`); returns the byte ranges it
-        still needs as JSON ``{"ranges": [[start, stop], ...]}`` (empty for a whole
-        index). The worker fetches them in parallel and hands them to
-        :meth:`supply` until no ranges are left, then calls :meth:`finish`. Same
-        arguments as :meth:`search`."""
+        still needs as JSON ``{"ranges": [[start, stop], ...], "path": ...,
+        "passing": ...}`` (no ranges for a whole index; ``path`` and the estimated
+        ``passing`` points as in :class:`.Plan`). The worker fetches the ranges in
+        parallel and hands them to :meth:`supply` until no ranges are left, then
+        calls :meth:`finish`. ``filter_json`` is "" or ``{"where": {...} or null,
+        "allow": [ids] or null}``; the other arguments are those of :meth:`search`."""
         self._require()
         q = _queries(queries, count)
-        self._pending = self.index.plan(q[0] if q.shape[0] == 1 else q, _count(k, "k"),
-                                    clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
-                                    points_to_rerank=_default(points_to_rerank, "points_to_rerank"))
-        return json.dumps({"ranges": [[a, b] for a, b in self._pending.ranges]})
+        where, allow = _filter(filter_json)
+        plan = self.index.plan(q[0] if q.shape[0] == 1 else q, _count(k, "k"),
+                               clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
+                               points_to_rerank=_default(points_to_rerank, "points_to_rerank"),
+                               where=where, allow=allow)
+        self._pending = plan
+        return json.dumps({"ranges": [[a, b] for a, b in plan.ranges], "path": plan.path,
+                           "passing": plan.passing})
 
     def supply(self, buffers):
         """Hand over the responses to the ranges asked for (a list of byte buffers);
@@ -157,17 +181,21 @@ class Session:
         if self.index is None:
             raise ValueError("no index is loaded")
 
-    def search(self, queries, count, k, clusters_to_search=0, points_to_rerank=0):
+    def search(self, queries, count, k, clusters_to_search=0, points_to_rerank=0,
+               filter_json=""):
         """Approximate search; ``queries`` holds ``count`` float32 vectors back to back.
 
         Returns ``(ids, distances)``, flat (count * k,), best first per query.
+        ``filter_json`` as in :meth:`plan`.
         """
         self._require()
         q = _queries(queries, count)
+        where, allow = _filter(filter_json)
         ids, dists = self.index.search(
             q[0] if q.shape[0] == 1 else q, _count(k, "k"),
             clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
-            points_to_rerank=_default(points_to_rerank, "points_to_rerank"), return_distances=True)
+            points_to_rerank=_default(points_to_rerank, "points_to_rerank"), return_distances=True,
+            where=where, allow=allow)
         return ids.astype(np.int32).ravel(), dists.ravel()
 
     def exact_search(self, queries, count, k):

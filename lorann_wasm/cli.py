@@ -342,7 +342,8 @@ def cmd_site(args):
     try:
         build_site(args.inputs, args.output, fields=fields, html_root=args.html_root,
                    vectors=args.vectors, passage_tokens=args.passage_tokens, whole=args.whole,
-                   title=args.title, target_recall=args.target_recall)
+                   title=args.title, target_recall=args.target_recall,
+                   facets=args.facet_field)
     except AssetError as exc:
         raise CliError(str(exc)) from None
     print(f"Made {args.output}. Try it: lorann-wasm serve {args.output}")
@@ -426,6 +427,10 @@ def make_parser():
     t.add_argument("--id-field", default="id", help="... with the id (id)")
     t.add_argument("--field", action="append", default=[], metavar="NAME",
                    help="a further field shown with each result (repeatable)")
+    t.add_argument("--facet-field", action="append", default=[], metavar="NAME",
+                   help="a field (strings or lists of strings) to filter results by, offered "
+                        "on the page (repeatable; shown with each result too). For folders "
+                        "of pages, 'section' is a page's top folder")
     t.add_argument("--vectors", help=".npy of one embedding per document, instead of MiniLM "
                    "(the page then offers the vector API only)")
     t.add_argument("--passage-tokens", type=int, default=200,

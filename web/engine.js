@@ -3,6 +3,9 @@
 //   const engine = await LorannEngine.create({ indexUrl, baseUrl, onProgress });
 //   const { ids, distances, ms } = await engine.search(float32Vector, 10,
 //                                       { clustersToSearch, pointsToRerank });
+//   const verbs = await engine.search(v, 10, { where: { pos: "verb" }, allow: [3, 7, 9] });
+//   // verbs.path: "filtered" (adaptive probing) or "exact"; verbs.passing: estimated
+//   // points passing (filters as in Python's LorannIndex.search(where=, allow=))
 //   const batch = await engine.searchBatch(float32Matrix, count, 10);  // flat (count * k)
 //   await engine.loadIndex(url, { lazy: true });  // big index: fetch clusters on demand
 //
@@ -72,7 +75,12 @@ export class LorannEngine {
   }
 
   _options(opts) {
-    return { clustersToSearch: opts.clustersToSearch || 0, pointsToRerank: opts.pointsToRerank || 0 };
+    const filtered = opts.where != null || opts.allow != null;
+    const filter = filtered ? JSON.stringify({ where: opts.where ?? null,
+                                               allow: opts.allow ? Array.from(opts.allow) : null })
+      : "";
+    return { clustersToSearch: opts.clustersToSearch || 0, pointsToRerank: opts.pointsToRerank || 0,
+             filter };
   }
 
   // One query vector -> { ids, distances, ms } of length k (plus, for a lazily

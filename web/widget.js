@@ -51,8 +51,10 @@ export async function openSite(base, onStatus = () => {}) {
 }
 
 // Search text; returns { groups: [{ doc, title, url, fields, passages: [record] }], ... }.
-export async function searchSite(handle, text, k = 10) {
-  const result = await handle.engine.searchText(text, Math.min(3 * k, handle.site.search.n));
+// where (optional) filters by the site's facets, e.g. { pos: "verb" }.
+export async function searchSite(handle, text, k = 10, where = null) {
+  const result = await handle.engine.searchText(text, Math.min(3 * k, handle.site.search.n),
+                                                where ? { where } : {});
   const ids = Array.from(result.ids).filter((id) => id >= 0);
   const records = await handle.store.get(ids);
   const groups = new Map();
@@ -66,7 +68,26 @@ export async function searchSite(handle, text, k = 10) {
     group.passages.push({ ...rec, id: ids[i], score: -result.distances[i] });
   });
   return { groups: [...groups.values()], ids, embedMs: result.embedMs, searchMs: result.searchMs,
-           fetched: result.fetched };
+           fetched: result.fetched, path: result.path, passing: result.passing };
+}
+
+// One <select> per facet of the site ("" = any value); onChange() when one changes.
+function facetControls(facets, onChange) {
+  const selects = facets.map(({ name, values }) => {
+    const select = el("select", { className: "lorann-facet" },
+                      el("option", { value: "", textContent: `Any ${name}` }),
+                      ...values.map(([value, count]) => el("option", {
+                        value, textContent: `${value} (${count.toLocaleString()})` })));
+    select.dataset.facet = name;
+    select.setAttribute("aria-label", `Filter by ${name}`);
+    select.addEventListener("change", onChange);
+    return select;
+  });
+  const where = () => {
+    const chosen = selects.filter((s) => s.value !== "");
+    return chosen.length ? Object.fromEntries(chosen.map((s) => [s.dataset.facet, s.value])) : null;
+  };
+  return { node: el("div", { className: "lorann-facets" }, ...selects), where };
 }
 
 function pieces(text) {
@@ -196,6 +217,8 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
   }
   status.textContent = `${s.documents.toLocaleString()} documents ready to search.`;
   input.disabled = false;
+  const facets = facetControls(s.facets || [], () => run(input.value));
+  if ((s.facets || []).length) input.after(facets.node);
   let latest = 0;
   const isLatest = (token) => token === latest;
   async function run(query) {
@@ -206,12 +229,16 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       return;
     }
     try {
-      const found = await searchSite(handle, query, k);
+      const where = facets.where();
+      const found = await searchSite(handle, query, k, where);
       if (!isLatest(token)) return;
       const queryStems = stems(query);
       list.replaceChildren(...found.groups.map((g) => resultNode(g, queryStems)));
+      const filtered = where && found.path !== "approximate"
+        ? ` · filtered: about ${Math.round(found.passing).toLocaleString()} passages match` : "";
       status.textContent = `${found.groups.length} results · embed ${found.embedMs.toFixed(0)} ms · ` +
-        `search ${found.searchMs.toFixed(0)} ms`;
+        `search ${found.searchMs.toFixed(0)} ms${filtered}`;
+      element.dataset.path = found.path;
       element.dataset.answers = String(Number(element.dataset.answers || 0) + 1);
       element.dataset.ids = found.ids.join(" ");
     } catch (err) {

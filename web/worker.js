@@ -172,9 +172,11 @@ function unpack(result) {
 // Plan, fetch what the plan still needs (lazily loaded: the probed clusters'
 // ranges, then the candidates' vector rows, each set in parallel), then
 // finish without probing again.
-async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank) {
+async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter = "") {
   let fetchMs = 0;
-  let plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank));
+  let plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank, filter));
+  const path = plan.path;
+  const passing = plan.passing;
   while (plan.ranges.length) {
     const url = lazyUrl;
     const fetchStart = performance.now();
@@ -183,15 +185,18 @@ async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank
     plan = JSON.parse(session.supply(parts.map((part) => part.bytes)));
   }
   const out = unpack(session.finish());
+  out.path = path;  // "approximate", or for a filter "filtered" / "exact"
+  if (passing !== null) out.passing = passing;  // estimated points passing the filter
   const fetched = JSON.parse(session.fetch_stats());
   if (fetched) out.fetched = { ...fetched, ms: fetchMs };  // lazily loaded: what this search fetched
   return out;
 }
 
-async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, exact = false }) {
+async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, filter = "",
+                        exact = false }) {
   const start = performance.now();
   const out = exact ? unpack(session.exact_search(queries, count, k))
-    : await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank);
+    : await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter);
   out.ms = performance.now() - start;
   return out;
 }
@@ -210,12 +215,12 @@ function embed({ texts }) {
   return { vectors: take(session.embed(JSON.stringify(texts))) };
 }
 
-async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0 }) {
+async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0, filter = "" }) {
   if (typeof text !== "string" || !text.trim()) throw new Error("the query text is empty");
   const start = performance.now();
   const vector = take(session.embed(JSON.stringify([text])));
   const embedded = performance.now();
-  const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank);
+  const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank, filter);
   out.embedMs = embedded - start;
   out.searchMs = performance.now() - embedded;
   out.ms = performance.now() - start;

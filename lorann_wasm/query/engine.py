@@ -35,7 +35,8 @@ from ..filtering.planner import choose_path, cluster_weights, filtered_probes, p
 from ..filtering.predicates import compile_filter, filter_key
 from ..params import SearchSettings
 from .candidates import BATCH_BLOCK, candidates_batch, candidates_filtered, candidates_single
-from .rerank import rerank, rerank_one
+from .rerank import brute_force, exact_l2, rerank, rerank_one
+from .vectors import RerankVectors
 
 
 @dataclasses.dataclass
@@ -95,6 +96,7 @@ class BoundedFilter:
     mask: np.ndarray = None
     positions: np.ndarray = None
     owners: np.ndarray = None
+    subset: object = None  # the passing rows' RerankVectors, for the exact path
     weights: np.ndarray = None  # toward the probing budget (planner.cluster_weights)
     factors: list = None  # the tuned factors the weights were made with
 
@@ -331,6 +333,12 @@ class QueryEngine:
                 bounded.mask, bounded.positions, bounded.owners = mask, passing, owner
         if plan.path == "exact":  # every passing point, the same for every query
             found = [passing] * count
+            v = arrays.vectors
+            if (self._store.resident and bounded.subset is None
+                    and len(passing) * v.codes[:1].nbytes <= self.SUBSET_BYTES):
+                bounded.subset = RerankVectors(
+                    v.codes[passing], v.sq_norms[passing], offset=v.offset, scale=v.scale,
+                    vector_scale=None if v.vector_scale is None else v.vector_scale[passing])
         else:
             found = []
             slot = np.empty(arrays.n_clusters, dtype=np.intp)
@@ -353,12 +361,28 @@ class QueryEngine:
             out[i, :len(f)] = f
         return out
 
+    #: an exact filtered search keeps its passing rows' vectors side by side (one
+    #: product instead of a gather per query) when they take at most this
+    SUBSET_BYTES = 32 << 20
+
+    def _finish_exact(self, plan, arrays):
+        """Exact search over the passing rows' vectors, kept contiguous."""
+        subset, positions, k = plan.bounded.subset, plan.bounded.positions, plan.settings.k
+        distance = self._params.distance
+        rows, dists = brute_force(subset, plan.queries, min(k, len(positions)), distance)
+        if distance == "l2":
+            rows, dists = exact_l2(subset, plan.queries, rows, dists)
+        ids = arrays.ids[positions[rows]]
+        return pad_results(ids[0], dists[0], k) if plan.single else pad_results(ids, dists, k)
+
     def _finish(self, plan):
         k = plan.settings.k
         if plan.view is None:  # nothing passed the filter
             shape = (0,) if plan.single else (len(plan.queries), 0)
             return pad_results(np.zeros(shape, np.int64), np.zeros(shape, np.float32), k)
         arrays, candidates = plan.view[0], plan.candidates
+        if plan.path == "exact" and plan.bounded.subset is not None:
+            return self._finish_exact(plan, arrays)
         if plan.single:
             vectors, rows, back = arrays.rerank_view(candidates)
             rows, dists = rerank_one(vectors, plan.queries[0], rows, k, self._params.distance)

@@ -25,7 +25,7 @@ def candidate_distances(vectors, queries, rows, distance):
     return from_inner_products(ip, distance, vectors.sq_norms[rows], q_sq[..., None])
 
 
-def _exact_l2(vectors, queries, rows, dist):
+def exact_l2(vectors, queries, rows, dist):
     """Recompute squared L2 of the final ``rows`` as ``||x - q||^2`` and re-sort.
 
     Ranking uses the expansion ``||x||^2 - 2<q, x> + ||q||^2``, which is fast
@@ -52,7 +52,7 @@ def rerank_one(vectors, query, candidates, k, distance):
     best = smallest_k(dist, k)
     rows, dist = candidates[best], dist[best]
     if distance == "l2":
-        rows, dist = _exact_l2(vectors, query, rows, dist)
+        rows, dist = exact_l2(vectors, query, rows, dist)
     return rows, dist
 
 
@@ -79,7 +79,7 @@ def rerank(vectors, queries, candidates, k, distance):
         out_rows[s:s + step] = cand[rows, best]
         out_dist[s:s + step] = dist[rows, best]
     if distance == "l2":
-        out_rows, out_dist = _exact_l2(vectors, queries, out_rows, out_dist)
+        out_rows, out_dist = exact_l2(vectors, queries, out_rows, out_dist)
     out_rows[~np.isfinite(out_dist)] = -1
     return out_rows, out_dist
 

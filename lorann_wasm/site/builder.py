@@ -14,6 +14,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
@@ -96,9 +98,13 @@ def _publish(staging, out):
 
 
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
-               passage_tokens=200, whole=False, title=None, target_recall=0.95):
+               passage_tokens=200, whole=False, title=None, target_recall=0.95, facets=()):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 
+    ``facets`` are fields (strings or lists of strings) stored in the index as
+    attributes: the page offers them as filters. For folders of pages the
+    field ``section`` is a page's top folder (``tutorial`` for
+    ``tutorial/errors.html``).
     ``html_root``: the root of a built HTML site among the inputs; result
     links are relative to ``link_base`` (default: ``out`` when it is inside
     ``html_root``, else ``html_root``). ``vectors``: an .npy of one embedding
@@ -110,6 +116,8 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     from ..embed.minilm import minilm_model_dir
 
     check_passage_tokens(passage_tokens)
+    facets = list(dict.fromkeys(facets))
+    fields = replace(fields, extra=tuple(dict.fromkeys(fields.extra + tuple(facets))))
     inputs = list(inputs) or ([html_root] if html_root else [])
     if not inputs:
         raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
@@ -123,6 +131,10 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     docs = list(read_inputs(inputs, fields, html_root, link_base, skip=[out]))
     if not docs:
         raise SiteError(f"no documents found in {', '.join(inputs)}")
+    if "section" in fields.extra:
+        for doc in docs:  # pages: their top folder; records keep their own field
+            if "section" not in doc.fields:
+                doc.fields["section"] = doc.id.split("/")[0] if "/" in doc.id else None
     if vectors is None:
         tokenizer = WordPieceTokenizer(os.path.join(minilm_model_dir(), "vocab.txt"))
         passages = split_documents(docs, tokenizer, passage_tokens)
@@ -136,8 +148,13 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     embeddings = _embed(passages, vectors, len(docs))
     _log(f"indexing {len(embeddings):,} vectors of dimension {embeddings.shape[1]}")
     distance = "ip" if vectors is None else "cosine"
-    index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
-                        rank=min(32, embeddings.shape[1])).build(target_recall=target_recall)
+    try:
+        index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
+                            rank=min(32, embeddings.shape[1]),
+                            attributes=_facet_columns(passages, docs, facets))
+    except (TypeError, ValueError) as exc:
+        raise SiteError(f"--facet-field: {exc}") from None
+    index.build(target_recall=target_recall)
     old_ids = index.number_by_position()
 
     parent = os.path.dirname(os.path.abspath(out))
@@ -149,6 +166,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     try:
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
                              title or _default_title(inputs), fields, runtime)
+        manifest["search"]["facets"] = _facet_listing(docs, facets)
         _finish_manifest(staging, manifest)
         _publish(staging, out)
     except BaseException:
@@ -157,6 +175,32 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     _log(f"{out}: {len(docs):,} documents, {len(passages):,} passages, "
          f"{manifest['bytes'] / 1e6:.1f} MB in all ({time.perf_counter() - t0:.1f} s)")
     return manifest
+
+
+def _facet_columns(passages, docs, facets):
+    """The facet fields per passage (its document's value), as index attributes: a
+    field that is a list anywhere is a list of strings everywhere."""
+    if not facets:
+        return None
+    columns = {}
+    for name in facets:
+        values = [docs[p.doc].fields.get(name) for p in passages]
+        if any(isinstance(v, list) for v in values):
+            values = [v if isinstance(v, list) else [] if v is None else [v] for v in values]
+        columns[name] = values
+    return columns
+
+
+def _facet_listing(docs, facets):
+    """For site.json: each facet's values with their numbers of documents."""
+    out = []
+    for name in facets:
+        counts = Counter()
+        for doc in docs:
+            value = doc.fields.get(name)
+            counts.update(value if isinstance(value, list) else [] if value is None else [value])
+        out.append({"name": name, "values": sorted([v, c] for v, c in counts.items())})
+    return out
 
 
 def _default_title(inputs):
