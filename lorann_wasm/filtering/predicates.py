@@ -242,13 +242,12 @@ class Filter:
     def __init__(self, conditions, allowed):
         self.conditions, self.allowed = conditions, allowed
 
-    def bounds(self, summaries, sizes, allowed_counts=None):
+    def bounds(self, summaries, sizes):
         """``(estimate, all_pass)`` per cluster: the estimated number of passing points
         (0 only if none can pass) and whether every point certainly passes.
 
-        ``summaries`` are the prefix's summary tensors by name; ``allowed_counts``
-        the exact number of allowed ids per cluster, if the caller knows it
-        (else the allow list is assumed spread evenly)."""
+        ``summaries`` are the prefix's summary tensors by name. Which cluster holds
+        an id is not in the prefix: an allow list is assumed spread evenly."""
         size = sizes.astype(np.float64)
         est, full = size.copy(), sizes > 0
         for cond in self.conditions:
@@ -257,13 +256,10 @@ class Filter:
                 est = np.where(size > 0, est * (e / size), 0.0)
             full &= f
         if self.allowed is not None:
-            if allowed_counts is None:
-                share = self.allowed.mean() if len(self.allowed) else 0.0
-                e, f = size * share, np.full(len(size), share == 1.0)
-                if share > 0:
-                    e = np.maximum(e, np.minimum(size, 1.0))
-            else:
-                e, f = allowed_counts.astype(np.float64), allowed_counts == sizes
+            share = self.allowed.mean() if len(self.allowed) else 0.0
+            e, f = size * share, np.full(len(size), share == 1.0)
+            if share > 0:
+                e = np.maximum(e, np.minimum(size, 1.0))
             with np.errstate(invalid="ignore", divide="ignore"):
                 est = np.where(size > 0, est * (e / size), 0.0)
             full &= f

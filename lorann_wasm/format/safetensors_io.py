@@ -21,11 +21,13 @@ import numpy as np
 
 #: safetensors dtype name -> NumPy dtype (little-endian); nothing else is accepted
 DTYPES = {
+    "F64": np.dtype("<f8"),  # attribute columns (filtering.columns)
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
     "I64": np.dtype("<i8"),
     "I32": np.dtype("<i4"),
     "U32": np.dtype("<u4"),
+    "U16": np.dtype("<u2"),
     "I8": np.dtype("i1"),
     "U8": np.dtype("u1"),
 }

@@ -74,6 +74,7 @@ class Plan:
     path: str = "approximate"
     passing: float = None
     bounded: object = None
+    budget: float = None  # adaptive probing's, in (weighted) points
 
     @property
     def probed(self):
@@ -157,13 +158,18 @@ class QueryEngine:
             raise ValueError(f"filter_path must be None, 'filtered' or 'exact', got "
                              f"{filter_path!r}")
         bounded = None if where is None and allow is None else self._bounded(where, allow)
-        reduced = self._prefix.reduce(queries[0] if single else queries)
-        plan = Plan(queries, single, settings, reduced, None, [], [],
+        plan = Plan(queries, single, settings, None, None, [], [],
                     {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
         if bounded is not None:
             self._plan_filtered(plan, bounded, filter_path)
+        if plan.path != "exact":  # (the exact path needs neither)
+            plan.reduced = self._prefix.reduce(queries[0] if single else queries)
         if plan.filter is None:
-            plan.probes = self._prefix.probe(reduced, settings.clusters_to_search)
+            plan.probes = self._prefix.probe(plan.reduced, settings.clusters_to_search)
+        elif plan.path == "filtered":
+            count = 1 if single else len(queries)
+            distances = self._prefix.distances(plan.reduced.reshape(count, -1))
+            plan.probes = filtered_probes(distances, bounded.weights, plan.budget)
         plan.runs, plan.ranges = self._store.missing(plan.probed)
         self._advance(plan)
         return plan
@@ -183,9 +189,15 @@ class QueryEngine:
         flt = compile_filter(where, allow, p.attributes, p.n)
         if flt is None:
             return None
-        allowed_counts = None if flt.allowed is None else self._store.allowed_counts(flt.allowed)
-        estimate, everyone = flt.bounds(self._prefix.summaries, sizes, allowed_counts)
+        # From the prefix's summaries alone, also when every point is at hand: a
+        # lazily loaded index then plans the same probes and finds the same points.
+        estimate, everyone = flt.bounds(self._prefix.summaries, sizes)
         bounded = BoundedFilter(flt, estimate, bool(everyone[sizes > 0].all()))
+        if self._store.resident:  # test every point once per filter
+            arrays = self._store.arrays
+            bounded.mask = flt.passes(arrays)
+            bounded.positions = np.flatnonzero(bounded.mask)
+            bounded.owners = np.searchsorted(arrays.offsets, bounded.positions, side="right") - 1
         if key is not None:
             cache[key] = bounded
             while len(cache) > self.FILTERS_KEPT:
@@ -202,17 +214,13 @@ class QueryEngine:
         if bounded.weights is None or bounded.factors != factors:
             bounded.weights = cluster_weights(factors, estimate, self._prefix.sizes)
             bounded.factors = factors
-        budget = plan.settings.clusters_to_search * p.n / p.n_clusters
+        budget = plan.budget = plan.settings.clusters_to_search * p.n / p.n_clusters
         plan.filter, plan.passing, plan.bounded = flt, float(estimate.sum()), bounded
         plan.path = filter_path or choose_path(estimate, bounded.weights, budget,
                                                plan.settings.points_to_rerank, p.dim,
                                                p.global_dim, p.rank, not self._store.resident)
-        count = 1 if plan.single else len(plan.queries)
         if plan.path == "exact":
-            plan.probes = passing_clusters(estimate, count)
-        else:
-            distances = self._prefix.distances(plan.reduced.reshape(count, -1))
-            plan.probes = filtered_probes(distances, bounded.weights, budget)
+            plan.probes = passing_clusters(estimate, 1 if plan.single else len(plan.queries))
 
     def _received(self, plan):
         """What ``plan.ranges`` asked for is here: on to the next stage."""
@@ -230,11 +238,34 @@ class QueryEngine:
                 plan.candidates = self._candidates(plan)
             else:
                 plan.candidates = self._filtered_candidates(plan)
+                if self._probe_further(plan):
+                    plan.runs, plan.ranges = self._store.missing(plan.probed)
+                    self._advance(plan)
+                    return
             if plan.view is None:  # nothing can pass the filter
                 plan.stage = "ready"
                 return
             plan.runs, plan.ranges = self._store.missing_vectors(plan.view[0], plan.candidates)
             plan.stage = "vectors" if plan.runs else "ready"
+
+    def _probe_further(self, plan):
+        """Estimates can be high (numeric ranges, several conditions): a query whose
+        probes held fewer than k passing points probes every cluster that may hold
+        one. Returns whether any did."""
+        if plan.path != "filtered":
+            return False
+        found = plan.candidates.reshape(len(plan.probes), -1)
+        short = (found >= 0).sum(axis=1) < plan.settings.k
+        everywhere = np.flatnonzero(plan.bounded.estimate > 0)
+        more = False
+        for i in np.flatnonzero(short):
+            if len(plan.probes[i]) < len(everywhere):
+                rest = np.setdiff1d(everywhere, plan.probes[i])
+                plan.probes[i] = np.concatenate([plan.probes[i], rest])
+                more = True
+        if more:
+            plan.view, plan.candidates = None, None
+        return more
 
     def supply(self, plan, buffers):
         """Hand over the responses to ``plan.ranges`` (byte buffers, in order); the
@@ -321,16 +352,13 @@ class QueryEngine:
         split = np.split(local, np.cumsum([len(pr) for pr in plan.probes])[:-1])
         plan.view = (arrays, split)
         to_rerank = plan.settings.points_to_rerank
-        reduced = plan.reduced.reshape(count, -1)
         bounded = plan.bounded
-        if bounded.mask is not None and self._store.resident:
+        if self._store.resident:  # the view is the whole index: tested once per filter
             mask, passing, owner = bounded.mask, bounded.positions, bounded.owners
-        else:  # one test of every point in the view: the whole index, or the probed clusters
+        else:  # one test of every point of the probed clusters
             mask = plan.filter.passes(arrays)
             passing = np.flatnonzero(mask)
             owner = np.searchsorted(arrays.offsets, passing, side="right") - 1
-            if self._store.resident:  # the same view every time: keep them
-                bounded.mask, bounded.positions, bounded.owners = mask, passing, owner
         if plan.path == "exact":  # every passing point, the same for every query
             found = [passing] * count
             v = arrays.vectors
@@ -341,6 +369,7 @@ class QueryEngine:
                     vector_scale=None if v.vector_scale is None else v.vector_scale[passing])
         else:
             found = []
+            reduced = plan.reduced.reshape(count, -1)
             slot = np.empty(arrays.n_clusters, dtype=np.intp)
             for i, probes in enumerate(split):
                 slot.fill(-1)

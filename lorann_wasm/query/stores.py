@@ -78,11 +78,6 @@ class ResidentClusters:
                                     bias=bias, vectors=vectors,
                                     attributes={k: v for k, v in t.items() if is_point_tensor(k)})
 
-    def allowed_counts(self, allowed):
-        """The number of ids ``allowed`` (a mask over ids) in each cluster."""
-        seen = np.concatenate(([0], np.cumsum(allowed[self.arrays.ids])))
-        return seen[self.arrays.offsets[1:]] - seen[self.arrays.offsets[:-1]]
-
     def missing(self, probes):
         return [], []
 
@@ -250,10 +245,6 @@ class FetchedClusters:
         self._cache[j] = cluster
         self.cached_bytes += cluster.nbytes
         self.stats["clusters_fetched"] += 1
-
-    def allowed_counts(self, allowed):
-        """None: which cluster holds an id is known only once it is fetched."""
-        return None
 
     # -- what a query reads ---------------------------------------------------
 
