@@ -356,3 +356,43 @@ def test_real_documentation_pages_python3_doc(tokenizer, tmp_path):
                            (root / "search" / s["offsets"]).read_bytes(), range(s["n"]))
     best = records[index.search(model.encode("how do I catch an exception"), 1)[0]]
     assert best["u"].startswith("../tutorial/errors.html#"), best["u"]
+
+
+def test_facet_fields_become_filters(tmp_path):
+    """--facet-field: the index filters by it, site.json lists its values, and pages
+    in folders get their top folder as ``section``."""
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(
+        {"text": f"doc {i}", "kind": ["cat", "dog"][i % 2], **({"tags": ["a", "b"][:i % 3]}
+                                                                if i % 3 else {})}) + "\n"
+        for i in range(40)))
+    vectors = np.random.default_rng(0).standard_normal((40, 24)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    out = tmp_path / "out"
+    manifest = builder.build_site([str(tmp_path / "d.jsonl")], str(out),
+                                  vectors=str(tmp_path / "v.npy"), facets=["kind", "tags"])
+    s = manifest["search"]
+    assert s["facets"] == [{"name": "kind", "values": [["cat", 20], ["dog", 20]]},
+                           {"name": "tags", "values": [["a", 26], ["b", 13]]}]
+    assert s["fields"] == ["kind", "tags"]
+    index = LorannIndex.load(out / s["index"])
+    assert [(c["name"], c["kind"]) for c in index.params["attributes"]] == [
+        ("kind", "string"), ("tags", "strings")]
+    records = read_records((out / s["records"]).read_bytes(), (out / s["offsets"]).read_bytes(),
+                           range(40))
+    ids = index.search(vectors[3], 10, where={"kind": "dog", "tags": "b"})
+    assert len(ids) == 10 and all(
+        records[i]["f"]["kind"] == "dog" and "b" in records[i]["f"]["tags"] for i in ids if i >= 0)
+    assert (ids >= 0).sum() == sum(1 for i in range(40) if i % 2 and i % 3 == 2)
+
+    pages = tmp_path / "pages"
+    for folder, name in [("tutorial", "a"), ("tutorial", "b"), ("howto", "c"), (".", "d")]:
+        (pages / folder).mkdir(parents=True, exist_ok=True)
+        (pages / folder / f"{name}.md").write_text(f"# Page {name}\n\nAbout {name}.\n")
+    np.save(tmp_path / "p.npy", vectors[:4])
+    manifest = builder.build_site([str(pages)], str(tmp_path / "out2"),
+                                  vectors=str(tmp_path / "p.npy"), facets=["section"])
+    assert manifest["search"]["facets"] == [
+        {"name": "section", "values": [["howto", 1], ["tutorial", 2]]}]
+    with pytest.raises(builder.SiteError, match="--facet-field: attribute name 'my field'"):
+        builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out3"),
+                           vectors=str(tmp_path / "v.npy"), facets=["my field"])

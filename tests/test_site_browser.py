@@ -18,6 +18,7 @@ from conftest import local_page
 from lorann_wasm import LorannIndex
 from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM
+from lorann_wasm.lazy import FileReader, LazyIndex
 from lorann_wasm.site.builder import build_site
 from lorann_wasm.site.documents import Fields
 from lorann_wasm.site.serve import serve_in_background
@@ -55,8 +56,8 @@ def wordnet(tmp_path_factory):
     with open(work / "wordnet.jsonl", "w") as f:
         for doc in wordnet_documents(subset):
             f.write(json.dumps(doc) + "\n")
-    build_site([str(work / "wordnet.jsonl")], str(work / "site"),
-               fields=Fields(extra=("pos", "lexname")), title="WordNet subset")
+    build_site([str(work / "wordnet.jsonl")], str(work / "site"), fields=Fields(extra=("pos",)),
+               title="WordNet subset", facets=("pos", "lexname"))
     index, model, _ = _reference(work / "site")
     server, url = serve_in_background(str(work / "site"))
     yield {"url": url, "index": index, "model": model, "subset": subset}
@@ -150,6 +151,44 @@ def test_wordnet_queries_match_cpython_and_are_relevant(browser, wordnet):
         assert tags[0] == "verb" and tags[1].startswith("verb.")  # "to run quickly": pos, lexname
         page.fill("#app input", "")
         page.wait_for_function("document.querySelectorAll('.lorann-result').length === 0")
+
+
+def test_facet_filters_match_cpython(browser, wordnet, tmp_path):
+    """Choosing a facet filters the results, as the same lazily loaded index does in CPython."""
+    manifest = json.loads(urllib.request.urlopen(wordnet["url"] + "site.json").read())
+    facets = {f["name"]: dict(f["values"]) for f in manifest["search"]["facets"]}
+    assert set(facets) == {"pos", "lexname"}
+    assert sum(facets["pos"].values()) == len(wordnet["subset"])
+    site_index = urllib.request.urlopen(wordnet["url"] + manifest["search"]["index"]).read()
+    (tmp_path / "index.lorann").write_bytes(site_index)
+    lazy = LazyIndex(FileReader(tmp_path / "index.lorann"))
+    with local_page(browser, wordnet["url"]) as page:
+        _open(page, wordnet["url"])
+        page.select_option("select[data-facet=pos]", "verb")
+        query = "a large domestic cat"
+        shown = _ask(page, query)
+        want = list(lazy.search(wordnet["model"].encode(query), len(shown), where={"pos": "verb"}))
+        assert shown[0] == want[0] and len(set(shown[:10]) & set(want[:10])) >= 9, (shown, want)
+        tags = page.eval_on_selector_all(".lorann-result .lorann-tag[title=pos]",
+                                         "els => els.map(e => e.textContent)")
+        assert len(tags) == 10 and set(tags) == {"verb"}
+        assert "filtered: about" in page.inner_text(".lorann-status")
+        assert page.evaluate("document.querySelector('#app').dataset.path") in ("filtered", "exact")
+        # the JavaScript API: an allow list and a where together
+        vector = wordnet["model"].encode("to run quickly")
+        allowed = list(range(0, len(wordnet["subset"]), 3))
+        got = page.evaluate("""async ([v, allow]) => {
+            const r = await window.lorannSite.engine.search(new Float32Array(v), 10,
+                { where: { lexname: "verb.motion" }, allow });
+            return { ids: Array.from(r.ids), path: r.path };
+        }""", [vector.tolist(), allowed])
+        want = lazy.search(vector, 10, where={"lexname": "verb.motion"}, allow=allowed)
+        assert got["ids"] == want.tolist() and got["path"] == lazy.last_plan.path
+        error = page.evaluate("""async () => {
+            try { await window.lorannSite.engine.search(new Float32Array(384), 10,
+                                                        { where: { colour: "red" } }); }
+            catch (err) { return err.message; } }""")
+        assert "unknown attribute 'colour'" in error
 
 
 def test_int8_encoder_in_browser_matches_cpython(browser, wordnet):
