@@ -7,9 +7,11 @@ the embed and search times. Then a second visit (the service worker
 answers) and a visit with the server stopped. Saves a screenshot.
 
 Usage: python -m build_scripts.measure_demo [--site site] [--page PATH] [--queries Q...]
-                                           [--screenshot docs/demo.png]
+                                           [--facet NAME=VALUE]... [--screenshot docs/demo.png]
 ``--page`` is the search page's path under the served folder (for a search
-site inside a built site, e.g. ``--site public --page search/``).
+site inside a built site, e.g. ``--site public --page search/``); each
+``--facet`` is chosen on the page before the queries are typed (a site made
+with ``--facet-field NAME``), so the queries are filtered searches.
 """
 
 import argparse
@@ -72,6 +74,8 @@ def main(argv=None):
     ap.add_argument("--queries", nargs="*", default=QUERIES)
     ap.add_argument("--screenshot", default=os.path.join("docs", "demo.png"))
     ap.add_argument("--json", help="write the measurements here")
+    ap.add_argument("--facet", action="append", default=[], metavar="NAME=VALUE",
+                    help="choose this facet's value before the queries (repeatable)")
     args = ap.parse_args(argv)
     os.environ["LORANN_SERVE_QUIET"] = "1"
     counter = Counter()
@@ -86,11 +90,16 @@ def main(argv=None):
         _ready(page, url)
         out["cold_ready_s"] = time.perf_counter() - t0
         out["cold_bytes"] = counter.bytes
+        for facet in args.facet:
+            name, _, value = facet.partition("=")
+            page.select_option(f"select[data-facet='{name}']", value)
         rows = []
         for i, query in enumerate(args.queries):
             before = counter.bytes
             t = time.perf_counter()
             embed, search = _ask(page, query, i + 1)
+            if args.facet and "filtered" not in page.inner_text(".lorann-status"):
+                raise RuntimeError(f"{query!r} was not filtered: {page.inner_text('.lorann-status')}")
             if i == 0:
                 out["cold_first_answer_s"] = time.perf_counter() - t0
             rows.append((query, embed, search, counter.bytes - before, time.perf_counter() - t))

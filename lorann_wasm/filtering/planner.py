@@ -22,24 +22,25 @@ and each query's distances to the centroids:
   one reranking multiply-add:
 
       exact:    passing * d
-      filtered: A_COST * min(8 * probed, C) * g * r       (q A_j, see candidates)
+      filtered: A_COST * min(2 * probed, C) * g * r       (q A_j, see candidates)
                 + SCORE_COST * passing * reach * r        (scoring passing points)
                 + points_to_rerank * d
 
   where ``reach`` = min(1, budget / total weight) is the share of the
   clusters that may hold a passing point adaptive probing is expected to
   visit, ``probed`` their number, ``d`` the vectors' dimension, ``g`` the reduced one and
-  ``r`` the scorer's rank. The constants are measured (Fashion-MNIST,
-  natively): one product with all ``A_j`` runs at about twice the speed of
-  reranking per multiply-add, and scoring a passing point, a gather of one row
-  of ``B``, at about a tenth.
+  ``r`` the scorer's rank. The constants are measured natively: one product
+  with all ``A_j`` runs at about twice the speed of reranking per
+  multiply-add, and scoring a passing point, a gather of one row of ``B``,
+  at about a twentieth (the two paths cost the same at about 2 % passing on
+  Fashion-MNIST and 10 % on wordnet-minilm, ``lorann-wasm bench-filters``).
 """
 
 import numpy as np
 
 #: the relative costs of the module docstring's model (measured, see there)
 A_COST = 0.5
-SCORE_COST = 10
+SCORE_COST = 20
 
 
 def cluster_weights(factors, estimate, sizes):
@@ -68,7 +69,7 @@ def choose_path(estimate, weights, budget, points_to_rerank, dim, reduced_dim, r
     if fetching:
         return "exact" if reach >= 1 else "filtered"
     probed = int((estimate > 0).sum()) * reach
-    adaptive = (A_COST * min(8 * probed, len(estimate)) * reduced_dim * rank
+    adaptive = (A_COST * min(2 * probed, len(estimate)) * reduced_dim * rank
                 + SCORE_COST * passing * reach * rank + points_to_rerank * dim)
     return "exact" if passing * dim <= adaptive else "filtered"
 

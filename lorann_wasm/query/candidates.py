@@ -99,9 +99,10 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
     """
     if points_to_rerank >= len(positions):
         return positions
-    # Gathering c matrices A_j costs about 9 us each (fashion-mnist, 32 x 128), one
-    # product with all of them 84 us for 245 clusters: beyond ~C/16 probes, take all.
-    if 16 * len(probes) > arrays.n_clusters:
+    # Gathering c matrices A_j and their products cost about 1.4 us each (32 x 128,
+    # one thread), one product with all of them 133 us for 245 clusters: beyond
+    # about C/2 probes, take all.
+    if 2 * len(probes) > arrays.n_clusters:
         t = rowwise_dot(arrays.A_t.reshape(-1, arrays.A_t.shape[2]), reduced)
         t = t.reshape(arrays.n_clusters, -1)[probes]
     else:
