@@ -1,7 +1,5 @@
 """``LorannIndex``: the public face of the index."""
 
-from collections import OrderedDict
-
 import numpy as np
 
 from ._checks import as_int, as_matrix, as_prepared_queries, check_k
@@ -141,7 +139,7 @@ class LorannIndex(QueryEngine):
         self._prefix = Prefix(tensors, params)
         self._store = ResidentClusters(tensors, params, self._prefix)
         self._positions = None  # id -> row, made on first get_vectors()
-        self._filters = OrderedDict()  # their bounds depend on the tensors
+        self._filters = None  # recent filters' bounds: they depend on the tensors
 
     # -- properties -------------------------------------------------------
 

@@ -21,7 +21,7 @@ and each query's distances to the centroids:
   search, and it is chosen when its estimated cost is the lower. In units of
   one reranking multiply-add:
 
-      exact:    passing * d
+      exact:    EXACT_COST * passing * d                  (one product, rows side by side)
       filtered: A_COST * min(2 * probed, C) * g * r       (q A_j, see candidates)
                 + SCORE_COST * passing * reach * r        (scoring passing points)
                 + points_to_rerank * d
@@ -29,9 +29,10 @@ and each query's distances to the centroids:
   where ``reach`` = min(1, budget / total weight) is the share of the
   clusters that may hold a passing point adaptive probing is expected to
   visit, ``probed`` their number, ``d`` the vectors' dimension, ``g`` the reduced one and
-  ``r`` the scorer's rank. The constants are measured natively: one product
-  with all ``A_j`` runs at about twice the speed of reranking per
-  multiply-add, and scoring a passing point, a gather of one row of ``B``,
+  ``r`` the scorer's rank. The unit is a multiply-add of reranking gathered
+  rows; the constants are measured natively: exact search over the passing
+  rows kept side by side, and one product with all ``A_j``, run at about
+  twice that speed; scoring a passing point, a gather of one row of ``B``,
   at about a twentieth (the two paths cost the same at about 2 % passing on
   Fashion-MNIST and 10 % on wordnet-minilm, ``lorann-wasm bench-filters``).
 """
@@ -39,6 +40,7 @@ and each query's distances to the centroids:
 import numpy as np
 
 #: the relative costs of the module docstring's model (measured, see there)
+EXACT_COST = 0.5
 A_COST = 0.5
 SCORE_COST = 20
 
@@ -71,7 +73,7 @@ def choose_path(estimate, weights, budget, points_to_rerank, dim, reduced_dim, r
     probed = int((estimate > 0).sum()) * reach
     adaptive = (A_COST * min(2 * probed, len(estimate)) * reduced_dim * rank
                 + SCORE_COST * passing * reach * rank + points_to_rerank * dim)
-    return "exact" if passing * dim <= adaptive else "filtered"
+    return "exact" if EXACT_COST * passing * dim <= adaptive else "filtered"
 
 
 def filtered_probes(distances, weights, budget):

@@ -26,17 +26,16 @@ filter passes every point) takes the path "approximate".
 """
 
 import dataclasses
-from collections import OrderedDict
 
 import numpy as np
 
 from .._checks import as_prepared_queries
-from ..filtering.planner import choose_path, cluster_weights, filtered_probes, passing_clusters
-from ..filtering.predicates import compile_filter, filter_key
+from ..filtering.planner import filtered_probes
 from ..params import SearchSettings
-from .candidates import BATCH_BLOCK, candidates_batch, candidates_filtered, candidates_single
-from .rerank import brute_force, exact_l2, rerank, rerank_one
-from .vectors import RerankVectors
+from .candidates import BATCH_BLOCK, candidates_batch, candidates_single
+from .filtered import (RecentFilters, filtered_candidates, finish_exact, plan_filtered,
+                       probe_further)
+from .rerank import rerank, rerank_one
 
 
 @dataclasses.dataclass
@@ -82,24 +81,6 @@ class Plan:
         if isinstance(self.probes, list):
             return np.concatenate(self.probes) if self.probes else np.zeros(0, np.intp)
         return np.ravel(self.probes)
-
-
-@dataclasses.dataclass
-class BoundedFilter:
-    """A compiled :class:`.Filter` with its per-cluster ``estimate`` of passing
-    points, whether ``everyone`` passes, and (resident indexes, once asked) which
-    points pass (``mask``, per position), their ``positions`` and the clusters
-    that hold them (``owners``)."""
-
-    filter: object
-    estimate: np.ndarray
-    everyone: bool
-    mask: np.ndarray = None
-    positions: np.ndarray = None
-    owners: np.ndarray = None
-    subset: object = None  # the passing rows' RerankVectors, for the exact path
-    weights: np.ndarray = None  # toward the probing budget (planner.cluster_weights)
-    factors: list = None  # the tuned factors the weights were made with
 
 
 def pad_results(ids, dists, k):
@@ -157,11 +138,16 @@ class QueryEngine:
         if filter_path not in (None, "filtered", "exact"):
             raise ValueError(f"filter_path must be None, 'filtered' or 'exact', got "
                              f"{filter_path!r}")
-        bounded = None if where is None and allow is None else self._bounded(where, allow)
+        bounded = None
+        if where is not None or allow is not None:
+            if getattr(self, "_filters", None) is None:
+                self._filters = RecentFilters()
+            bounded = self._filters.get(where, allow, p, self._prefix, self._store)
         plan = Plan(queries, single, settings, None, None, [], [],
                     {"bytes": 0, "requests": 0, "clusters": 0}, id(self))
         if bounded is not None:
-            self._plan_filtered(plan, bounded, filter_path)
+            plan_filtered(plan, bounded, filter_path, p, self._prefix.sizes,
+                          fetching=not self._store.resident)
         if plan.path != "exact":  # (the exact path needs neither)
             plan.reduced = self._prefix.reduce(queries[0] if single else queries)
         if plan.filter is None:
@@ -173,54 +159,6 @@ class QueryEngine:
         plan.runs, plan.ranges = self._store.missing(plan.probed)
         self._advance(plan)
         return plan
-
-    #: filters most recently used, with their bounds (a page of facets repeats a few)
-    FILTERS_KEPT = 16
-
-    def _bounded(self, where, allow):
-        """The :class:`BoundedFilter` of ``where`` and ``allow`` (None: they filter
-        nothing), from the cache of recent filters when it is there."""
-        cache = self.__dict__.setdefault("_filters", OrderedDict())
-        key = filter_key(where, allow)
-        if key is not None and key in cache:
-            cache.move_to_end(key)
-            return cache[key]
-        p, sizes = self._params, self._prefix.sizes
-        flt = compile_filter(where, allow, p.attributes, p.n)
-        if flt is None:
-            return None
-        # From the prefix's summaries alone, also when every point is at hand: a
-        # lazily loaded index then plans the same probes and finds the same points.
-        estimate, everyone = flt.bounds(self._prefix.summaries, sizes)
-        bounded = BoundedFilter(flt, estimate, bool(everyone[sizes > 0].all()))
-        if self._store.resident:  # test every point once per filter
-            arrays = self._store.arrays
-            bounded.mask = flt.passes(arrays)
-            bounded.positions = np.flatnonzero(bounded.mask)
-            bounded.owners = np.searchsorted(arrays.offsets, bounded.positions, side="right") - 1
-        if key is not None:
-            cache[key] = bounded
-            while len(cache) > self.FILTERS_KEPT:
-                cache.popitem(last=False)
-        return bounded
-
-    def _plan_filtered(self, plan, bounded, filter_path):
-        """Choose the path and each query's probes (see :mod:`..filtering.planner`);
-        a filter every point passes is dropped."""
-        if bounded.everyone:
-            return
-        p, flt, estimate = self._params, bounded.filter, bounded.estimate
-        factors = (p.tuning or {}).get("filter_factors")
-        if bounded.weights is None or bounded.factors != factors:
-            bounded.weights = cluster_weights(factors, estimate, self._prefix.sizes)
-            bounded.factors = factors
-        budget = plan.budget = plan.settings.clusters_to_search * p.n / p.n_clusters
-        plan.filter, plan.passing, plan.bounded = flt, float(estimate.sum()), bounded
-        plan.path = filter_path or choose_path(estimate, bounded.weights, budget,
-                                               plan.settings.points_to_rerank, p.dim,
-                                               p.global_dim, p.rank, not self._store.resident)
-        if plan.path == "exact":
-            plan.probes = passing_clusters(estimate, 1 if plan.single else len(plan.queries))
 
     def _received(self, plan):
         """What ``plan.ranges`` asked for is here: on to the next stage."""
@@ -237,8 +175,8 @@ class QueryEngine:
                 plan.view = self._store.view(plan.probes)
                 plan.candidates = self._candidates(plan)
             else:
-                plan.candidates = self._filtered_candidates(plan)
-                if self._probe_further(plan):
+                plan.candidates = filtered_candidates(plan, self._store)
+                if probe_further(plan):
                     plan.runs, plan.ranges = self._store.missing(plan.probed)
                     self._advance(plan)
                     return
@@ -247,25 +185,6 @@ class QueryEngine:
                 return
             plan.runs, plan.ranges = self._store.missing_vectors(plan.view[0], plan.candidates)
             plan.stage = "vectors" if plan.runs else "ready"
-
-    def _probe_further(self, plan):
-        """Estimates can be high (numeric ranges, several conditions): a query whose
-        probes held fewer than k passing points probes every cluster that may hold
-        one. Returns whether any did."""
-        if plan.path != "filtered":
-            return False
-        found = plan.candidates.reshape(len(plan.probes), -1)
-        short = (found >= 0).sum(axis=1) < plan.settings.k
-        everywhere = np.flatnonzero(plan.bounded.estimate > 0)
-        more = False
-        for i in np.flatnonzero(short):
-            if len(plan.probes[i]) < len(everywhere):
-                rest = np.setdiff1d(everywhere, plan.probes[i])
-                plan.probes[i] = np.concatenate([plan.probes[i], rest])
-                more = True
-        if more:
-            plan.view, plan.candidates = None, None
-        return more
 
     def supply(self, plan, buffers):
         """Hand over the responses to ``plan.ranges`` (byte buffers, in order); the
@@ -341,69 +260,6 @@ class QueryEngine:
         return np.concatenate(
             [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
 
-    def _filtered_candidates(self, plan):
-        """Per query the passing points of its probes, all of them ("exact") or the
-        ``points_to_rerank`` best by approximate score ("filtered"), -1 padded."""
-        flat = plan.probed
-        count = len(plan.probes)
-        if not flat.size:
-            return np.full((0,) if plan.single else (count, 0), -1, dtype=np.intp)
-        arrays, local = self._store.view(flat)
-        split = np.split(local, np.cumsum([len(pr) for pr in plan.probes])[:-1])
-        plan.view = (arrays, split)
-        to_rerank = plan.settings.points_to_rerank
-        bounded = plan.bounded
-        if self._store.resident:  # the view is the whole index: tested once per filter
-            mask, passing, owner = bounded.mask, bounded.positions, bounded.owners
-        else:  # one test of every point of the probed clusters
-            mask = plan.filter.passes(arrays)
-            passing = np.flatnonzero(mask)
-            owner = np.searchsorted(arrays.offsets, passing, side="right") - 1
-        if plan.path == "exact":  # every passing point, the same for every query
-            found = [passing] * count
-            v = arrays.vectors
-            if (self._store.resident and bounded.subset is None
-                    and len(passing) * v.codes[:1].nbytes <= self.SUBSET_BYTES):
-                bounded.subset = RerankVectors(
-                    v.codes[passing], v.sq_norms[passing], offset=v.offset, scale=v.scale,
-                    vector_scale=None if v.vector_scale is None else v.vector_scale[passing])
-        else:
-            found = []
-            reduced = plan.reduced.reshape(count, -1)
-            slot = np.empty(arrays.n_clusters, dtype=np.intp)
-            for i, probes in enumerate(split):
-                slot.fill(-1)
-                slot[probes] = np.arange(len(probes))
-                which = slot[owner]
-                keep = which >= 0
-                positions, which = passing[keep], which[keep]
-                if 4 * len(positions) >= arrays.sizes[probes].sum():  # dense: whole blocks
-                    found.append(candidates_single(arrays, reduced[i], probes, to_rerank, mask))
-                else:
-                    found.append(candidates_filtered(arrays, reduced[i], probes, positions,
-                                                     which, to_rerank))
-        if plan.single:
-            return found[0]
-        width = max(len(f) for f in found)
-        out = np.full((count, width), -1, dtype=np.intp)
-        for i, f in enumerate(found):
-            out[i, :len(f)] = f
-        return out
-
-    #: an exact filtered search keeps its passing rows' vectors side by side (one
-    #: product instead of a gather per query) when they take at most this
-    SUBSET_BYTES = 32 << 20
-
-    def _finish_exact(self, plan, arrays):
-        """Exact search over the passing rows' vectors, kept contiguous."""
-        subset, positions, k = plan.bounded.subset, plan.bounded.positions, plan.settings.k
-        distance = self._params.distance
-        rows, dists = brute_force(subset, plan.queries, min(k, len(positions)), distance)
-        if distance == "l2":
-            rows, dists = exact_l2(subset, plan.queries, rows, dists)
-        ids = arrays.ids[positions[rows]]
-        return pad_results(ids[0], dists[0], k) if plan.single else pad_results(ids, dists, k)
-
     def _finish(self, plan):
         k = plan.settings.k
         if plan.view is None:  # nothing passed the filter
@@ -411,7 +267,7 @@ class QueryEngine:
             return pad_results(np.zeros(shape, np.int64), np.zeros(shape, np.float32), k)
         arrays, candidates = plan.view[0], plan.candidates
         if plan.path == "exact" and plan.bounded.subset is not None:
-            return self._finish_exact(plan, arrays)
+            return pad_results(*finish_exact(plan, arrays, self._params.distance), k)
         if plan.single:
             vectors, rows, back = arrays.rerank_view(candidates)
             rows, dists = rerank_one(vectors, plan.queries[0], rows, k, self._params.distance)
