@@ -23,13 +23,16 @@ and each query's distances to the centroids:
 
       exact:    EXACT_COST * passing * d                  (one product, rows side by side)
       filtered: A_COST * min(2 * probed, C) * g * r       (q A_j, see candidates)
-                + SCORE_COST * passing * reach * r        (scoring passing points)
+                + reach * r * (SCORE_COST * passing in sparse clusters
+                               + points of dense clusters)  (scoring)
                 + points_to_rerank * d
 
   where ``reach`` = min(1, budget / total weight) is the share of the
   clusters that may hold a passing point adaptive probing is expected to
-  visit, ``probed`` their number, ``d`` the vectors' dimension, ``g`` the reduced one and
-  ``r`` the scorer's rank. The unit is a multiply-add of reranking gathered
+  visit, ``probed`` their number, ``d`` the vectors' dimension, ``g`` the
+  reduced one and ``r`` the scorer's rank. A cluster is dense where at least
+  :data:`DENSE` of its points pass: it is scored whole, block by block, like
+  unfiltered search; in a sparse one each passing point is gathered alone. The unit is a multiply-add of reranking gathered
   rows; the constants are measured natively: exact search over the passing
   rows kept side by side, and one product with all ``A_j``, run at about
   twice that speed; scoring a passing point, a gather of one row of ``B``,
@@ -41,6 +44,9 @@ import numpy as np
 
 #: the relative costs of the module docstring's model (measured, see there)
 EXACT_COST = 0.5
+#: the share of a probed cluster's points passing from which it is scored whole
+#: (candidates_single with a mask) rather than point by point
+DENSE = 0.25
 A_COST = 0.5
 SCORE_COST = 20
 
@@ -57,7 +63,7 @@ def cluster_weights(factors, estimate, sizes):
     return np.where(estimate > 0, estimate / factor, 0.0)
 
 
-def choose_path(estimate, weights, budget, points_to_rerank, dim, reduced_dim, rank,
+def choose_path(estimate, weights, sizes, budget, points_to_rerank, dim, reduced_dim, rank,
                 fetching=False):
     """``"exact"`` or ``"filtered"`` by the cost model of the module docstring.
 
@@ -71,8 +77,10 @@ def choose_path(estimate, weights, budget, points_to_rerank, dim, reduced_dim, r
     if fetching:
         return "exact" if reach >= 1 else "filtered"
     probed = int((estimate > 0).sum()) * reach
+    dense = estimate >= DENSE * sizes
+    scored = SCORE_COST * float(estimate[~dense].sum()) + float(sizes[dense].sum())
     adaptive = (A_COST * min(2 * probed, len(estimate)) * reduced_dim * rank
-                + SCORE_COST * passing * reach * rank + points_to_rerank * dim)
+                + reach * rank * scored + points_to_rerank * dim)
     return "exact" if EXACT_COST * passing * dim <= adaptive else "filtered"
 
 

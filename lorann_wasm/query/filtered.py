@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..filtering.planner import choose_path, cluster_weights, passing_clusters
+from ..filtering.planner import DENSE, choose_path, cluster_weights, passing_clusters
 from ..filtering.predicates import compile_filter, filter_key
 from .candidates import candidates_filtered, candidates_single
 from .rerank import brute_force, exact_l2
@@ -92,9 +92,9 @@ def plan_filtered(plan, bounded, filter_path, params, sizes, fetching):
         bounded.factors = factors
     plan.budget = plan.settings.clusters_to_search * params.n / params.n_clusters
     plan.filter, plan.passing, plan.bounded = bounded.filter, float(bounded.estimate.sum()), bounded
-    plan.path = filter_path or choose_path(bounded.estimate, bounded.weights, plan.budget,
-                                           plan.settings.points_to_rerank, params.dim,
-                                           params.global_dim, params.rank, fetching)
+    plan.path = filter_path or choose_path(bounded.estimate, bounded.weights, sizes,
+                                           plan.budget, plan.settings.points_to_rerank,
+                                           params.dim, params.global_dim, params.rank, fetching)
     if plan.path == "exact":
         plan.probes = passing_clusters(bounded.estimate, 1 if plan.single else len(plan.queries))
 
@@ -136,7 +136,7 @@ def filtered_candidates(plan, store):
             which = slot[owner]
             keep = which >= 0
             positions, which = passing[keep], which[keep]
-            if 4 * len(positions) >= arrays.sizes[probes].sum():  # dense: whole blocks
+            if len(positions) >= DENSE * arrays.sizes[probes].sum():  # score whole blocks
                 found.append(candidates_single(arrays, reduced[i], probes, to_rerank, mask))
             else:
                 found.append(candidates_filtered(arrays, reduced[i], probes, positions,
