@@ -170,7 +170,7 @@ def _drop(name):
     (_set_param("tuning", {"table": [[0.9, 10 ** 6, 50, 0.9]]}), "tuning table"),
     (_set_param("tuning", {"table": [[0.9, 2, True, 0.9]]}), "tuning table"),
     (_set_param("tuning", {"table": "x"}), "tuning table"),
-    (_set_entry("ids", "dtype", "F64"), "unsupported dtype"),
+    (_set_entry("ids", "dtype", "BF16"), "unsupported dtype"),
     (_set_entry("ids", "shape", [10 ** 12]), "does not match"),
     (_set_entry("ids", "shape", [-1]), "invalid shape"),
     (_set_entry("ids", "shape", [True]), "invalid shape"),
