@@ -294,3 +294,16 @@ def test_tuning_records_filter_budgets(index):
     factors = index.params["tuning"]["filter_factors"]
     assert [share for share, _ in factors] == [0.5, 0.1, 0.01]
     assert all(0 < f <= 16 for _, f in factors)
+
+
+def test_long_numpy_operands_are_not_confused(index):
+    """Recent filters are reused by their content: two long arrays whose reprs are the
+    same (NumPy elides the middle) are two filters."""
+    years = np.arange(1990, 3000)
+    narrow = years.copy()
+    narrow[3:-3] = 0  # the same first and last three: only 1990, 1991, 1992 remain
+    assert repr(years) == repr(narrow)
+    wide = index.search(QUERIES, 10, where={"year": {"in": years}})
+    few = index.search(QUERIES, 10, where={"year": {"in": narrow}})
+    assert not np.isin(YEAR[wide[wide >= 0]], [1990, 1991, 1992]).all()
+    assert np.isin(YEAR[few[few >= 0]], [1990, 1991, 1992]).all()

@@ -306,9 +306,10 @@ def compile_filter(where, allow, schema, n):
 
 def filter_key(where, allow):
     """A string that is equal for equal filters (to reuse their bounds), or None."""
-    try:
-        text = json.dumps(where, sort_keys=True, default=repr)
-    except (TypeError, ValueError):
+    try:  # (NumPy operands in full: their repr elides long arrays)
+        text = json.dumps(where, sort_keys=True,
+                          default=lambda o: o.tolist() if hasattr(o, "tolist") else repr(o))
+    except (TypeError, ValueError, RecursionError):
         return None
     if allow is not None:
         arr = np.ascontiguousarray(allow)
