@@ -45,6 +45,7 @@ class BoundedFilter:
     subset: object = None  # the passing rows' RerankVectors, for the exact path
     weights: np.ndarray = None  # toward the probing budget (planner.cluster_weights)
     factors: list = None  # the tuned factors the weights were made with
+    paths: dict = dataclasses.field(default_factory=dict)  # (budget, R, fetching) -> path
 
 
 class RecentFilters:
@@ -89,12 +90,17 @@ def plan_filtered(plan, bounded, filter_path, params, sizes, fetching):
     factors = (params.tuning or {}).get("filter_factors")
     if bounded.weights is None or bounded.factors != factors:
         bounded.weights = cluster_weights(factors, bounded.estimate, sizes)
-        bounded.factors = factors
+        bounded.factors, bounded.paths = factors, {}
     plan.budget = plan.settings.clusters_to_search * params.n / params.n_clusters
     plan.filter, plan.passing, plan.bounded = bounded.filter, float(bounded.estimate.sum()), bounded
-    plan.path = filter_path or choose_path(bounded.estimate, bounded.weights, sizes,
-                                           plan.budget, plan.settings.points_to_rerank,
-                                           params.dim, params.global_dim, params.rank, fetching)
+    if not filter_path:  # the same settings choose the same path: choose once
+        key = (plan.budget, plan.settings.points_to_rerank, fetching)
+        if key not in bounded.paths:
+            bounded.paths[key] = choose_path(bounded.estimate, bounded.weights, sizes, *key[:2],
+                                             params.dim, params.global_dim, params.rank,
+                                             fetching)
+        filter_path = bounded.paths[key]
+    plan.path = filter_path
     if plan.path == "exact":
         plan.probes = passing_clusters(bounded.estimate, 1 if plan.single else len(plan.queries))
 
@@ -107,6 +113,9 @@ def filtered_candidates(plan, store):
     count = len(plan.probes)
     if not flat.size:
         return np.full((0,) if plan.single else (count, 0), -1, dtype=np.intp)
+    if plan.path == "exact" and plan.bounded.subset is not None:  # finish_exact needs none
+        plan.view = (store.arrays, None)
+        return np.zeros((0,) if plan.single else (count, 0), dtype=np.intp)
     arrays, local = store.view(flat)
     split = np.split(local, np.cumsum([len(pr) for pr in plan.probes])[:-1])
     plan.view = (arrays, split)
