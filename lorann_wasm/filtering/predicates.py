@@ -48,6 +48,12 @@ def _number(x):
         x, (bool, np.bool_)) and math.isfinite(x)
 
 
+def _both(estimate, other, sizes):
+    """Per cluster, the points estimated to pass two conditions taken as independent."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sizes > 0, estimate * (other / sizes), 0.0)
+
+
 def _fail(name, msg):
     raise ValueError(f"where: attribute {name!r}: {msg}")
 
@@ -71,8 +77,7 @@ class _Condition:
                 e, f = self._numeric(op, arg, summary, sizes)
             else:
                 e, f = self._counted(op, arg, summary.astype(np.float64), sizes)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                est = np.where(sizes > 0, est * (e / sizes), 0.0)
+            est = _both(est, e, sizes)
             full &= f
         return est, full & (sizes > 0)
 
@@ -252,16 +257,14 @@ class Filter:
         est, full = size.copy(), sizes > 0
         for cond in self.conditions:
             e, f = cond.estimate(summaries[summary_tensor(cond.name)], sizes)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                est = np.where(size > 0, est * (e / size), 0.0)
+            est = _both(est, e, size)
             full &= f
         if self.allowed is not None:
             share = self.allowed.mean() if len(self.allowed) else 0.0
             e, f = size * share, np.full(len(size), share == 1.0)
             if share > 0:
                 e = np.maximum(e, np.minimum(size, 1.0))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                est = np.where(size > 0, est * (e / size), 0.0)
+            est = _both(est, e, size)
             full &= f
         # a product of shares can fall below one point; only a certain zero may be 0
         est = np.where(est > 0, np.maximum(est, np.minimum(size, 1.0)), 0.0)

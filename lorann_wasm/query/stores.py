@@ -27,9 +27,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..format.index_file import RERANK_PARTS, check_attributes, check_values, cluster_crc, invalid, vector_checks
-from ..quantization import dequantize_int8
 from ..filtering.columns import is_point_tensor
+from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, cluster_crc,
+                                 invalid, vector_checks)
+from ..quantization import dequantize_int8
 from .clusters import ClusterArrays, block_rows
 from .vectors import RerankVectors
 
