@@ -99,7 +99,6 @@ def run(args):
         index.save(path)
         lazy = LazyIndex(FileReader(path), cache_bytes=0)  # every query cold
         lazy_q = queries[:args.lazy_queries]
-        _, _ = _single(lambda q: lazy.search(q, k), lazy_q[:1])
 
     def cold_bytes(**filt):
         total = 0
@@ -164,7 +163,7 @@ def _mask(index, where, n):
     flt = compile_filter(where, None, index.params["attributes"], n)
     arrays = index._store.arrays
     mask = np.zeros(n, dtype=bool)
-    mask[arrays.ids] = flt.passes(arrays, np.arange(n))
+    mask[arrays.ids] = flt.passes(arrays)
     return mask
 
 

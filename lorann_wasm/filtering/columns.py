@@ -78,6 +78,12 @@ def tensor_specs(schema, n, n_clusters):
     return out
 
 
+def check_name(name):
+    """Refuse an attribute name that is not 1-64 letters, digits, '_' or '-'."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"attribute name {name!r} must be 1-64 letters, digits, '_' or '-'")
+
+
 def check_schema(schema):
     """Refuse a malformed attribute schema (as stored in the parameters): ``ValueError``."""
     if not isinstance(schema, list) or not schema:
@@ -87,8 +93,7 @@ def check_schema(schema):
         if not isinstance(col, dict) or set(col) - {"name", "kind", "values"}:
             raise ValueError(f"attribute column {col!r} is malformed")
         name, kind = col.get("name"), col.get("kind")
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ValueError(f"attribute name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        check_name(name)
         if name in seen:
             raise ValueError(f"attribute {name!r} is given twice")
         seen.add(name)
@@ -136,9 +141,7 @@ class AttributeTable:
             raise TypeError("attributes must be a non-empty dict of column name -> values")
         schema, encoded = [], {}
         for name in columns:
-            if not isinstance(name, str) or not NAME_PATTERN.match(name):
-                raise ValueError(f"attribute name {name!r} must be 1-64 letters, digits, "
-                                 "'_' or '-'")
+            check_name(name)  # before the (slower) encoding of its column
             col, values = _encode(name, columns[name], n)
             schema.append(col)
             encoded[name] = values

@@ -270,17 +270,14 @@ class Filter:
         est = np.where(est > 0, np.maximum(est, np.minimum(size, 1.0)), 0.0)
         return est, full
 
-    def passes(self, arrays, positions=None):
-        """Whether the points at ``positions`` (None: every position) of the
-        :class:`.ClusterArrays` ``arrays`` pass."""
-        def rows(column):
-            return column if positions is None else column[positions]
-
-        ok = np.ones(len(arrays.ids) if positions is None else len(positions), dtype=bool)
+    def passes(self, arrays):
+        """Whether each point (by position) of the :class:`.ClusterArrays` ``arrays``
+        passes: one vectorised test of whole columns."""
+        ok = np.ones(len(arrays.ids), dtype=bool)
         for cond in self.conditions:
-            ok &= cond.test(rows(arrays.attribute(point_tensor(cond.name))))
+            ok &= cond.test(arrays.attribute(point_tensor(cond.name)))
         if self.allowed is not None:
-            ok &= self.allowed[rows(arrays.ids)]
+            ok &= self.allowed[arrays.ids]
         return ok
 
 
