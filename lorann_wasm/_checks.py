@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .metrics import prepare
+from .metrics import normalize_rows, prepare
 
 
 def as_matrix(x, name, *, allow_1d=False):
@@ -78,6 +78,13 @@ def as_queries(q, dim, name="q"):
 def as_prepared_queries(q, dim, distance, name="q"):
     """:func:`as_queries`, mapped into the index's space (normalised for cosine) and
     refused if their distances would overflow float32: ``(matrix, single)``."""
+    if (type(q) is np.ndarray and q.dtype == np.float32 and q.ndim == 1
+            and q.shape[0] == dim and q.flags.c_contiguous):
+        # The common case in one product: a finite square norm proves every value
+        # finite, and bounds the distances (NaN and inf fail the test; the full
+        # checks below then say which).
+        if float(np.dot(q, q)) <= MAX_SQ_NORM:
+            return (normalize_rows(q[None], name) if distance == "cosine" else q[None]), True
     arr, single = as_queries(q, dim, name)
     arr = prepare(arr, distance, name)
     check_magnitudes(arr, name)

@@ -36,6 +36,26 @@ def times_transposed(a, b):
     return out.reshape(a.shape[:-1] + (n,))
 
 
+def times(a, b):
+    """``a @ b`` for ``a`` (m, k) and a C-contiguous ``b`` (k, n): shape (m, n).
+
+    (Pyodide: einsum, 1.6x faster than matmul at m = 64, k = 33, n = 341.)"""
+    if WASM and a.size * b.shape[1] < EINSUM_SPAN:
+        return np.einsum("mk,kn->mn", a, b)
+    return a @ b
+
+
+def vector_times(v, m):
+    """``v @ m`` for ``v`` (k,) and a C-contiguous ``m`` (k, n): shape (n,).
+
+    Measured scoring 24 wordnet clusters per query (k = 33, n ~ 341, data
+    not in cache): natively ``np.dot`` 160 us, einsum 225 us; in Pyodide
+    einsum 470 us, ``np.dot`` 914 us (it walks ``m`` column by column)."""
+    if WASM and v.size * m.shape[1] < EINSUM_SPAN:
+        return np.einsum("k,kn->n", v, m)
+    return np.dot(v, m)
+
+
 def rowwise_dot(m, v):
     """Batched matrix-vector products: ``m`` (..., n, k) times ``v`` (..., k) -> (..., n)."""
     if WASM and m.size < EINSUM_SPAN:

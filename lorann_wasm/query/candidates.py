@@ -1,44 +1,58 @@
 """The approximate stage of a LoRANN query: probe clusters, score their points.
 
 Works on the :class:`.Prefix` (probing) and a :class:`.ClusterArrays` view of
-the probed clusters' points. Point "positions" are
-row numbers in cluster order (the order of every per-point array); they are
-mapped to user ids only at the very end.
+the probed clusters' points. Point "positions" are row numbers in cluster
+order (the order of every per-point array); they are mapped to user ids only
+at the very end.
 
 Scores are distances (smaller is better). The query is scaled by -1 (inner
 product) or -2 (Euclidean) ahead of time by folding the factor into the
 centroids and the ``A`` matrices, so a query's approximate distances are
-``(q A_j) B_j`` (plus ``||x||^2`` for Euclidean).
+``[q A_j, 1] @ scorer_j``: ``(q A_j) B_j`` plus ``||x||^2`` for Euclidean.
 """
 
 import numpy as np
 
-from ..kernels import rowwise_dot, times_transposed
+from ..kernels import rowwise_dot, times, times_transposed, vector_times
 
-#: queries handled per block by batch search, bounding its padded buffers
+#: queries handled per block by batch search, bounding its buffers
 BATCH_BLOCK = 256
 
 
-def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
-    """Positions of the best approximate candidates of one query, (R,).
+def with_one(t):
+    """``t`` (..., r) with a last column of ones: (..., r + 1), the scorers' bias row's factor."""
+    out = np.ones(t.shape[:-1] + (t.shape[-1] + 1,), dtype=np.float32)
+    out[..., :-1] = t
+    return out
 
-    One block gather and one batched product over all probed clusters; no
-    per-cluster Python loop. With ``keep`` (a boolean per position) only
-    positions it marks are candidates.
+
+def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
+    """Positions of the best approximate candidates of one query, (R,), in no order.
+
+    One product for ``q A_j`` of every probed cluster, then one vector-matrix
+    product per probed cluster over its scorer where it lies (a loop over
+    clusters, not points; see :mod:`.clusters` for why). With ``keep`` (a
+    boolean per position) only positions it marks are candidates.
     """
-    t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
-    nb = arrays.n_blocks[probes]
-    blocks = np.arange(int(nb.sum())) + np.repeat(arrays.block_start[probes] - (np.cumsum(nb) - nb), nb)
-    approx = rowwise_dot(arrays.B_blocks[blocks], np.repeat(t, nb, axis=0))
-    approx += arrays.bias_blocks[blocks]
-    approx = approx.ravel()
-    pos = arrays.pos_blocks[blocks].ravel()
+    if not len(probes):
+        return np.zeros(0, dtype=np.intp)
+    t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
+    scorers, order = arrays.scorers, probes.tolist()
+    approx = np.concatenate([vector_times(t[i], scorers[j]) for i, j in enumerate(order)])
+    sizes = arrays.sizes[probes]
     if keep is not None:
-        approx[~keep[pos]] = np.inf  # (padding's -1 reads the last flag: its bias is inf anyway)
+        offsets = arrays.offsets
+        approx[~np.concatenate([keep[offsets[j]:offsets[j + 1]] for j in order])] = np.inf
     if points_to_rerank < approx.size:
         best = np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]
-        pos, approx = pos[best], approx[best]
-    return pos[(pos >= 0) & (approx < np.inf)]
+    else:
+        best = np.arange(approx.size)
+    if keep is not None:
+        best = best[approx[best] < np.inf]
+    # best indexes the probed clusters' points back to back: to positions
+    ends = np.cumsum(sizes)
+    owner = np.searchsorted(ends, best, side="right")
+    return best + (arrays.offsets[probes] - ends + sizes)[owner]
 
 
 def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=False):
@@ -50,7 +64,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     ``(positions, scores)``.
     """
     b, c = probes.shape
-    sizes = arrays.padded_sizes[probes]
+    sizes = arrays.sizes[probes]
     col_start = np.cumsum(sizes, axis=1) - sizes
     width = max(1, int(sizes.sum(axis=1).max()))
     # Each query owns one row of a flat (b * width) buffer; its probed clusters
@@ -61,14 +75,14 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
-    r = arrays.A_t.shape[1]
-    for j in np.unique(flat):
+    for j in np.unique(flat).tolist():
         pairs = pair_order[bounds[j]:bounds[j + 1]]
-        lo, hi = arrays.block_start[j], arrays.block_start[j + 1]
-        scores = times_transposed(times_transposed(reduced[pairs // c], arrays.A_t[j]),
-                                  arrays.B_blocks[lo:hi].reshape(-1, r))
-        scores += arrays.bias_blocks[lo:hi].ravel()
-        approx[(flat_start[pairs][:, None] + np.arange(scores.shape[1])).ravel()] = scores.ravel()
+        scorer = arrays.scorers[j]
+        if not scorer.shape[1]:
+            continue
+        t = with_one(times_transposed(reduced[pairs // c], arrays.A_t[j]))
+        scores = times(t, scorer)
+        approx[(flat_start[pairs][:, None] + np.arange(scorer.shape[1])).ravel()] = scores.ravel()
     approx = approx.reshape(b, width)
     if points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
@@ -78,10 +92,8 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     slot = np.searchsorted(flat_start, where, side="right") - 1
     within = where - flat_start[slot]
     cluster = flat[slot]
-    inside = within < arrays.padded_sizes[cluster]
-    # (an empty cluster's block_start may be one past the last block: index 0 instead)
-    entry = np.where(inside, arrays.block_start[cluster] * arrays.block + within, 0)
-    pos = np.where(inside, arrays.pos_blocks.ravel()[entry], -1).reshape(keep.shape)
+    inside = within < arrays.sizes[cluster]
+    pos = np.where(inside, arrays.offsets[cluster] + within, -1).reshape(keep.shape)
     if with_scores:
         return pos, np.where(pos >= 0, approx.ravel()[where].reshape(keep.shape), np.inf)
     return pos
@@ -92,10 +104,10 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
     approximate score, in no particular order: (R,).
 
     Unlike :func:`candidates_single` only the passing points are scored: their
-    rows of ``B`` are gathered one by one (``which`` indexes ``probes``, the
+    scorer columns are gathered one by one (``which`` indexes ``probes``, the
     cluster of each position), so a filter passing 1 % of a cluster costs 1 %
     of its scoring. Where most points pass, :func:`candidates_single` with
-    ``keep`` is cheaper: it scores whole blocks.
+    ``keep`` is cheaper: it scores whole clusters.
     """
     if points_to_rerank >= len(positions):
         return positions
@@ -107,11 +119,7 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
         t = t.reshape(arrays.n_clusters, -1)[probes]
     else:
         t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
-    cluster = probes[which]
-    within = positions - arrays.offsets[cluster]
-    entry = (arrays.block_start[cluster] + within // arrays.block) * arrays.block \
-        + within % arrays.block
-    r = arrays.A_t.shape[1]
-    approx = np.einsum("ij,ij->i", arrays.B_blocks.reshape(-1, r)[entry], t[which])
-    approx += arrays.bias_blocks.ravel()[entry]
+    columns = arrays.scorer_columns(positions, probes[which])
+    approx = np.einsum("ij,ij->i", columns[:, :-1], t[which])
+    approx += columns[:, -1]
     return positions[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]

@@ -151,7 +151,8 @@ class QueryEngine:
         if plan.path != "exact":  # (the exact path needs neither)
             plan.reduced = self._prefix.reduce(queries[0] if single else queries)
         if plan.filter is None:
-            plan.probes = self._prefix.probe(plan.reduced, settings.clusters_to_search)
+            plan.probes = self._prefix.probe(plan.reduced, settings.clusters_to_search,
+                                             ordered=False)
         elif plan.path == "filtered":
             count = 1 if single else len(queries)
             distances = self._prefix.distances(plan.reduced.reshape(count, -1))

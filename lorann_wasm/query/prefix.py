@@ -55,6 +55,12 @@ class Prefix:
             dist += self.centroid_bias
         return dist
 
-    def probe(self, reduced, clusters_to_search):
-        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for (b, g)."""
-        return smallest_k(self.distances(reduced), clusters_to_search)
+    def probe(self, reduced, clusters_to_search, ordered=True):
+        """The ``clusters_to_search`` best clusters: (c,) for one query (g,), (b, c) for
+        (b, g); best first, or with ``ordered=False`` in no particular order."""
+        dist = self.distances(reduced)
+        if ordered:
+            return smallest_k(dist, clusters_to_search)
+        if clusters_to_search >= dist.shape[-1]:
+            return np.broadcast_to(np.arange(dist.shape[-1]), dist.shape).copy()
+        return np.argpartition(dist, clusters_to_search - 1, axis=-1)[..., :clusters_to_search]

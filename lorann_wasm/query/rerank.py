@@ -17,36 +17,47 @@ BRUTE_FORCE_VALUES = 1 << 22
 
 
 def candidate_distances(vectors, queries, rows, distance):
-    """Exact distances from queries (d,) or (b, d) to ``rows`` (R,) or (b, R)."""
+    """Distances from queries (d,) or (b, d) to ``rows`` (R,) or (b, R), for ranking.
+
+    Euclidean ones are ``||x||^2 - 2<q, x>``, short of the query's own
+    ``||q||^2`` (the same for every row): :func:`exact_l2` computes the
+    distances a search returns.
+    """
     ip = vectors.inner_products(rows, queries)
-    if distance != "l2":
-        return from_inner_products(ip, distance)
-    q_sq = np.einsum("...j,...j->...", queries, queries)
-    return from_inner_products(ip, distance, vectors.sq_norms[rows], q_sq[..., None])
+    if distance == "ip":
+        return np.negative(ip, out=ip)
+    if distance == "cosine":
+        return np.subtract(1.0, ip, out=ip)
+    ip *= -2.0
+    ip += vectors.sq_norms[rows]
+    return ip
 
 
 def exact_l2(vectors, queries, rows, dist):
     """Recompute squared L2 of the final ``rows`` as ``||x - q||^2`` and re-sort.
 
-    Ranking uses the expansion ``||x||^2 - 2<q, x> + ||q||^2``, which is fast
-    but loses float32 precision for large norms (a vector's distance to
+    Ranking uses the expansion ``||x||^2 - 2<q, x>`` (:func:`candidate_distances`),
+    which is fast but loses float32 precision for large norms (a vector's distance to
     itself would not come out as 0); the k returned values are exact.
     """
+    if rows.ndim == 1:  # one query's: no padding
+        diff = vectors.decode(rows)
+        diff -= queries
+        exact = np.einsum("...j,...j->...", diff, diff)  # (as for a batch: the same sums)
+        order = np.argsort(exact, kind="stable")
+        return rows[order], exact[order]
     valid = np.isfinite(dist)
     diff = vectors.decode(np.where(valid, rows, 0))
     diff -= queries[..., None, :]
     exact = np.where(valid, np.einsum("...j,...j->...", diff, diff), np.inf).astype(np.float32)
     order = np.argsort(exact, axis=-1, kind="stable")
-    if rows.ndim == 1:
-        return rows[order], exact[order]
     at = np.arange(rows.shape[0])[:, None]
     return rows[at, order], exact[at, order]
 
 
 def rerank_one(vectors, query, candidates, k, distance):
-    """Best ``k`` of ``candidates`` (R,) for one query (d,), by exact distance.
-
-    Returns ``(rows, distances)`` of length min(k, R), best first.
+    """Best ``k`` of ``candidates`` (R,), none of them -1, for one query (d,), by
+    exact distance. Returns ``(rows, distances)`` of length min(k, R), best first.
     """
     dist = candidate_distances(vectors, query, candidates, distance)
     best = smallest_k(dist, k)

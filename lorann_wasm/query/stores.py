@@ -9,8 +9,8 @@ once:
   nothing is ever missing and the view is the whole index.
 * :class:`FetchedClusters`: clusters fetched by byte range as queries probe
   them, each verified against its CRC-32 and its ids, kept in an LRU cache
-  with a byte budget in their blocked form (lazy loading); a query's view
-  joins the probed clusters' blocks and gathers only its candidates' rerank
+  with a byte budget, in the form a query reads (lazy loading); a query's view
+  lists the probed clusters' scorers and gathers only its candidates' rerank
   vectors. In files with row checksums (``IndexParams.row_checksums``) a
   probed cluster is fetched without its rerank vectors (its scorer part,
   checked against ``cluster_scorer_crc32``), and only the candidates' vector
@@ -31,7 +31,7 @@ from ..filtering.columns import is_point_tensor
 from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, cluster_crc,
                                  invalid, vector_checks)
 from ..quantization import dequantize_int8
-from .clusters import ClusterArrays, block_rows
+from .clusters import ClusterArrays, scorer_matrix
 from .vectors import RerankVectors
 
 
@@ -74,10 +74,9 @@ class ResidentClusters:
         B, bias = _point_arrays(t, params)
         vectors = RerankVectors(t["vectors"], t["sq_norms"], offset=prefix.dim_offset,
                                 scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
-        self.arrays = ClusterArrays(A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"],
-                                    block=block_rows(params.n, params.n_clusters), B_rows=B,
-                                    bias=bias, vectors=vectors,
-                                    attributes={k: v for k, v in t.items() if is_point_tensor(k)})
+        self.arrays = ClusterArrays.from_rows(
+            A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"], B_rows=B, bias=bias,
+            vectors=vectors, attributes={k: v for k, v in t.items() if is_point_tensor(k)})
 
     def missing(self, probes):
         return [], []
@@ -100,21 +99,20 @@ class ResidentClusters:
 
 
 class _Cluster:
-    """One fetched, verified cluster: its blocks of ``B`` and its rerank vectors.
+    """One fetched, verified cluster: its scorer (:func:`.scorer_matrix`) and its
+    rerank vectors.
 
     ``have`` marks the rows whose vectors are here: all of them, or (files
     with row checksums) those fetched so far, each checked against ``checks``.
     """
 
-    __slots__ = ("j", "B_blocks", "bias_blocks", "codes", "sq_norms", "row_scale", "ids",
+    __slots__ = ("j", "scorer", "codes", "sq_norms", "row_scale", "ids",
                  "checks", "have", "attributes", "nbytes")
 
     def __init__(self, j, parts, params, vector_specs=()):
         B, bias = _point_arrays(parts, params)
-        alone = ClusterArrays(A_t=None, offsets=np.array([0, len(B)]), ids=parts["ids"],
-                              block=block_rows(params.n, params.n_clusters), B_rows=B, bias=bias)
         self.j = j
-        self.B_blocks, self.bias_blocks = alone.B_blocks, alone.bias_blocks
+        self.scorer = scorer_matrix(B, bias)
         self.sq_norms, self.ids = parts["sq_norms"], parts["ids"]
         self.checks = parts.get("vector_checks")
         self.attributes = {k: v for k, v in parts.items() if is_point_tensor(k)}
@@ -128,7 +126,7 @@ class _Cluster:
             self.row_scale = (np.empty(len(B), np.float32) if "vectors_row_scale" in shapes
                               else None)
             self.have = np.zeros(len(B), dtype=bool)
-        self.nbytes = sum(a.nbytes for a in (self.B_blocks, self.bias_blocks, self.codes,
+        self.nbytes = sum(a.nbytes for a in (self.scorer, self.codes,
                                               self.sq_norms, self.ids, self.have,
                                               *self.attributes.values())) + (
             0 if self.checks is None else self.checks.nbytes)
@@ -262,9 +260,7 @@ class FetchedClusters:
         arrays = ClusterArrays(
             A_t=self.prefix.A_t[unique], offsets=offsets,
             ids=np.concatenate([c.ids for c in clusters]),
-            block=block_rows(self.params.n, self.params.n_clusters),
-            B_blocks=np.concatenate([c.B_blocks for c in clusters]),
-            bias_blocks=np.concatenate([c.bias_blocks for c in clusters]),
+            scorers=[c.scorer for c in clusters],
             clusters=clusters, dim_scales=(self.prefix.dim_offset, self.prefix.dim_scale))
         return arrays, local.reshape(np.shape(probes))
 

@@ -73,7 +73,7 @@ class RerankVectors:
 
     def decode(self, rows=slice(None)):
         """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""
-        out = self.codes[rows].astype(np.float32)
+        out = self.codes[rows].astype(np.float32, copy=False)  # (a gather is a new array)
         if self.scale is not None:
             out *= self.scale
             out += self.offset
