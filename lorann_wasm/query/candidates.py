@@ -19,11 +19,18 @@ from ..kernels import rowwise_dot, times, times_transposed, vector_times
 BATCH_BLOCK = 256
 
 
+_ones = np.ones((BATCH_BLOCK, 1), dtype=np.float32)
+
+
 def with_one(t):
-    """``t`` (..., r) with a last column of ones: (..., r + 1), the scorers' bias row's factor."""
-    out = np.ones(t.shape[:-1] + (t.shape[-1] + 1,), dtype=np.float32)
-    out[..., :-1] = t
-    return out
+    """``t`` (m, r) with a last column of ones: (m, r + 1), the scorers' bias row's factor.
+
+    One ``concatenate`` with a kept column of ones: in Pyodide every NumPy call
+    costs 2-30 us whatever its size, and ``np.ones`` alone took 21 us."""
+    global _ones
+    if len(t) > len(_ones):
+        _ones = np.ones((len(t), 1), dtype=np.float32)
+    return np.concatenate((t, _ones[:len(t)]), axis=1)
 
 
 def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
@@ -39,20 +46,17 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
     t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
     scorers, order = arrays.scorers, probes.tolist()
     approx = np.concatenate([vector_times(t[i], scorers[j]) for i, j in enumerate(order)])
-    sizes = arrays.sizes[probes]
+    # (slices of one range and one concatenate: fewer NumPy calls than arithmetic)
+    spans = [arrays.span(j) for j in order]
+    positions = np.concatenate([arrays.positions[lo:hi] for lo, hi in spans])
     if keep is not None:
-        offsets = arrays.offsets
-        approx[~np.concatenate([keep[offsets[j]:offsets[j + 1]] for j in order])] = np.inf
+        approx[~np.concatenate([keep[lo:hi] for lo, hi in spans])] = np.inf
     if points_to_rerank < approx.size:
-        best = np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]
-    else:
-        best = np.arange(approx.size)
-    if keep is not None:
-        best = best[approx[best] < np.inf]
-    # best indexes the probed clusters' points back to back: to positions
-    ends = np.cumsum(sizes)
-    owner = np.searchsorted(ends, best, side="right")
-    return best + (arrays.offsets[probes] - ends + sizes)[owner]
+        best = approx.argpartition(points_to_rerank - 1)[:points_to_rerank]
+        if keep is None:
+            return positions[best]
+        return positions[best[approx[best] < np.inf]]
+    return positions if keep is None else positions[approx < np.inf]
 
 
 def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=False):
