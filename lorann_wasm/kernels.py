@@ -12,6 +12,12 @@ import sys
 import numpy as np
 
 WASM = sys.platform == "emscripten"
+#: ``np.einsum`` without its Python-level wrapper (argument parsing and the
+#: ``optimize`` path, ~10 us a call in Pyodide: 24 probed clusters took
+#: 1,344 us per query with ``np.einsum``, 1,085 us with this), where NumPy
+#: has it; both compute the same sums
+einsum = getattr(getattr(getattr(np, "_core", None), "_multiarray_umath", None), "c_einsum",
+                 np.einsum)
 #: einsum's iterator spans every (row, column, k) triple and overflows a
 #: 32-bit index past 2**31; stay well below it
 EINSUM_SPAN = 1 << 28
@@ -25,14 +31,14 @@ def times_transposed(a, b):
         return a @ b.T
     k, n = b.shape[1], b.shape[0]
     if a.size * n < EINSUM_SPAN:
-        return np.einsum("...k,nk->...n", a, b)
+        return einsum("...k,nk->...n", a, b)
     rows = a.reshape(-1, k)
     out = np.empty((rows.shape[0], n), dtype=np.result_type(a, b))
     cols = max(1, EINSUM_SPAN // k)
     step = max(1, EINSUM_SPAN // (min(n, cols) * k))
     for i in range(0, rows.shape[0], step):
         for j in range(0, n, cols):
-            out[i:i + step, j:j + cols] = np.einsum("ik,nk->in", rows[i:i + step], b[j:j + cols])
+            out[i:i + step, j:j + cols] = einsum("ik,nk->in", rows[i:i + step], b[j:j + cols])
     return out.reshape(a.shape[:-1] + (n,))
 
 
@@ -41,7 +47,7 @@ def times(a, b):
 
     (Pyodide: einsum, 1.6x faster than matmul at m = 64, k = 33, n = 341.)"""
     if WASM and a.size * b.shape[1] < EINSUM_SPAN:
-        return np.einsum("mk,kn->mn", a, b)
+        return einsum("mk,kn->mn", a, b)
     return a @ b
 
 
@@ -50,14 +56,15 @@ def vector_times(v, m):
 
     Measured scoring 24 wordnet clusters per query (k = 33, n ~ 341, data
     not in cache): natively ``np.dot`` 160 us, einsum 225 us; in Pyodide
-    einsum 470 us, ``np.dot`` 914 us (it walks ``m`` column by column)."""
+    einsum 470 us, ``np.dot`` 914 us (it walks ``m`` column by column), and
+    rows of ``m`` times ``v`` (the other orientation) 481 us."""
     if WASM and v.size * m.shape[1] < EINSUM_SPAN:
-        return np.einsum("k,kn->n", v, m)
+        return einsum("k,kn->n", v, m)
     return np.dot(v, m)
 
 
 def rowwise_dot(m, v):
     """Batched matrix-vector products: ``m`` (..., n, k) times ``v`` (..., k) -> (..., n)."""
     if WASM and m.size < EINSUM_SPAN:
-        return np.einsum("...nk,...k->...n", m, v)
+        return einsum("...nk,...k->...n", m, v)
     return np.matmul(m, v[..., None])[..., 0]

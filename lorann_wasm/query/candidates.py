@@ -45,7 +45,7 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
         return np.zeros(0, dtype=np.intp)
     t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
     scorers, order = arrays.scorers, probes.tolist()
-    approx = np.concatenate([vector_times(t[i], scorers[j]) for i, j in enumerate(order)])
+    approx = np.concatenate([vector_times(row, scorers[j]) for row, j in zip(t, order)])
     # (slices of one range and one concatenate: fewer NumPy calls than arithmetic)
     spans = [arrays.span(j) for j in order]
     positions = np.concatenate([arrays.positions[lo:hi] for lo, hi in spans])
