@@ -132,9 +132,7 @@ def filtered_candidates(plan, store):
         v = arrays.vectors
         if (store.resident and bounded.subset is None
                 and len(passing) * v.codes[:1].nbytes <= SUBSET_BYTES):
-            bounded.subset = RerankVectors(
-                v.codes[passing], v.sq_norms[passing], offset=v.offset, scale=v.scale,
-                vector_scale=None if v.vector_scale is None else v.vector_scale[passing])
+            bounded.subset = v.subset(passing)
     else:
         found = []
         reduced = plan.reduced.reshape(count, -1)

@@ -71,6 +71,13 @@ class RerankVectors:
             return cls(codes, _sq_norms(decoded), vector_scale=vscale)
         raise ValueError(f"unknown int8 scales {int8_scales!r}; expected one of {INT8_SCALES}")
 
+    def subset(self, rows):
+        """The vectors of ``rows`` (an index array) side by side, as stored."""
+        return RerankVectors(self.codes[rows], self.sq_norms[rows], offset=self.offset,
+                             scale=self.scale,
+                             vector_scale=None if self.vector_scale is None
+                             else self.vector_scale[rows])
+
     def decode(self, rows=slice(None)):
         """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""
         out = self.codes[rows].astype(np.float32, copy=False)  # (a gather is a new array)
