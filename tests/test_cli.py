@@ -136,3 +136,17 @@ def test_bench_on_hdf5(files, tmp_path):
     ours = [r for r in data["rows"] if r["method"] == "lorann_wasm"]
     assert max(r["recall"] for r in ours) >= 0.99
     assert "| lorann_wasm |" in (tmp_path / "r" / "pareto.md").read_text()
+
+
+def test_bench_skips_a_peer_that_refuses_the_data(tmp_path):
+    import h5py
+    low = clustered(2000, 32, seed=6)  # C++ LoRANN refuses d < 64
+    with h5py.File(tmp_path / "low.hdf5", "w") as f:
+        f["train"], f["test"] = low[:1900], low[1900:]
+        f["neighbors"] = ExactIndex(low[:1900]).search(low[1900:], 10)
+    result = _run("bench", str(tmp_path / "low.hdf5"), "--single", "20",
+                  "--methods", "lorann_wasm,lorann-cpp", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "lorann (C++): cannot index this data, skipped" in result.stderr
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert {r["method"] for r in data["rows"]} == {"lorann_wasm"}
