@@ -67,4 +67,6 @@ def rowwise_dot(m, v):
     """Batched matrix-vector products: ``m`` (..., n, k) times ``v`` (..., k) -> (..., n)."""
     if WASM and m.size < EINSUM_SPAN:
         return einsum("...nk,...k->...n", m, v)
+    if v.ndim == 1:  # one vector for every matrix: matmul takes it as is
+        return np.matmul(m, v)
     return np.matmul(m, v[..., None])[..., 0]
