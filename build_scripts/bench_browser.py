@@ -103,11 +103,13 @@ def main(argv=None):
           f"bytes for page + runtime + index: {boot_bytes / 1e6:.1f} MB "
           f"(index file {index_bytes / 1e6:.1f} MB)")
     print(f"{'method':<8} {'clusters':>8} {'rerank':>6} {'recall@10':>9} {'single q/s':>10} "
-          f"{'batch q/s':>10} {'x exact single':>14} {'x exact batch':>13}")
+          f"{'batch q/s':>10} {'x exact single':>14} {'x exact batch':>13} "
+          f"{'single ms (in worker)':>21}")
     for r in result["rows"]:
         print(f"{r['method']:<8} {r.get('clustersToSearch', '-'):>8} {r.get('pointsToRerank', '-'):>6} "
               f"{r['recall']:>9.4f} {r['qpsSingle']:>10.1f} {r['qpsBatch']:>10.1f} "
-              f"{r['qpsSingle'] / exact['qpsSingle']:>14.1f} {r['qpsBatch'] / exact['qpsBatch']:>13.1f}")
+              f"{r['qpsSingle'] / exact['qpsSingle']:>14.1f} {r['qpsBatch'] / exact['qpsBatch']:>13.1f} "
+              + (f"{r['msSingle']:>10.2f} ({r['msSingleInWorker']:.2f})" if "msSingle" in r else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"dataset": args.dataset, "index_bytes": index_bytes,
