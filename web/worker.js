@@ -195,8 +195,15 @@ async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank
 async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, filter = "",
                         exact = false }) {
   const start = performance.now();
-  const out = exact ? unpack(session.exact_search(queries, count, k))
-    : await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter);
+  let out;
+  if (exact) {
+    out = unpack(session.exact_search(queries, count, k));
+  } else if (lazyUrl === null && !filter) {  // nothing to fetch, nothing to report: one call
+    out = unpack(session.search(queries, count, k, clustersToSearch, pointsToRerank));
+    out.path = "approximate";
+  } else {
+    out = await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter);
+  }
   out.ms = performance.now() - start;
   return out;
 }
