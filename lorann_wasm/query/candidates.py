@@ -45,15 +45,15 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
         return np.zeros(0, dtype=np.intp)
     order = probes.tolist()
     # (slices of one range and one concatenate: fewer NumPy calls than arithmetic)
-    spans = [arrays.span(j) for j in order]
-    positions = np.concatenate([arrays.positions[lo:hi] for lo, hi in spans])
+    spans, everyone = arrays.spans, arrays.positions
+    positions = np.concatenate([everyone[slice(*spans[j])] for j in order])
     if keep is None and points_to_rerank >= len(positions):
         return positions  # every probed point is reranked: nothing to score (IVF-Flat)
     t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
     scorers = arrays.scorers
     approx = np.concatenate([vector_times(row, scorers[j]) for row, j in zip(t, order)])
     if keep is not None:
-        approx[~np.concatenate([keep[lo:hi] for lo, hi in spans])] = np.inf
+        approx[~np.concatenate([keep[slice(*spans[j])] for j in order])] = np.inf
     if points_to_rerank < approx.size:
         best = approx.argpartition(points_to_rerank - 1)[:points_to_rerank]
         if keep is None:

@@ -51,7 +51,8 @@ class ClusterArrays:
         self.offsets = offsets.astype(np.intp)  # on wasm32, repeat/bincount refuse int64
         self.sizes = np.diff(self.offsets)
         self._buffer = scorer_buffer
-        self._spans = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
+        #: each cluster's positions as Python ints ``(first, end)``
+        self.spans = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
         #: every position, in order (the query path takes slices of it)
         self.positions = np.arange(self.offsets[-1], dtype=np.intp)
 
@@ -70,10 +71,6 @@ class ClusterArrays:
             part[-1] = bias[lo:hi]
             scorers.append(part)
         return cls(offsets=offsets, scorers=scorers, scorer_buffer=flat, **kwargs)
-
-    def span(self, j):
-        """Cluster j's positions as Python ints ``(first, end)``."""
-        return self._spans[j]
 
     @property
     def n_clusters(self):
