@@ -75,3 +75,18 @@ def test_fashion_mnist_int8_file_is_small_and_accurate(fmnist):
     size = len(index.to_bytes())
     assert size < 0.30 * data.nbytes
     assert recall(index.search(queries, 10, target_recall=0.97), truth) >= 0.95
+
+
+def test_low_dimensional_benchmark_set_keeps_the_most_variance(fmnist):
+    from lorann_wasm.bench.datasets import principal_components
+    data, queries = fmnist
+    low, low_q = principal_components(data, queries, 50)
+    assert low.shape == (20000, 50) and low_q.shape == (500, 50) and low.dtype == np.float32
+    spread = low.var(axis=0)
+    assert np.all(np.diff(spread) <= 1e-3 * spread[0])  # components by decreasing variance
+    total = ((data - data.mean(axis=0)) ** 2).sum(axis=1).mean()
+    assert 0.8 * total < spread.sum() < total  # 50 of 784 directions keep most of it
+    # neighbours there are mostly the neighbours in the full space
+    near = ExactIndex(data, distance="l2").search(queries[:50], 10)
+    near_low = ExactIndex(low, distance="l2").search(low_q[:50], 10)
+    assert recall(near_low, near) >= 0.5

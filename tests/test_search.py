@@ -163,3 +163,30 @@ def test_default_parameters_rule():
     p = index.params
     assert p["n_clusters"] == 100 and p["global_dim"] == 32
     assert p["clusters_to_search"] == 8 and p["points_to_rerank"] == 100
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_reranking_every_probed_point_is_exact_search_of_those_clusters(built, synthetic,
+                                                                        distance):
+    # points_to_rerank at least the probed points: no approximate scores (IVF-Flat);
+    # probing every cluster, that is exact search, single and batch alike
+    _, queries = synthetic
+    index = built[distance]
+    everything = dict(clusters_to_search=index.params["n_clusters"], points_to_rerank=index.n)
+    want_ids, want_d = index.exact_search(queries[:20], 10, return_distances=True)
+    batch_ids, batch_d = index.search(queries[:20], 10, return_distances=True, **everything)
+    np.testing.assert_allclose(batch_d, want_d, rtol=1e-5, atol=1e-5)
+    for q, ids, d in zip(queries[:20], batch_ids, batch_d):
+        one_ids, one_d = index.search(q, 10, return_distances=True, **everything)
+        np.testing.assert_allclose(one_d, d, rtol=1e-5, atol=1e-5)
+        assert np.array_equal(np.sort(one_ids), np.sort(ids))
+    # one probed cluster: exactly its own nearest points
+    probe = index._prefix.probe(index._prefix.reduce(queries[0]), 1)
+    lo, hi = index._store.arrays.spans[int(probe[0])]
+    members = index._store.arrays.ids[lo:hi]
+    ids, d = index.search(queries[0], 5, clusters_to_search=1, points_to_rerank=index.n,
+                          return_distances=True)
+    exact = ExactIndex(index.get_vectors(members), distance=distance)
+    rows, exact_d = exact.search(queries[0], 5, return_distances=True)
+    np.testing.assert_allclose(d, exact_d, rtol=1e-5, atol=1e-5)
+    assert set(ids) == set(members[rows])
