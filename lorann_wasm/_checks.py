@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 
+from .kernels import einsum
 from .metrics import normalize_rows, prepare
 
 
@@ -82,8 +83,8 @@ def as_prepared_queries(q, dim, distance, name="q"):
             and q.shape[0] == dim and q.flags.c_contiguous):
         # The common case in one product: a finite square norm proves every value
         # finite, and bounds the distances (NaN and inf fail the test; the full
-        # checks below then say which).
-        if float(np.dot(q, q)) <= MAX_SQ_NORM:
+        # checks below then say which). (einsum: overflow gives inf, no warning.)
+        if float(einsum("i,i->", q, q)) <= MAX_SQ_NORM:
             return (normalize_rows(q[None], name) if distance == "cosine" else q[None]), True
     arr, single = as_queries(q, dim, name)
     arr = prepare(arr, distance, name)
