@@ -7,8 +7,9 @@ with one vector-matrix product ``[q A_j, 1] @ scorer_j``, reading the cluster
 where it lies: no gather copies the probed points first. Measured on the
 wordnet benchmark (342 clusters of 341 points, r = 32, 32 probed, one
 thread): 500 us per query with the earlier 32-row blocks (gathered, then a
-batched product) against 290 us this way; in Pyodide the product in this
-orientation is 2.6x faster than rows times a vector (see :mod:`..kernels`).
+batched product) against 290 us this way. This orientation measured 1.1x
+faster than points as rows natively and as fast in Pyodide (see
+:mod:`..kernels`).
 The same layout serves a whole resident index (views into one buffer) and
 a view of just the clusters a lazily loaded index has fetched (their own
 arrays, not joined).
@@ -19,12 +20,19 @@ import numpy as np
 from .vectors import RerankVectors
 
 
-def scorer_matrix(B_rows, bias):
-    """One cluster's scorer ``(r + 1, n_j)`` from its rows of ``B`` (n_j, r) and bias (n_j,)."""
-    out = np.empty((B_rows.shape[1] + 1, B_rows.shape[0]), dtype=np.float32)
+def scorer_matrix(B_rows, bias, out=None):
+    """One cluster's scorer ``(r + 1, n_j)`` from its rows of ``B`` (n_j, r) and bias
+    (n_j,), written into ``out`` if given."""
+    if out is None:
+        out = np.empty((B_rows.shape[1] + 1, B_rows.shape[0]), dtype=np.float32)
     out[:-1] = B_rows.T
     out[-1] = bias
     return out
+
+
+def spans(offsets):
+    """Each cluster's positions as Python ints ``(first, end)``, from ``offsets`` (C+1,)."""
+    return list(zip(offsets[:-1].tolist(), offsets[1:].tolist()))
 
 
 class ClusterArrays:
@@ -52,7 +60,7 @@ class ClusterArrays:
         self.sizes = np.diff(self.offsets)
         self._buffer = scorer_buffer
         #: each cluster's positions as Python ints ``(first, end)``
-        self.spans = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
+        self.spans = spans(self.offsets)
         #: every position, in order (the query path takes slices of it)
         self.positions = np.arange(self.offsets[-1], dtype=np.intp)
 
@@ -61,15 +69,12 @@ class ClusterArrays:
         """Arrays over clusters given by ``B_rows`` (n, r), each cluster's rows of
         ``B_j`` transposed, and ``bias`` (n,), in cluster order; the scorers are
         views into one buffer."""
-        r = B_rows.shape[1]
+        rows = B_rows.shape[1] + 1
         offsets = np.asarray(offsets, dtype=np.intp)
-        flat = np.empty((r + 1) * B_rows.shape[0], dtype=np.float32)
-        scorers = []
-        for lo, hi in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
-            part = flat[(r + 1) * lo:(r + 1) * hi].reshape(r + 1, hi - lo)
-            part[:-1] = B_rows[lo:hi].T
-            part[-1] = bias[lo:hi]
-            scorers.append(part)
+        flat = np.empty(rows * B_rows.shape[0], dtype=np.float32)
+        scorers = [scorer_matrix(B_rows[lo:hi], bias[lo:hi],
+                                 out=flat[rows * lo:rows * hi].reshape(rows, hi - lo))
+                   for lo, hi in spans(offsets)]
         return cls(offsets=offsets, scorers=scorers, scorer_buffer=flat, **kwargs)
 
     @property
