@@ -86,11 +86,10 @@ def rerank(vectors, queries, candidates, k, distance):
     return out_rows, out_dist
 
 
-def brute_force(vectors, queries, k, distance, allowed=None):
+def brute_force(vectors, queries, k, distance):
     """Exact ``k`` nearest rows of ``vectors`` for each query: ``(rows, distances)``.
 
-    With ``allowed`` (a boolean mask over rows) only those rows are ranked;
-    the tail is padded with distance inf where fewer than k are allowed."""
+    (To search some rows only, search their :meth:`.RerankVectors.subset`.)"""
     n = vectors.codes.shape[0]
     b = queries.shape[0]
     rows = np.empty((b, k), dtype=np.int64)
@@ -101,8 +100,6 @@ def brute_force(vectors, queries, k, distance, allowed=None):
     for s in range(0, b, step):
         ip = vectors.inner_products_all(queries[s:s + step])
         dist = from_inner_products(ip, distance, vectors.sq_norms, q_sq[s:s + step])
-        if allowed is not None:
-            dist[:, ~allowed] = np.inf
         best = smallest_k(dist, k)
         rows[s:s + step] = best
         dists[s:s + step] = dist[np.arange(best.shape[0])[:, None], best]
