@@ -153,7 +153,7 @@ def _build_kwargs(args):
                 train_size=args.train_size,
                 quantization_bits=None if args.quantization_bits == "none" else 8,
                 distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
-                int8_scales=args.int8_scales)
+                int8_scales=args.int8_scales, rerank_dims=args.rerank_dims)
 
 
 def cmd_build(args):
@@ -208,7 +208,8 @@ def _report_build(args, p, build_s):
     size = os.path.getsize(args.output)
     raw = p["n"] * p["dim"] * 4
     print(f"\nbuilt {args.output}: {p['n']:,} vectors, {p['n_clusters']} clusters, "
-          f"global_dim {p['global_dim']}, rank {p['rank']}, rerank {p['rerank_dtype']}")
+          f"global_dim {p['global_dim']}, rank {p['rank']}, rerank {p['rerank_dtype']}"
+          + (f" along {p['rerank_dims']} of {p['dim']} directions" if p.get("rerank_dims") else ""))
     print(f"build time {build_s:.1f} s; file {size / 1e6:.1f} MB = {size / raw:.2f}x raw float32")
     print(f"default search: clusters_to_search={p['clusters_to_search']}, "
           f"points_to_rerank={p['points_to_rerank']}")
@@ -374,6 +375,9 @@ def make_parser():
     b.add_argument("--quantization-bits", choices=("8", "none"), default="8")
     b.add_argument("--rerank-dtype", choices=("float32", "float16", "int8"), default="float32")
     b.add_argument("--int8-scales", choices=("dimension", "vector"), default="dimension")
+    b.add_argument("--rerank-dims", type=int, metavar="S",
+                   help="store rerank vectors along the data's top S principal directions "
+                        "(fewer bytes per point; default: every dimension)")
     b.add_argument("--target-recall", type=_recall_or_none, default=0.95,
                    help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")

@@ -30,7 +30,10 @@ class LorannIndex(QueryEngine):
     cluster's scorer; ``train_size`` the number of nearest clusters each
     training query trains. ``quantization_bits`` is 8 or None (float32
     scorer). ``rerank_dtype`` is ``"float32"``, ``"float16"`` or ``"int8"``;
-    for int8, ``int8_scales`` is ``"dimension"`` or ``"vector"``. ``seed``
+    for int8, ``int8_scales`` is ``"dimension"`` or ``"vector"``. ``rerank_dims``
+    (default None: all) stores the rerank vectors as their coordinates along
+    the data's top ``rerank_dims`` principal directions: fewer bytes per
+    point, reranking that is exact only within those directions. ``seed``
     fixes every random choice. ``attributes`` (a dict of column name -> one
     value per point: ints, floats, bools, strings or lists of strings; see
     :mod:`.filtering.columns`) are stored in the index for ``where=`` filters.
@@ -100,21 +103,35 @@ class LorannIndex(QueryEngine):
             tensors = train(source, p, sink, queries=queries, held_out=held_out,
                             executor=executor, verbose=log, attributes=self._attributes)
         self._attach(tensors, p)
-        self._data = None  # the sorted rerank vectors replace it
         if held_out is not None and len(held_out):
             held = tuning_source.take(held_out, lambda x: prepare(x, p.distance, "queries"))
-            self._tune(held, held_out if queries is None else None, target_recall, log)
+            self._tune(held, held_out if queries is None else None, target_recall, log,
+                       self._truth_vectors())
+        self._data = None  # the sorted rerank vectors replace it
         return self
 
-    def _tune(self, queries, self_ids, target_recall, log):
-        """Measure the held-out ``queries``, store the table, set the default preset."""
+    def _truth_vectors(self):
+        """What tuning takes as the true neighbours' vectors, in stored order: the
+        stored ones, unless they lie along fewer directions than the data (then
+        recall would be measured against the stored approximation itself)."""
+        if self._params.rerank_dims is None:
+            return None  # float32 codes are the data; float16/int8 lose ~0.5% recall
+        from .query.vectors import RerankVectors
+        rows = prepare(self._data, self.distance, "data")[self._store.arrays.ids]
+        return RerankVectors.encode(rows)
+
+    def _tune(self, queries, self_ids, target_recall, log, truth_vectors=None):
+        """Measure the held-out ``queries``, store the table, set the default preset.
+
+        ``truth_vectors`` (in stored order) give the true neighbours, by
+        default the stored vectors."""
         k = min(10, self.n - (self_ids is not None))
         if k < 1:
             return
         from .training.tuning import choose, measure_grid, tune_filter_factors
 
         results = measure_grid(self._prefix, self._store.arrays, queries, self.distance, k=k,
-                               self_ids=self_ids, verbose=log)
+                               self_ids=self_ids, verbose=log, truth_vectors=truth_vectors)
         table = choose(results)
         c, r = lookup(table, target_recall)
         self._params = self._params.replace(
@@ -122,7 +139,7 @@ class LorannIndex(QueryEngine):
                 "k": k, "queries": int(len(queries)), "leave_one_out": self_ids is not None,
                 "target_recall": target_recall, "table": table})
         factors = tune_filter_factors(self, queries, self_ids, target_recall, k,
-                                      self._params.seed)
+                                      self._params.seed, truth_vectors)
         self._params = self._params.replace(tuning=dict(self._params.tuning,
                                                         filter_factors=factors))
         log("filtered search: probing budget factors " + ", ".join(
@@ -131,6 +148,10 @@ class LorannIndex(QueryEngine):
         estimate = next(row[3] for row in table if row[0] == lookup_target(table, target_recall))
         log(f"tuned for recall@{k} >= {target_recall}: clusters_to_search={c}, "
             f"points_to_rerank={r} (estimated recall {estimate:.4f})")
+        if estimate < target_recall:
+            log(f"no setting reached recall@{k} {target_recall}: this one measured the most"
+                + (" (rerank_dims limits it: store more directions)"
+                   if self._params.rerank_dims is not None else ""))
 
     def _attach(self, tensors, params):
         """Make the query-time arrays from the index's tensors."""
@@ -169,7 +190,8 @@ class LorannIndex(QueryEngine):
         return (ids, dists) if return_distances else ids
 
     def get_vectors(self, ids):
-        """The stored vectors (decoded to float32, normalised for cosine) of ``ids``."""
+        """The stored vectors (decoded to float32, normalised for cosine) of ``ids``;
+        with ``rerank_dims``, their projection onto the stored directions."""
         self._check_ready()
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
@@ -180,7 +202,7 @@ class LorannIndex(QueryEngine):
         if self._positions is None:
             self._positions = np.empty(self.n, dtype=np.intp)
             self._positions[self._store.arrays.ids] = np.arange(self.n)
-        return self._store.arrays.vectors.decode(self._positions[ids])
+        return self._store.arrays.vectors.original(self._positions[ids])
 
     def number_by_position(self):
         """Renumber the points in the order they are stored (cluster by cluster).

@@ -92,11 +92,14 @@ class IndexParams:
     #: the attribute columns points may be filtered on (see :mod:`.filtering.columns`):
     #: a list of {"name", "kind"[, "values"]}, or None
     attributes: Optional[list] = None
+    #: rerank vectors stored in the data's top ``rerank_dims`` principal directions
+    #: (fewer bytes per point, approximate reranking), or None: every dimension as given
+    rerank_dims: Optional[int] = None
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
                  quantization_bits=8, distance="ip", seed=0, rerank_dtype="float32",
-                 int8_scales="dimension", attributes=None):
+                 int8_scales="dimension", rerank_dims=None, attributes=None):
         """Validated parameters (with default search settings) for n vectors of dimension ``dim``.
 
         Arguments as :class:`.LorannIndex`; raises ``TypeError``/``ValueError``
@@ -116,7 +119,9 @@ class IndexParams:
                    quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
-                   points_to_rerank=r, row_checksums=True, attributes=attributes)
+                   points_to_rerank=r, row_checksums=True, attributes=attributes,
+                   rerank_dims=None if rerank_dims is None else as_int(
+                       rerank_dims, "rerank_dims", low=1, high=dim))
 
     def __post_init__(self):
         check_distance(self.distance)
@@ -159,6 +164,15 @@ class IndexParams:
             raise TypeError(f"row_checksums must be true or false, got {self.row_checksums!r}")
         if self.attributes is not None:
             check_schema(self.attributes)
+        if self.rerank_dims is not None and (type(self.rerank_dims) is not int
+                                             or not 1 <= self.rerank_dims <= self.dim):
+            raise ValueError(f"rerank_dims must be None or an integer in [1, dim={self.dim}], "
+                             f"got {self.rerank_dims!r}")
+
+    @property
+    def stored_dims(self):
+        """Values stored per rerank vector: ``rerank_dims``, or every dimension."""
+        return self.dim if self.rerank_dims is None else self.rerank_dims
 
     # -- the file's metadata ----------------------------------------------
 
@@ -173,8 +187,9 @@ class IndexParams:
             del fields["tuning"]
         if not fields["row_checksums"]:
             del fields["row_checksums"]  # files without them keep their bytes
-        if fields["attributes"] is None:
-            del fields["attributes"]
+        for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
+            if fields[name] is None:
+                del fields[name]
         return json.dumps(fields, sort_keys=True)
 
     @classmethod

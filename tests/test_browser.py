@@ -25,10 +25,17 @@ def _make_cases(folder):
     train, test = fashion_mnist()
     data, queries = train[:12000], test[:N_QUERIES]
     syn = clustered(8000 + N_QUERIES, 64, seed=21)
+    rng = np.random.default_rng(5)
+    low_rank = (clustered(8000 + N_QUERIES, 24, seed=22) @ rng.standard_normal((24, 64))
+                + 0.01 * rng.standard_normal((8000 + N_QUERIES, 64))).astype(np.float32)
     specs = {
         "fmnist-l2": (data, queries, dict(distance="l2", rerank_dtype="int8")),
         "fmnist-cosine": (data, queries, dict(distance="cosine", rerank_dtype="float16")),
         "synthetic-ip": (syn[:8000], syn[8000:], dict(distance="ip", rank=16)),
+        # 64-d data near a 24-d subspace, its rerank vectors along 32 principal
+        # directions (format version 2)
+        "low-rank-ip-dims": (low_rank[:8000], low_rank[8000:],
+                             dict(distance="ip", rank=16, rerank_dtype="int8", rerank_dims=32)),
     }
     cases = {}
     for name, (x, q, kw) in specs.items():

@@ -19,6 +19,7 @@ VARIANTS = [
     dict(distance="l2", quantization_bits=None, rerank_dtype="float16"),
     dict(distance="cosine", rerank_dtype="int8", int8_scales="vector"),
     dict(distance="l2", rerank_dtype="int8", int8_scales="dimension", global_dim=24),
+    dict(distance="ip", rerank_dtype="int8", rerank_dims=24),
 ]
 
 
@@ -67,7 +68,9 @@ def test_readable_by_safetensors(small, tmp_path):
         assert np.array_equal(arr, ours[name]), name
     with safe_open(str(path), "np") as f:
         meta = f.metadata()
-    assert meta["format"] == "lorann_wasm" and meta["format_version"] == "1"
+    # version 2 only for what version 1 cannot hold: older readers keep reading the rest
+    assert meta["format"] == "lorann_wasm"
+    assert meta["format_version"] == ("1" if index.params.get("rerank_dims") is None else "2")
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
 
@@ -145,6 +148,13 @@ def _set_param(key, value):
     return edit
 
 
+def _both(first, second):
+    def edit(h, d):
+        first(h, d)
+        second(h, d)
+    return edit
+
+
 def _set_entry(name, field, value):
     def edit(h, _):
         h[name][field] = value
@@ -158,7 +168,10 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "2"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "3"), "newer than this lorann_wasm supports"),
+    (_both(_set_meta("format_version", "1"), _set_param("rerank_dims", 20)),
+     "needs format version 2"),
+    (_set_param("rerank_dims", 41), "rerank_dims must be"),
     (_set_meta("format_version", "x"), "bad format_version"),
     (_set_meta("format", "something-else"), "not a lorann_wasm index"),
     (_set_meta("params", "{"), "params metadata is not valid JSON"),
@@ -200,8 +213,11 @@ def test_semantic_checks_catch_signed_garbage(small):
             return data[:b] + arr.tobytes() + data[e:]
         return edit
 
-    for name, value, match in [("ids", t["ids"][1], "permutation"), ("cluster_offsets", 5, "cluster_offsets"),
-                               ("centroids", np.nan, "NaN"), ("sq_norms", np.inf, "NaN")]:
+    cases = [("ids", t["ids"][1], "permutation"), ("cluster_offsets", 5, "cluster_offsets"),
+             ("centroids", np.nan, "NaN"), ("sq_norms", np.inf, "NaN")]
+    if "vectors_basis" in t:  # a longer column could overflow the rotated queries
+        cases.append(("vectors_basis", 3.0, "unit columns"))
+    for name, value, match in cases:
         with pytest.raises(ValueError, match=match):
             LorannIndex.from_bytes(_rewrite(raw, clobber(name, value)))
 

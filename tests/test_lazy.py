@@ -28,6 +28,7 @@ def _single(index, queries, k=10, **kw):
     dict(distance="ip", rerank_dtype="int8"),
     dict(distance="cosine", rerank_dtype="float16", quantization_bits=None),
     dict(distance="l2", rerank_dtype="int8", int8_scales="vector", global_dim=24),
+    dict(distance="cosine", rerank_dtype="int8", rerank_dims=20),
 ])
 def test_identical_to_the_full_index(mixture, tmp_path, kw):
     data, queries = mixture

@@ -19,6 +19,8 @@ def _both(data, tmp_path, **kw):
     dict(distance="ip", rerank_dtype="int8", global_dim=24, rank=8),
     dict(distance="cosine", rerank_dtype="float16", quantization_bits=None, rank=8),
     dict(distance="l2", rerank_dtype="int8", int8_scales="vector", train_size=1, rank=4),
+    dict(distance="l2", rerank_dims=30, rank=8),
+    dict(distance="ip", rerank_dtype="int8", rerank_dims=30, global_dim=24, rank=8),
 ])
 def test_byte_identical_on_ordinary_data(tmp_path, kw):
     memory, file = _both(clustered(5000, 40, seed=8), tmp_path, seed=3, **kw)

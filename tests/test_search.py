@@ -190,3 +190,52 @@ def test_reranking_every_probed_point_is_exact_search_of_those_clusters(built, s
     rows, exact_d = exact.search(queries[0], 5, return_distances=True)
     np.testing.assert_allclose(d, exact_d, rtol=1e-5, atol=1e-5)
     assert set(ids) == set(members[rows])
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_rerank_dims_equal_to_the_dimension_only_rotate(synthetic, distance):
+    data, queries = synthetic
+    kw = dict(distance=distance, rank=16, seed=1)
+    plain = LorannIndex(data, **kw).build(target_recall=None)
+    rotated = LorannIndex(data, rerank_dims=data.shape[1], **kw).build(target_recall=None)
+    assert rotated._tensors["vectors_basis"].shape == (48, 48)
+    setting = dict(clusters_to_search=8, points_to_rerank=60, return_distances=True)
+    a, ad = plain.search(queries, 10, **setting)
+    b, bd = rotated.search(queries, 10, **setting)
+    assert np.mean(a == b) >= 0.99  # only float32 rounding differs: near-ties may swap
+    assert np.allclose(ad, bd, rtol=1e-4, atol=1e-4)
+    assert np.allclose(rotated.get_vectors(a[0]), plain.get_vectors(a[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("distance", METRICS)
+def test_rerank_dims_store_the_principal_directions(distance):
+    rng = np.random.default_rng(4)
+    both = (rng.standard_normal((4100, 12)) @ rng.standard_normal((12, 48))
+            + 0.01 * rng.standard_normal((4100, 48))).astype(np.float32)
+    data, queries = both[:4000], both[4000:]
+    kw = dict(distance=distance, rank=8, seed=1, rerank_dtype="int8")
+    index = LorannIndex(data, rerank_dims=12, **kw).build(target_recall=None)
+    truth = ExactIndex(data, distance=distance).search(queries, 10)
+    every_point = dict(clusters_to_search=index.params["n_clusters"], points_to_rerank=4000)
+    assert recall(index.search(queries, 10, **every_point), truth) >= 0.97
+    # the 12 stored values per point hold the data: what comes back is close to it
+    ids = np.arange(0, 4000, 37)
+    expect = data[ids] if distance != "cosine" else (
+        data[ids] / np.linalg.norm(data[ids], axis=1, keepdims=True))
+    assert np.abs(index.get_vectors(ids) - expect).max() <= 0.05 * np.abs(expect).max()
+    full = LorannIndex(data, **kw).build(target_recall=None)
+    assert len(full.to_bytes()) - len(index.to_bytes()) >= 0.9 * 4000 * (48 - 12)
+
+
+def test_tuning_with_rerank_dims_measures_recall_against_the_data():
+    # isotropic data: 8 of 32 directions cannot rank neighbours well, and the tuned
+    # estimate must say so (measured against the stored vectors it would be ~1)
+    rng = np.random.default_rng(9)
+    both = rng.standard_normal((3200, 32)).astype(np.float32)
+    data, queries = both[:3000], both[3000:]
+    index = LorannIndex(data, rerank_dims=8, rank=8, seed=1).build()
+    p = index.params
+    estimate = next(row[3] for row in p["tuning"]["table"] if row[0] == 0.95)
+    found = index.search(queries, 10)
+    actual = recall(found, ExactIndex(data, distance="ip").search(queries, 10))
+    assert estimate < 0.8 and abs(estimate - actual) <= 0.1, (estimate, actual)

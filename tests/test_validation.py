@@ -88,10 +88,18 @@ def test_data_must_be_2d():
     ({"rerank_dtype": "int8", "int8_scales": "block"}, "unknown int8_scales"),
     ({"train_size": 0}, "train_size must be >= 1"),
     ({"seed": -1}, "seed must be >= 0"),
+    ({"rerank_dims": 0}, "rerank_dims must be >= 1"),
+    ({"rerank_dims": 17}, "rerank_dims must be <= 16"),
 ])
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LorannIndex(DATA, **{"rank": 8, **kwargs})
+
+
+def test_rerank_dims_must_be_an_integer():
+    with pytest.raises(TypeError, match="rerank_dims must be an integer"):
+        LorannIndex(DATA, rank=8, rerank_dims=8.0)
+    assert LorannIndex(DATA, rank=8, rerank_dims=np.int64(8)).params["rerank_dims"] == 8
 
 
 def test_default_rank_larger_than_dimension_is_refused():

@@ -26,6 +26,8 @@ def add_arguments(p):
     p.add_argument("--methods", default="lorann_wasm,exact,lorann-cpp,faiss-ivf,faiss-hnsw",
                    help="comma-separated subset")
     p.add_argument("--rerank-dtype", default="float32", choices=("float32", "float16", "int8"))
+    p.add_argument("--rerank-dims", type=int, metavar="S",
+                   help="lorann_wasm stores rerank vectors along S principal directions")
     p.add_argument("--single", type=int, default=1000, help="queries timed one at a time")
     p.add_argument("--out", help="output folder (default results/DATASET)")
 
@@ -73,7 +75,8 @@ def _methods(args, n, dim):
     from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm
     c, g = default_n_clusters(n), default_global_dim(dim)
     table = {
-        "lorann_wasm": lambda: LorannWasm(n_clusters=c, global_dim=g, rerank_dtype=args.rerank_dtype),
+        "lorann_wasm": lambda: LorannWasm(n_clusters=c, global_dim=g, rerank_dtype=args.rerank_dtype,
+                                          rerank_dims=args.rerank_dims),
         "exact": Exact,
         "lorann-cpp": lambda: CppLorann(c, g),
         "faiss-ivf": lambda: FaissIVFFlat(c),

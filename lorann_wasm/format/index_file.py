@@ -11,11 +11,17 @@ verify them.
 
 Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
             projection (d, g) f32 [if g < d] | A (C, g, r) f32 or i8 |
-            A_scales (C, r) f32 [8-bit] | vectors_dim_offset, vectors_dim_scale
-            (d,) f32 [int8 per dimension] | cluster_crc32 (C,) u32
+            A_scales (C, r) f32 [8-bit] | vectors_basis (d, s) f32 [rerank_dims] |
+            vectors_dim_offset, vectors_dim_scale (s,) f32 [int8 per dimension] |
+            cluster_crc32 (C,) u32
 Per point:  ids (n,) i64 | B (n, r) f32 or i8 (B_j transposed) |
             B_scales (n,) f32 [8-bit] | sq_norms (n,) f32 |
-            vectors (n, d) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
+            vectors (n, s) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
+
+``s`` is the number of values stored per rerank vector: the dimension d, or
+with ``rerank_dims`` the vectors' coordinates in the orthonormal
+``vectors_basis`` (their top principal directions). Files with a basis are
+format version 2; all others are still written as version 1.
 
 Within each part tensors are ordered by decreasing item size, so each is
 naturally aligned; a ``_padding`` u8 tensor realigns the per-point part.
@@ -37,7 +43,8 @@ from . import safetensors_io
 from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
-FORMAT_VERSION = 1
+#: the newest version this code reads; it writes the oldest that holds the index
+FORMAT_VERSION = 2
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -48,11 +55,13 @@ SCALES = ("A_scales", "B_scales", "vectors_dim_scale", "vectors_row_scale")
 #: the largest value a stored float may have: a vector of it has a squared norm of
 #: about MAX_SQ_NORM, the most that float32 distance arithmetic takes
 MAX_ABS = MAX_SQ_NORM ** 0.5
+#: how far a basis column's squared norm may be from 1 (float32 rounding)
+BASIS_TOLERANCE = 1e-3
 
 
 def expected_tensors(p):
     """Name -> (dtype, shape) of every tensor an index with :class:`.IndexParams` ``p`` has."""
-    n, d, c, g, r = p.n, p.dim, p.n_clusters, p.global_dim, p.rank
+    n, d, c, g, r, s = p.n, p.dim, p.n_clusters, p.global_dim, p.rank, p.stored_dims
     q8 = p.quantization_bits == 8
     vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p.rerank_dtype]
     spec = {
@@ -63,16 +72,18 @@ def expected_tensors(p):
         "ids": ("<i8", (n,)),
         "B": ("i1" if q8 else "<f4", (n, r)),
         "sq_norms": ("<f4", (n,)),
-        "vectors": (vdtype, (n, d)),
+        "vectors": (vdtype, (n, s)),
     }
     if g < d:
         spec["projection"] = ("<f4", (d, g))
+    if p.rerank_dims is not None:
+        spec["vectors_basis"] = ("<f4", (d, s))
     if q8:
         spec["A_scales"] = ("<f4", (c, r))
         spec["B_scales"] = ("<f4", (n,))
     if p.int8_scales == "dimension":
-        spec["vectors_dim_offset"] = ("<f4", (d,))
-        spec["vectors_dim_scale"] = ("<f4", (d,))
+        spec["vectors_dim_offset"] = ("<f4", (s,))
+        spec["vectors_dim_scale"] = ("<f4", (s,))
     elif p.int8_scales == "vector":
         spec["vectors_row_scale"] = ("<f4", (n,))
     if p.row_checksums:
@@ -166,7 +177,7 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": "1" if params.rerank_dims is None else "2",
         "params": params.to_json(),
     }
 
@@ -233,9 +244,12 @@ def parse_params(metadata):
             f"supports ({FORMAT_VERSION}); upgrade lorann_wasm"
         )
     try:
-        return IndexParams.from_json(metadata.get("params", ""))
+        params = IndexParams.from_json(metadata.get("params", ""))
     except ValueError as exc:
         invalid(str(exc))
+    if params.rerank_dims is not None and int(version) < 2:
+        invalid("rerank_dims needs format version 2 or later")
+    return params
 
 
 def check_layout(tensors_specs, params):
@@ -267,6 +281,10 @@ def check_finite_and_scales(t):
             limit = MAX_ABS / 127  # an int8 code times its scale stays below MAX_ABS
         if float(np.abs(arr).max()) > limit:
             invalid(f"tensor {name!r} holds values too large for float32 arithmetic")
+    basis = t.get("vectors_basis")
+    if basis is not None and basis.size and not np.allclose(
+            np.einsum("ij,ij->j", basis, basis), 1.0, atol=BASIS_TOLERANCE):
+        invalid("vectors_basis does not have unit columns")
 
 
 def check_offsets(offsets, n):

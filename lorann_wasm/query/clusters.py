@@ -52,10 +52,10 @@ class ClusterArrays:
     """
 
     def __init__(self, *, A_t, offsets, ids, scorers, vectors=None, clusters=None,
-                 dim_scales=(None, None), attributes=None, scorer_buffer=None):
+                 vector_coding=None, attributes=None, scorer_buffer=None):
         self.A_t, self.ids, self.scorers = A_t, ids, scorers
         self.attributes = attributes
-        self.vectors, self.clusters, self.dim_scales = vectors, clusters, dim_scales
+        self.vectors, self.clusters, self.vector_coding = vectors, clusters, vector_coding
         self.offsets = offsets.astype(np.intp)  # on wasm32, repeat/bincount refuse int64
         self.sizes = np.diff(self.offsets)
         self._buffer = scorer_buffer
@@ -126,9 +126,8 @@ class ClusterArrays:
             codes[at], sq_norms[at] = cluster.codes[row[at]], cluster.sq_norms[row[at]]
             if row_scale is not None:
                 row_scale[at] = cluster.row_scale[row[at]]
-        offset, scale = self.dim_scales
-        vectors = RerankVectors(codes, sq_norms, offset=offset, scale=scale,
-                                vector_scale=row_scale)
+        vectors = RerankVectors(codes, sq_norms, vector_scale=row_scale,
+                                **(self.vector_coding or {}))
         rows = np.full(flat.shape, -1, dtype=np.intp)
         rows[valid] = inverse
         return vectors, rows.reshape(positions.shape), unique

@@ -13,7 +13,7 @@ class Prefix:
     Holds the projection, the centroids and the per-cluster ``A`` matrices,
     pre-scaled by -1 (inner product) or -2 (Euclidean) so that a query's
     approximate distances are ``(q A_j) B_j`` (plus ``||x||^2``); the cluster
-    offsets; and the int8 per-dimension scales of the rerank vectors.
+    offsets; and how the rerank vectors are coded (int8 per-dimension scales, basis).
     """
 
     def __init__(self, tensors, params):
@@ -32,8 +32,10 @@ class Prefix:
         self.offsets = t["cluster_offsets"].astype(np.intp)
         self.sizes = np.diff(self.offsets)
         self.A_t = np.ascontiguousarray((factor * A).transpose(0, 2, 1))  # (C, r, g)
-        self.dim_offset = t.get("vectors_dim_offset")
-        self.dim_scale = t.get("vectors_dim_scale")
+        #: how the rerank vectors are stored: :class:`.RerankVectors` keywords
+        self.vector_coding = {"offset": t.get("vectors_dim_offset"),
+                              "scale": t.get("vectors_dim_scale"),
+                              "basis": t.get("vectors_basis")}
         self.cluster_crc32 = t["cluster_crc32"]
         self.cluster_scorer_crc32 = t.get("cluster_scorer_crc32")  # files with row checksums
         #: per-cluster summaries of the attribute columns (see filtering.columns)

@@ -25,6 +25,7 @@ def candidate_distances(vectors, queries, rows, distance):
     but exact (the expansion loses float32 precision for large norms) and in
     fewer NumPy calls than the expansion plus recomputing the final k.
     """
+    queries = vectors.in_basis(queries)
     if distance == "l2":
         diff = vectors.decode(rows)
         diff -= queries[..., None, :]
@@ -44,7 +45,7 @@ def exact_l2(vectors, queries, rows, dist):
     """
     valid = np.isfinite(dist)
     diff = vectors.decode(np.where(valid, rows, 0))
-    diff -= queries[..., None, :]
+    diff -= vectors.in_basis(queries)[..., None, :]
     exact = np.where(valid, np.einsum("...j,...j->...", diff, diff), np.inf).astype(np.float32)
     order = np.argsort(exact, axis=-1, kind="stable")
     at = np.arange(rows.shape[0])[:, None]
@@ -90,6 +91,7 @@ def brute_force(vectors, queries, k, distance):
     """Exact ``k`` nearest rows of ``vectors`` for each query: ``(rows, distances)``.
 
     (To search some rows only, search their :meth:`.RerankVectors.subset`.)"""
+    queries = vectors.in_basis(queries)
     n = vectors.codes.shape[0]
     b = queries.shape[0]
     rows = np.empty((b, k), dtype=np.int64)

@@ -72,8 +72,8 @@ class ResidentClusters:
     def __init__(self, tensors, params, prefix):
         t = tensors
         B, bias = _point_arrays(t, params)
-        vectors = RerankVectors(t["vectors"], t["sq_norms"], offset=prefix.dim_offset,
-                                scale=prefix.dim_scale, vector_scale=t.get("vectors_row_scale"))
+        vectors = RerankVectors(t["vectors"], t["sq_norms"],
+                                vector_scale=t.get("vectors_row_scale"), **prefix.vector_coding)
         self.arrays = ClusterArrays.from_rows(
             A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"], B_rows=B, bias=bias,
             vectors=vectors, attributes={k: v for k, v in t.items() if is_point_tensor(k)})
@@ -261,7 +261,7 @@ class FetchedClusters:
             A_t=self.prefix.A_t[unique], offsets=offsets,
             ids=np.concatenate([c.ids for c in clusters]),
             scorers=[c.scorer for c in clusters],
-            clusters=clusters, dim_scales=(self.prefix.dim_offset, self.prefix.dim_scale))
+            clusters=clusters, vector_coding=self.prefix.vector_coding)
         return arrays, local.reshape(np.shape(probes))
 
     # -- candidates' vectors (files with row checksums) -------------------------

@@ -12,11 +12,18 @@ Rerank vectors are kept in one of four encodings, trading bytes for accuracy:
 "Exact" reranking means exact with respect to the stored (decoded) vectors.
 All encodings answer inner products with queries without decoding whole rows
 into a separate float32 copy of the data set.
+
+With a ``basis`` (d, s), orthonormal columns, each of them is applied to the
+vectors' coordinates in it, ``x @ basis``, instead of to ``x``: reranking
+then compares the queries' coordinates in the same basis. With the data's
+top principal directions this stores fewer values per point for a small loss
+of accuracy (measured on wordnet-minilm, 384-d: exact top-10 over int8 codes
+of all 384 dimensions has recall 0.995; of the top 304, 0.981; of 256, 0.947).
 """
 
 import numpy as np
 
-from ..kernels import rowwise_dot, times_transposed
+from ..kernels import rowwise_dot, times, times_transposed, vector_times
 from ..params import INT8_SCALES, RERANK_DTYPES
 from ..quantization import quantize_int8
 
@@ -28,23 +35,37 @@ class RerankVectors:
     Attributes (all arrays, read-only use): ``codes`` (n, d) in the storage
     dtype; ``offset`` and ``scale`` (d,) for int8 per dimension;
     ``vector_scale`` (n,) for int8 per vector; ``sq_norms`` (n,) squared
-    norms of the decoded vectors.
+    norms of the decoded vectors; ``basis`` (d, s) or None.
+
+    Methods other than :meth:`in_basis` and :meth:`original` take queries
+    already in the storage basis.
     """
 
-    def __init__(self, codes, sq_norms, *, offset=None, scale=None, vector_scale=None):
+    def __init__(self, codes, sq_norms, *, offset=None, scale=None, vector_scale=None,
+                 basis=None):
         self.codes = codes
         self.sq_norms = sq_norms
         self.offset = offset
         self.scale = scale
         self.vector_scale = vector_scale
+        self.basis = basis
 
     @classmethod
-    def encode(cls, x, dtype="float32", int8_scales="dimension", dim_range=None):
-        """Encode float32 vectors ``x`` (n, d).
+    def encode(cls, x, dtype="float32", int8_scales="dimension", dim_range=None, basis=None):
+        """Encode float32 vectors ``x`` (n, d), in ``basis`` (d, s) when given.
 
-        ``dim_range``: ``(low, high)`` per dimension for int8 per-dimension
-        scales, when ``x`` is one part of a larger set (default: x's own).
+        ``dim_range``: ``(low, high)`` per stored dimension for int8
+        per-dimension scales, when ``x`` is one part of a larger set (default:
+        x's own).
         """
+        if basis is not None:
+            x = times(x, basis)
+        encoded = cls._encode(x, dtype, int8_scales, dim_range)
+        encoded.basis = basis
+        return encoded
+
+    @classmethod
+    def _encode(cls, x, dtype, int8_scales, dim_range):
         if dtype == "float32":
             codes = np.ascontiguousarray(x, dtype=np.float32)
             return cls(codes, _sq_norms(codes))
@@ -76,7 +97,20 @@ class RerankVectors:
         return RerankVectors(self.codes[rows], self.sq_norms[rows], offset=self.offset,
                              scale=self.scale,
                              vector_scale=None if self.vector_scale is None
-                             else self.vector_scale[rows])
+                             else self.vector_scale[rows], basis=self.basis)
+
+    def in_basis(self, queries):
+        """Queries (d,) or (b, d) as the stored vectors hold them: their coordinates
+        in the basis, if there is one."""
+        if self.basis is None:
+            return queries
+        return (vector_times if queries.ndim == 1 else times)(queries, self.basis)
+
+    def original(self, rows):
+        """Decoded vectors of ``rows`` back in the data's own dimensions (with a
+        basis, their projection onto it)."""
+        out = self.decode(rows)
+        return out if self.basis is None else times_transposed(out, self.basis)
 
     def decode(self, rows=slice(None)):
         """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""

@@ -8,11 +8,12 @@ the same code builds in memory (:class:`.sinks.MemorySink`, what
 1. global projection, fitted on a seeded sample of training queries
    (:mod:`.projection`);
 2. k-means on a seeded sample of the reduced data: the centroids
-   (:mod:`.kmeans`);
+   (:mod:`.kmeans`); with ``rerank_dims``, the basis of the rerank vectors,
+   fitted as the projection is, on a seeded sample of the data;
 3. one pass assigns every point to its nearest cluster and every training
    query to its ``train_size`` nearest, adding the query to those clusters'
    Gram matrices ``Q_j^T Q_j`` (all the regression needs of the queries),
-   and takes the value range of each dimension;
+   and takes the value range of each stored dimension;
 4. one pass copies the points, in cluster order, to the sink's scratch;
 5. cluster by cluster (through an optional ``concurrent.futures.Executor``,
    :mod:`.parallel`): the reduced-rank regression (:mod:`.regression`),
@@ -26,6 +27,7 @@ Clusters that end up with no points stay empty: every reader handles them.
 import numpy as np
 
 from .._checks import check_magnitudes
+from ..kernels import times
 from ..metrics import prepare
 from ..quantization import quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
@@ -84,18 +86,29 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
     del rows
     log(f"k-means on {min(n, SAMPLE_PER_CLUSTER * c)} points: {c} centroids")
 
+    basis = None
+    if p.rerank_dims is not None:
+        rows = sample_rows(rng, n, PROJECTION_SAMPLE)
+        basis = fit_projection(source.take(rows, prepared(source)), p.rerank_dims)
+        log(f"rerank vectors: {p.rerank_dims} of {d} principal directions")
+
+    def stored(x):
+        return x if basis is None else times(x, basis)
+
     w = min(p.train_size, c)
     grams = np.zeros((c, g, g), dtype=np.float64)
     counts = np.zeros(c, dtype=np.int64)
     labels = np.empty(n, dtype=np.int32)
-    low, high = np.full(d, np.inf, np.float32), np.full(d, -np.inf, np.float32)
+    s = p.stored_dims
+    low, high = np.full(s, np.inf, np.float32), np.full(s, -np.inf, np.float32)
     passes = ([(source, w, True)] if queries is None
               else [(source, 1, False), (queries, w, True)])
     for src, nearest, trains in passes:
         for i, (start, stop) in enumerate(src.chunks()):
             x = prepared(src)(src.read(start, stop), start)
             if src is source:
-                low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
+                xs = stored(x)
+                low, high = np.minimum(low, xs.min(axis=0)), np.maximum(high, xs.max(axis=0))
             reduced = reduce(x)
             near = nearest_centroids(reduced, centroids, euclidean, nearest)
             if src is source:
@@ -129,7 +142,7 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         A[j] = a
         lo, hi = int(offsets[j]), int(offsets[j + 1])
         vectors = RerankVectors.encode(sink.scratch.read(lo, hi), p.rerank_dtype,
-                                       p.int8_scales or "dimension", dim_range)
+                                       p.int8_scales or "dimension", dim_range, basis)
         parts = {"ids": ids[lo:hi], "sq_norms": vectors.sq_norms, "vectors": vectors.codes,
                  "vectors_row_scale": vectors.vector_scale}
         if attributes is not None:
@@ -143,6 +156,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
     prefix = {"cluster_offsets": offsets, "centroids": centroids}
     if projection is not None:
         prefix["projection"] = projection
+    if basis is not None:
+        prefix["vectors_basis"] = basis
     if p.quantization_bits == 8:
         prefix["A"], prefix["A_scales"] = quantize_int8(A, axis=1)
     else:

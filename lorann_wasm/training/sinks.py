@@ -99,9 +99,11 @@ class MemorySink(_Sink):
         super().__init__(params)
         self.tensors = {name: np.empty(shape, dtype)
                         for name, (dtype, shape) in expected_tensors(params).items()}
-        # float32 rerank vectors are the sorted rows themselves: sort them in place
+        # float32 rerank vectors in the data's own basis are the sorted rows
+        # themselves: sort them in place
         vectors = self.tensors["vectors"]
-        self.scratch = ArrayScratch(vectors if vectors.dtype == np.float32 else
+        in_place = vectors.dtype == np.float32 and params.rerank_dims is None
+        self.scratch = ArrayScratch(vectors if in_place else
                                     np.empty((params.n, params.dim), np.float32))
 
     def _put(self, name, rows, first_row):

@@ -65,14 +65,17 @@ def _drop_self(ids, self_ids, k):
     return ids[np.arange(ids.shape[0])[:, None], order]
 
 
-def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose=None):
+def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose=None,
+                 truth_vectors=None):
     """Recall@k of every (clusters_to_search, points_to_rerank) on the grid.
 
     ``prefix`` and ``arrays`` are a resident index's :class:`.Prefix` and
     :class:`.ClusterArrays`.
     Returns a list of ``(c, R, recall, cost, standard error of recall)``. ``queries`` are prepared
     (normalised for cosine); ``self_ids`` are the queries' own ids for
-    leave-one-out, or None; ``verbose`` a build progress reporter.
+    leave-one-out, or None; ``verbose`` a build progress reporter;
+    ``truth_vectors`` the vectors (in the order of ``arrays``) exact search over
+    which gives the true neighbours, by default ``arrays.vectors``.
 
     Work is shared across the grid: going from c to the next c' probed
     clusters scores only the clusters c..c' and merges them into each
@@ -86,7 +89,7 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     vectors, ids = arrays.vectors, arrays.ids
     extra = 0 if self_ids is None else 1
     kk = k + extra
-    truth_rows, _ = brute_force(vectors, queries, kk, distance)
+    truth_rows, _ = brute_force(vectors if truth_vectors is None else truth_vectors, queries, kk, distance)
     truth = _drop_self(ids[truth_rows], self_ids, k)
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
     d = vectors.codes.shape[1]
@@ -182,15 +185,16 @@ FILTER_QUERIES = 200
 FILTER_FLAT = 0.003
 
 
-def tune_filter_factors(index, queries, self_ids, target, k, seed=0):
+def tune_filter_factors(index, queries, self_ids, target, k, seed=0, truth_vectors=None):
     """``[[share, factor], ...]``: for each of :data:`FILTER_SHARES`, the smallest
     :data:`FILTER_FACTORS` entry at which filtered search of ``queries`` (at most
     :data:`FILTER_QUERIES`) under a random allow list passing that share of the
     points (independent of the vectors) reaches ``target`` recall@k; if none
     does (the unfiltered setting itself may fall a little short), the first
     within :data:`FILTER_FLAT` of the best recall measured. ``self_ids``
-    (queries that are data points) are left out of every allow list. The
-    index's parameters are restored afterwards.
+    (queries that are data points) are left out of every allow list.
+    ``truth_vectors`` as for :func:`measure_grid`. The index's parameters are
+    restored afterwards.
     """
     rng = np.random.default_rng(seed)
     queries = queries[:FILTER_QUERIES]
@@ -206,8 +210,8 @@ def tune_filter_factors(index, queries, self_ids, target, k, seed=0):
                 continue
             # exact search over just the allowed rows: half a pass over the data in all
             rows_allowed = np.flatnonzero(allowed[arrays.ids])
-            rows, _ = brute_force(arrays.vectors.subset(rows_allowed), queries, k,
-                                  index.distance)
+            rows, _ = brute_force((arrays.vectors if truth_vectors is None else truth_vectors).subset(rows_allowed),
+                                  queries, k, index.distance)
             truth = arrays.ids[rows_allowed[rows]]
             recalls = []
             for factor in FILTER_FACTORS:
