@@ -55,6 +55,8 @@ def main(argv=None):
                     help="clusters x rerank pairs; 0x0 = the index's defaults")
     ap.add_argument("--rerank-dtype", default="int8", choices=("float32", "float16", "int8"),
                     help="rerank vectors in the index file (int8: about 1/4 of the bytes)")
+    ap.add_argument("--rerank-dims", type=int, metavar="S",
+                    help="rerank vectors along the data's top S principal directions")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
@@ -62,7 +64,10 @@ def main(argv=None):
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     print(f"bench-browser: {args.dataset}: {data.shape[0]} x {data.shape[1]}, "
           f"{len(queries)} held-out queries, {distance}", flush=True)
-    index_path = cached_index(args.dataset, data, distance, {"rerank_dtype": args.rerank_dtype})
+    build = {"rerank_dtype": args.rerank_dtype}
+    if args.rerank_dims:
+        build["rerank_dims"] = args.rerank_dims
+    index_path = cached_index(args.dataset, data, distance, build)
     truth = np.ascontiguousarray(neighbors[:, :10], dtype=np.int32)
 
     site = os.path.join(default_cache(), "bench-site")
