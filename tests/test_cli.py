@@ -84,6 +84,18 @@ def test_search_and_info(files, tmp_path, capsys):
     assert info["arrays"]["vectors"].startswith("int8 [3000, 64]")
 
 
+def test_build_with_rerank_dims(files, tmp_path, capsys):
+    d, _ = files
+    out = tmp_path / "dims.lorann"
+    assert main(["build", str(d / "data.npy"), "-o", str(out), "--rank", "16",
+                 "--rerank-dtype", "int8", "--rerank-dims", "40"]) == 0
+    assert "rerank int8 along 40 of 64 directions" in capsys.readouterr().out
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["arrays"]["vectors"].startswith("int8 [3000, 40]")
+    assert info["arrays"]["vectors_basis"].startswith("float32 [64, 40]")
+
+
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "lorann_wasm", *args], capture_output=True,
                           text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
@@ -105,6 +117,8 @@ def _run(*args):
     (lambda d: ["build", str(d / "data.npy"), "-o", str(d / "x.lorann"), "--distance", "hamming"],
      "invalid choice"),
     (lambda d: ["build", str(d / "data.npy")], "required: -o/--output"),
+    (lambda d: ["build", str(d / "data.npy"), "-o", str(d / "x.lorann"), "--rerank-dims", "65"],
+     "rerank_dims must be <= 64"),
     (lambda d: ["search", str(d / "good.lorann"), str(d / "queries.npy"), "-k", "0"],
      "k must be >= 1"),
 ])
