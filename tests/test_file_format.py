@@ -216,7 +216,7 @@ def test_semantic_checks_catch_signed_garbage(small):
     cases = [("ids", t["ids"][1], "permutation"), ("cluster_offsets", 5, "cluster_offsets"),
              ("centroids", np.nan, "NaN"), ("sq_norms", np.inf, "NaN")]
     if "vectors_basis" in t:  # a longer column could overflow the rotated queries
-        cases.append(("vectors_basis", 3.0, "unit columns"))
+        cases.append(("vectors_basis", 3.0, "orthonormal columns"))
     for name, value, match in cases:
         with pytest.raises(ValueError, match=match):
             LorannIndex.from_bytes(_rewrite(raw, clobber(name, value)))

@@ -239,3 +239,21 @@ def test_tuning_with_rerank_dims_measures_recall_against_the_data():
     found = index.search(queries, 10)
     actual = recall(found, ExactIndex(data, distance="ip").search(queries, 10))
     assert estimate < 0.8 and abs(estimate - actual) <= 0.1, (estimate, actual)
+
+
+def test_rerank_dims_euclidean_distances_count_the_energy_outside_the_basis():
+    rng = np.random.default_rng(4)
+    both = (rng.standard_normal((4100, 12)) @ rng.standard_normal((12, 48))
+            + 0.3 * rng.standard_normal((4100, 48))).astype(np.float32)
+    data, queries = both[:4000], both[4000:]
+    index = LorannIndex(data, distance="l2", rank=8, seed=1, rerank_dims=12).build(
+        target_recall=None)
+    ids, dists = index.search(queries, 10, clusters_to_search=index.params["n_clusters"],
+                              points_to_rerank=4000, return_distances=True)
+    diff = data[ids] - queries[:, None]
+    true = (diff ** 2).sum(-1)
+    within = ((diff @ index._tensors["vectors_basis"]) ** 2).sum(-1)  # the basis alone
+    error = np.abs(dists - true).mean()
+    assert error <= 0.01 * true.mean() and error <= 0.3 * np.abs(within - true).mean()
+    exact_ids, exact_d = index.exact_search(queries, 10, return_distances=True)
+    assert np.mean(exact_ids == ids) >= 0.95 and np.allclose(exact_d, dists, rtol=1e-3, atol=1e-3)

@@ -24,16 +24,20 @@ def candidate_distances(vectors, queries, rows, distance):
     than the expansion ``||x||^2 - 2<q, x> + ||q||^2`` over the candidates,
     but exact (the expansion loses float32 precision for large norms) and in
     fewer NumPy calls than the expansion plus recomputing the final k.
+
+    With a basis they are the expansion, with the full squared norms of the
+    points (see :meth:`.RerankVectors.encode`) and of the queries: the
+    distance within the basis plus the energy of both outside it.
     """
-    queries = vectors.in_basis(queries)
-    if distance == "l2":
+    if distance == "l2" and vectors.basis is None:
         diff = vectors.decode(rows)
         diff -= queries[..., None, :]
         return einsum("...j,...j->...", diff, diff)
-    ip = vectors.inner_products(rows, queries)
-    if distance == "ip":
-        return np.negative(ip, out=ip)
-    return np.subtract(1.0, ip, out=ip)
+    ip = vectors.inner_products(rows, vectors.in_basis(queries))
+    if distance != "l2":
+        return from_inner_products(ip, distance)
+    q_sq = einsum("...j,...j->...", queries, queries)[..., None]
+    return from_inner_products(ip, distance, vectors.sq_norms[rows], q_sq)
 
 
 def exact_l2(vectors, queries, rows, dist):
@@ -42,10 +46,13 @@ def exact_l2(vectors, queries, rows, dist):
     Brute force ranks by the expansion ``||x||^2 - 2<q, x> + ||q||^2``, which
     is fast but loses float32 precision for large norms (a vector's distance
     to itself would not come out as 0); the k returned values are exact.
+    (With a basis the expansion is the distance: they are returned as they are.)
     """
+    if vectors.basis is not None:
+        return rows, dist
     valid = np.isfinite(dist)
     diff = vectors.decode(np.where(valid, rows, 0))
-    diff -= vectors.in_basis(queries)[..., None, :]
+    diff -= queries[..., None, :]
     exact = np.where(valid, np.einsum("...j,...j->...", diff, diff), np.inf).astype(np.float32)
     order = np.argsort(exact, axis=-1, kind="stable")
     at = np.arange(rows.shape[0])[:, None]
@@ -91,12 +98,12 @@ def brute_force(vectors, queries, k, distance):
     """Exact ``k`` nearest rows of ``vectors`` for each query: ``(rows, distances)``.
 
     (To search some rows only, search their :meth:`.RerankVectors.subset`.)"""
+    q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]  # the whole norm (see encode)
     queries = vectors.in_basis(queries)
     n = vectors.codes.shape[0]
     b = queries.shape[0]
     rows = np.empty((b, k), dtype=np.int64)
     dists = np.empty((b, k), dtype=np.float32)
-    q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
     # Chunk over queries so a (chunk, n) distance block stays bounded.
     step = max(1, BRUTE_FORCE_VALUES // n)
     for s in range(0, b, step):

@@ -36,7 +36,8 @@ class RerankVectors:
     Attributes (all arrays, read-only use): ``codes`` (n, d) in the storage
     dtype; ``offset`` and ``scale`` (d,) for int8 per dimension;
     ``vector_scale`` (n,) for int8 per vector; ``sq_norms`` (n,) squared
-    norms of the decoded vectors; ``basis`` (d, s) or None.
+    norms of the decoded vectors (with a basis: plus each vector's energy
+    outside it, so Euclidean distances count it); ``basis`` (d, s) or None.
 
     Methods other than :meth:`in_basis` and :meth:`original` take queries
     already in the storage basis.
@@ -59,9 +60,13 @@ class RerankVectors:
         per-dimension scales, when ``x`` is one part of a larger set (default:
         x's own).
         """
-        if basis is not None:
-            x = times(x, basis)
+        if basis is None:
+            return cls._encode(x, dtype, int8_scales, dim_range)
+        outside = _sq_norms(x)
+        x = times(x, basis)
+        outside -= _sq_norms(x)
         encoded = cls._encode(x, dtype, int8_scales, dim_range)
+        encoded.sq_norms += np.maximum(outside, 0.0)
         encoded.basis = basis
         return encoded
 
