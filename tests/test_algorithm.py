@@ -98,3 +98,15 @@ def test_int8_round_trip_error_is_bounded():
     assert np.all(err <= scales[:, None, :] / 2 + 1e-7)
     zero_codes, zero_scales = quantize_int8(np.zeros((4, 3), np.float32), axis=0)
     assert np.all(zero_codes == 0) and np.all(zero_scales == 1)
+
+
+def test_tuning_choice_for_targets_out_of_reach_is_the_cheapest_near_the_best():
+    from lorann_wasm.training.tuning import choose
+    # (c, R, recall, cost, standard error)
+    results = [(8, 100, 0.90, 10.0, 0.004), (64, 500, 0.958, 60.0, 0.003),
+               (128, 500, 0.965, 120.0, 0.0026), (342, 500, 0.966, 342.0, 0.0026)]
+    table = {row[0]: row[1:] for row in choose(results, targets=(0.85, 0.95, 0.99))}
+    assert table[0.85] == [8, 100, 0.9]  # reached: the cheapest that does
+    assert table[0.95] == [64, 500, 0.958]
+    # out of reach: 0.965 is within one standard error of the best 0.966; 0.958 is not
+    assert table[0.99] == [128, 500, 0.965]
