@@ -13,9 +13,9 @@ Rerank vectors are kept in one of four encodings, trading bytes for accuracy:
 All encodings answer inner products with queries without decoding whole rows
 into a separate float32 copy of the data set.
 
-With a ``basis`` (d, s), orthonormal columns, each of them is applied to the
-vectors' coordinates in it, ``x @ basis``, instead of to ``x``: reranking
-then compares the queries' coordinates in the same basis. With the data's
+With a ``basis`` (d, s) of orthonormal columns, any encoding holds the
+vectors' coordinates in it, ``x @ basis``, instead of ``x``: reranking then
+compares the queries' coordinates in the same basis. With the data's
 top principal directions this stores fewer values per point for a small loss
 of accuracy (wordnet-minilm, 384-d: exact top-10 over int8 codes of all 384
 dimensions has recall 0.995; of the top 304, 0.980; of 256, 0.955; measured
@@ -33,8 +33,9 @@ from ..quantization import quantize_int8
 class RerankVectors:
     """Encoded vectors plus what is needed to take inner products with them.
 
-    Attributes (all arrays, read-only use): ``codes`` (n, d) in the storage
-    dtype; ``offset`` and ``scale`` (d,) for int8 per dimension;
+    Attributes (all arrays, read-only use): ``codes`` (n, s) in the storage
+    dtype, s the dimension or the basis's width; ``offset`` and ``scale``
+    (s,) for int8 per dimension;
     ``vector_scale`` (n,) for int8 per vector; ``sq_norms`` (n,) squared
     norms of the decoded vectors (with a basis: plus each vector's energy
     outside it, so Euclidean distances count it); ``basis`` (d, s) or None.

@@ -89,7 +89,7 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     vectors, ids = arrays.vectors, arrays.ids
     extra = 0 if self_ids is None else 1
     kk = k + extra
-    truth_rows, _ = brute_force(vectors if truth_vectors is None else truth_vectors, queries, kk, distance)
+    truth_rows, _ = brute_force(truth_vectors or vectors, queries, kk, distance)
     truth = _drop_self(ids[truth_rows], self_ids, k)
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
     d = vectors.codes.shape[1]
@@ -214,7 +214,7 @@ def tune_filter_factors(index, queries, self_ids, target, k, seed=0, truth_vecto
                 continue
             # exact search over just the allowed rows: half a pass over the data in all
             rows_allowed = np.flatnonzero(allowed[arrays.ids])
-            rows, _ = brute_force((arrays.vectors if truth_vectors is None else truth_vectors).subset(rows_allowed),
+            rows, _ = brute_force((truth_vectors or arrays.vectors).subset(rows_allowed),
                                   queries, k, index.distance)
             truth = arrays.ids[rows_allowed[rows]]
             recalls = []
