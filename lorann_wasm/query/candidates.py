@@ -13,7 +13,7 @@ centroids and the ``A`` matrices, so a query's approximate distances are
 
 import numpy as np
 
-from ..kernels import rowwise_dot, times, times_transposed, vector_times
+from ..kernels import einsum, rowwise_dot, times, times_transposed, vector_times
 
 #: queries handled per block by batch search, bounding its buffers
 BATCH_BLOCK = 256
@@ -127,7 +127,6 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
         t = t.reshape(arrays.n_clusters, -1)[probes]
     else:
         t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
-    columns = arrays.scorer_columns(positions, probes[which])
-    approx = np.einsum("ij,ij->i", columns[:, :-1], t[which])
-    approx += columns[:, -1]
+    columns = arrays.scorer_columns(positions, probes[which])  # (len, r + 1)
+    approx = einsum("ij,ij->i", columns, with_one(t)[which])
     return positions[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]
