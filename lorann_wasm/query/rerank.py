@@ -17,8 +17,21 @@ WORK_VALUES = 1 << 20
 BRUTE_FORCE_VALUES = 1 << 22
 
 
-def candidate_distances(vectors, queries, rows, distance):
+def query_terms(vectors, queries, distance):
+    """What reranking takes of queries (d,) or (b, d), once per query: their
+    coordinates as the vectors are stored, and for Euclidean distances over a
+    basis their squared norms (..., 1), else None."""
+    q_sq = None
+    if distance == "l2" and vectors.basis is not None:
+        q_sq = einsum("...j,...j->...", queries, queries)[..., None]
+    return vectors.in_basis(queries), q_sq
+
+
+def candidate_distances(vectors, queries, rows, distance, terms=None):
     """Exact distances from queries (d,) or (b, d) to ``rows`` (R,) or (b, R).
+
+    ``terms``: the queries' :func:`query_terms`, when the caller has them
+    (``queries`` is then not read).
 
     Euclidean ones are ``||x - q||^2`` from the differences: one pass more
     than the expansion ``||x||^2 - 2<q, x> + ||q||^2`` over the candidates,
@@ -29,15 +42,14 @@ def candidate_distances(vectors, queries, rows, distance):
     points (see :meth:`.RerankVectors.encode`) and of the queries: the
     distance within the basis plus the energy of both outside it.
     """
+    coords, q_sq = terms or query_terms(vectors, queries, distance)
     if distance == "l2" and vectors.basis is None:
         diff = vectors.decode(rows)
-        diff -= queries[..., None, :]
+        diff -= coords[..., None, :]
         return einsum("...j,...j->...", diff, diff)
-    ip = vectors.inner_products(rows, vectors.in_basis(queries))
-    if distance != "l2":
-        return from_inner_products(ip, distance)
-    q_sq = einsum("...j,...j->...", queries, queries)[..., None]
-    return from_inner_products(ip, distance, vectors.sq_norms[rows], q_sq)
+    ip = vectors.inner_products(rows, coords)
+    return from_inner_products(ip, distance, None if q_sq is None else vectors.sq_norms[rows],
+                               q_sq)
 
 
 def exact_l2(vectors, queries, rows, dist):

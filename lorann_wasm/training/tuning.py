@@ -28,7 +28,7 @@ query's own id is left out of both its exact and its approximate results
 import numpy as np
 
 from ..query.candidates import BATCH_BLOCK, candidates_batch
-from ..query.rerank import WORK_VALUES, brute_force, candidate_distances
+from ..query.rerank import WORK_VALUES, brute_force, candidate_distances, query_terms
 from ..topk import smallest_k
 
 TARGETS = (0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99, 0.995)
@@ -152,11 +152,13 @@ def _fill_exact(vectors, queries, pool, exact, distance):
     valid = rows >= 0
     exact[q[~valid], col[~valid]] = np.inf
     q, col, rows = q[valid], col[valid], rows[valid]
-    step = max(1, WORK_VALUES // queries.shape[1])
+    coords, q_sq = query_terms(vectors, queries, distance)  # once per query, not per entry
+    step = max(1, WORK_VALUES // coords.shape[1])
     for s in range(0, len(rows), step):
         sl = slice(s, s + step)
-        exact[q[sl], col[sl]] = candidate_distances(vectors, queries[q[sl]], rows[sl, None],
-                                                    distance)[:, 0]
+        terms = coords[q[sl]], None if q_sq is None else q_sq[q[sl]]
+        exact[q[sl], col[sl]] = candidate_distances(vectors, None, rows[sl, None], distance,
+                                                    terms)[:, 0]
 
 
 def choose(results, targets=TARGETS, z=1.0):
