@@ -1,4 +1,5 @@
-"""The two matrix-product shapes of the query path, in each platform's fastest form.
+"""The query path's hot primitives, in each platform's fastest form: its matrix-product
+shapes and its gather of whole rows.
 
 Natively NumPy hands matmul to BLAS. Pyodide's NumPy has no BLAS, and there
 ``einsum`` over a contiguous reduction axis measured 1.2-4x faster than
@@ -69,3 +70,16 @@ def rowwise_dot(m, v):
     if v.ndim == 1:  # one vector for every matrix: matmul takes it as is
         return np.matmul(m, v)
     return np.matmul(m, v[..., None])[..., 0]
+
+
+def take_rows(array, rows):
+    """``array[rows]``, for ``rows`` of any shape (an index array, a mask or a slice).
+
+    ``take`` copies each row whole. Gathering 400 random rerank rows of 384
+    values out of wordnet's 116,659 measured natively 54 us with ``take``
+    against 113 us by fancy indexing for int8 rows, and 132 against 175 us
+    for float32 rows with their product (one thread; the same for 24 rows
+    of 4,096 values, and for 1-D arrays, where either is fine)."""
+    if isinstance(rows, slice) or getattr(rows, "dtype", None) == bool:
+        return array[rows]
+    return array.take(rows, axis=0)

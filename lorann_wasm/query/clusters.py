@@ -17,6 +17,7 @@ arrays, not joined).
 
 import numpy as np
 
+from ..kernels import take_rows
 from .vectors import RerankVectors
 
 
@@ -123,7 +124,7 @@ class ClusterArrays:
         for i in np.unique(owner):
             at = np.flatnonzero(owner == i)
             cluster = self.clusters[i]
-            codes[at], sq_norms[at] = cluster.codes[row[at]], cluster.sq_norms[row[at]]
+            codes[at], sq_norms[at] = take_rows(cluster.codes, row[at]), cluster.sq_norms[row[at]]
             if row_scale is not None:
                 row_scale[at] = cluster.row_scale[row[at]]
         vectors = RerankVectors(codes, sq_norms, vector_scale=row_scale,

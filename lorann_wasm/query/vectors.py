@@ -24,7 +24,7 @@ by ``build_scripts/bench_rerank_dims.py``).
 
 import numpy as np
 
-from ..kernels import rowwise_dot, times, times_transposed, vector_times
+from ..kernels import rowwise_dot, take_rows, times, times_transposed, vector_times
 from ..params import INT8_SCALES, RERANK_DTYPES
 from ..quantization import quantize_int8
 
@@ -101,7 +101,7 @@ class RerankVectors:
 
     def subset(self, rows):
         """The vectors of ``rows`` (an index array) side by side, as stored."""
-        return RerankVectors(self.codes[rows], self.sq_norms[rows], offset=self.offset,
+        return RerankVectors(take_rows(self.codes, rows), self.sq_norms[rows], offset=self.offset,
                              scale=self.scale,
                              vector_scale=None if self.vector_scale is None
                              else self.vector_scale[rows], basis=self.basis)
@@ -121,7 +121,7 @@ class RerankVectors:
 
     def decode(self, rows=slice(None)):
         """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""
-        out = self.codes[rows].astype(np.float32, copy=False)  # (a gather is a new array)
+        out = take_rows(self.codes, rows).astype(np.float32, copy=False)  # (a gather is a new array)
         if self.scale is not None:
             out *= self.scale
             out += self.offset
@@ -142,7 +142,7 @@ class RerankVectors:
         ``rows`` (b, R) -> (b, R).
         """
         qs, const = self._query_terms(q)
-        gathered = self.codes[rows]
+        gathered = take_rows(self.codes, rows)
         if gathered.dtype != np.float32:
             gathered = gathered.astype(np.float32)
         ip = rowwise_dot(gathered, qs)
