@@ -12,6 +12,7 @@ centroids and the ``A`` matrices, so a query's approximate distances are
 """
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ..kernels import einsum, rowwise_dot, times, times_transposed, vector_times
 
@@ -44,12 +45,10 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
     """
     if not len(probes):
         return np.zeros(0, dtype=np.intp)
-    order = probes.tolist()
-    # (slices of one range and one concatenate: fewer NumPy calls than arithmetic)
-    spans, everyone = arrays.spans, arrays.positions
-    positions = np.concatenate([everyone[slice(*spans[j])] for j in order])
-    if keep is None and points_to_rerank >= len(positions):
-        return positions  # every probed point is reranked: nothing to score (IVF-Flat)
+    order, spans = probes.tolist(), arrays.spans
+    if keep is None and points_to_rerank >= sum(spans[j][1] - spans[j][0] for j in order):
+        # every probed point is reranked: nothing to score (IVF-Flat)
+        return np.concatenate([arrays.positions[slice(*spans[j])] for j in order])
     t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
     scorers = arrays.scorers
     approx = np.concatenate([vector_times(row, scorers[j]) for row, j in zip(t, order)])
@@ -57,10 +56,21 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
         approx[~np.concatenate([keep[slice(*spans[j])] for j in order])] = np.inf
     if points_to_rerank < approx.size:
         best = approx.argpartition(points_to_rerank - 1)[:points_to_rerank]
-        if keep is None:
-            return positions[best]
-        return positions[best[approx[best] < np.inf]]
-    return positions if keep is None else positions[approx < np.inf]
+        if keep is not None:
+            best = best[approx[best] < np.inf]
+    else:
+        best = np.arange(approx.size) if keep is None else np.flatnonzero(approx < np.inf)
+    return _positions(arrays, probes, best)
+
+
+def _positions(arrays, probes, picked):
+    """Positions of ``picked``, indices into the probed clusters' points laid back to
+    back in ``probes``' order. (Eight calls on small arrays: half the time of
+    concatenating the probed clusters' positions to index them, natively.)"""
+    sizes = arrays.sizes.take(probes)
+    ends = np.add.accumulate(sizes)  # (a ufunc method: np.cumsum is slow in Pyodide)
+    slot = ends.searchsorted(picked, "right")
+    return picked + (arrays.offsets.take(probes) - (ends - sizes)).take(slot)
 
 
 def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=False):
@@ -76,10 +86,17 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     col_start = np.cumsum(sizes, axis=1) - sizes
     width = max(1, int(sizes.sum(axis=1).max()))
     # Each query owns one row of a flat (b * width) buffer; its probed clusters
-    # lie back to back in it. Flat 1-D indexing is several times cheaper than
-    # 2-D fancy assignment, and positions are recovered only for the winners.
+    # lie back to back in it, and positions are recovered only for the winners.
     flat_start = (np.arange(b)[:, None] * width + col_start).ravel()
-    approx = np.full(b * width, np.inf, dtype=np.float32)
+    longest = max(1, int(sizes.max()))
+    buffer = np.full(b * width + longest, np.inf, dtype=np.float32)
+    approx = buffer[:b * width]
+    # Row s of ``runs`` is the run of ``longest`` values from flat index s, so a
+    # cluster's scores land with one row assignment per query (each a plain
+    # copy): 4x cheaper than scattering through a flat index array (measured
+    # 26 vs 102 us for 70 queries x 341 points). The rows overlap in memory,
+    # but the runs written never do.
+    runs = as_strided(buffer, shape=(b * width, longest), strides=buffer.strides * 2)
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
@@ -90,7 +107,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
             continue
         t = with_one(times_transposed(reduced[pairs // c], arrays.A_t[j]))
         scores = times(t, scorer)
-        approx[(flat_start[pairs][:, None] + np.arange(scorer.shape[1])).ravel()] = scores.ravel()
+        runs[flat_start[pairs], :scorer.shape[1]] = scores
     approx = approx.reshape(b, width)
     if points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
