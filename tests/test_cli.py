@@ -121,6 +121,7 @@ def _run(*args):
      "rerank_dims must be <= 64"),
     (lambda d: ["search", str(d / "good.lorann"), str(d / "queries.npy"), "-k", "0"],
      "k must be >= 1"),
+    (lambda d: ["bench", str(d / "ann.hdf5"), "--runs", "0"], "expected a whole number >= 1"),
 ])
 def test_errors_are_one_line(files, make_args, message):
     d, _ = files
@@ -140,8 +141,10 @@ def test_errors_are_one_line(files, make_args, message):
 def test_bench_on_hdf5(files, tmp_path):
     d, _ = files
     result = _run("bench", str(d / "ann.hdf5"), "--queries", "50", "--single", "20",
-                  "--methods", "lorann_wasm,exact,faiss-ivf", "--out", str(tmp_path / "r"))
+                  "--runs", "2", "--methods", "lorann_wasm,exact,faiss-ivf",
+                  "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
+    assert "run 2 of 2" in result.stderr
     for name in ("results.json", "results.csv", "pareto.md", "recall_qps.png"):
         assert (tmp_path / "r" / name).exists()
     data = json.loads((tmp_path / "r" / "results.json").read_text())
@@ -149,6 +152,10 @@ def test_bench_on_hdf5(files, tmp_path):
     assert exact and exact[0]["recall"] == 1.0
     ours = [r for r in data["rows"] if r["method"] == "lorann_wasm"]
     assert max(r["recall"] for r in ours) >= 0.99
+    # one row per setting, the best of the two runs
+    settings = [json.dumps(r["setting"], sort_keys=True) for r in ours]
+    assert len(settings) == len(set(settings)) > 1
+    assert all(r["qps_single"] > 0 and r["qps_batch"] > 0 for r in data["rows"])
     assert "| lorann_wasm |" in (tmp_path / "r" / "pareto.md").read_text()
 
 
@@ -158,7 +165,7 @@ def test_bench_skips_a_peer_that_refuses_the_data(tmp_path):
     with h5py.File(tmp_path / "low.hdf5", "w") as f:
         f["train"], f["test"] = low[:1900], low[1900:]
         f["neighbors"] = ExactIndex(low[:1900]).search(low[1900:], 10)
-    result = _run("bench", str(tmp_path / "low.hdf5"), "--single", "20",
+    result = _run("bench", str(tmp_path / "low.hdf5"), "--single", "20", "--runs", "1",
                   "--methods", "lorann_wasm,lorann-cpp", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "lorann (C++): cannot index this data, skipped" in result.stderr
