@@ -35,3 +35,24 @@ def test_search_in_wasm_form_matches_native(monkeypatch):
     assert np.mean(np.all(native[0] == wasm[0], axis=1)) >= 0.99
     assert np.mean([np.array_equal(x, y) for x, y in zip(native[1], wasm[1])]) >= 0.99
     assert np.mean(np.all(native[2] == wasm[2], axis=1)) >= 0.99
+
+
+@pytest.mark.parametrize("rows", [
+    np.array([4, 0, 4, 9], dtype=np.intp),
+    np.array([[1, 2], [8, -1]], dtype=np.intp),  # any shape; negative counts from the end
+    np.array([3, 1], dtype=np.int32),
+    np.array([3, 1], dtype=np.int64),
+    np.arange(10) % 3 == 0,  # a mask
+    slice(2, 7),
+    [5, 6],
+])
+def test_take_rows_is_indexing(rows):
+    array = np.arange(40, dtype=np.int8).reshape(10, 4)
+    out = kernels.take_rows(array, rows)
+    np.testing.assert_array_equal(out, array[rows])
+    assert out.dtype == array.dtype
+
+
+def test_take_rows_refuses_rows_out_of_range():
+    with pytest.raises(IndexError):
+        kernels.take_rows(np.zeros((5, 3), np.float32), np.array([1, 5], dtype=np.intp))
