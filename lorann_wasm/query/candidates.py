@@ -146,4 +146,4 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
         t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
     columns = arrays.scorer_columns(positions, probes[which])  # (len, r + 1)
     approx = einsum("ij,ij->i", columns, with_one(t)[which])
-    return positions[np.argpartition(approx, points_to_rerank - 1)[:points_to_rerank]]
+    return positions[approx.argpartition(points_to_rerank - 1)[:points_to_rerank]]

@@ -65,4 +65,4 @@ class Prefix:
             return smallest_k(dist, clusters_to_search)
         if clusters_to_search >= dist.shape[-1]:
             return np.broadcast_to(np.arange(dist.shape[-1]), dist.shape).copy()
-        return np.argpartition(dist, clusters_to_search - 1, axis=-1)[..., :clusters_to_search]
+        return dist.argpartition(clusters_to_search - 1, axis=-1)[..., :clusters_to_search]
