@@ -31,6 +31,18 @@ def test_single_and_batch_agree(built, synthetic, distance):
     assert np.mean(np.all(single == batch_ids, axis=1)) >= 0.99
 
 
+def test_batches_split_into_blocks_give_the_same_results(built, synthetic, monkeypatch):
+    from lorann_wasm.query import candidates
+    _, queries = synthetic
+    index = built["l2"]
+    whole = index.search(queries, 10, points_to_rerank=30, return_distances=True)
+    # blocks of a few queries each, every one with its own width (padding differs)
+    monkeypatch.setattr(candidates, "BATCH_VALUES", 3 * int(index._store.arrays.sizes.max()))
+    split = index.search(queries, 10, points_to_rerank=30, return_distances=True)
+    np.testing.assert_array_equal(split[0], whole[0])
+    np.testing.assert_array_equal(split[1], whole[1])
+
+
 @pytest.mark.parametrize("distance", METRICS)
 def test_return_shapes_and_types(built, synthetic, distance):
     _, queries = synthetic

@@ -32,7 +32,7 @@ import numpy as np
 from .._checks import as_prepared_queries
 from ..filtering.planner import filtered_probes
 from ..params import SearchSettings
-from .candidates import BATCH_BLOCK, candidates_batch, candidates_single
+from .candidates import candidates_blocked, candidates_single
 from .filtered import (RecentFilters, filtered_candidates, finish_exact, plan_filtered,
                        probe_further)
 from .rerank import rerank, rerank_one
@@ -254,12 +254,7 @@ class QueryEngine:
         arrays, probes = plan.view
         if plan.single:
             return candidates_single(arrays, plan.reduced, probes, to_rerank)
-        blocks = [candidates_batch(arrays, plan.reduced[s:s + BATCH_BLOCK],
-                                   probes[s:s + BATCH_BLOCK], to_rerank)
-                  for s in range(0, len(probes), BATCH_BLOCK)]
-        width = max(b.shape[1] for b in blocks)
-        return np.concatenate(
-            [np.pad(b, ((0, 0), (0, width - b.shape[1])), constant_values=-1) for b in blocks])
+        return candidates_blocked(arrays, plan.reduced, probes, to_rerank)
 
     def _finish(self, plan):
         k = plan.settings.k

@@ -27,7 +27,7 @@ query's own id is left out of both its exact and its approximate results
 
 import numpy as np
 
-from ..query.candidates import BATCH_BLOCK, candidates_batch
+from ..query.candidates import candidates_blocked
 from ..query.rerank import WORK_VALUES, brute_force, candidate_distances, query_terms
 from ..topk import smallest_k
 
@@ -106,14 +106,8 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     c_prev, best_before = 0, -1.0
     for c in c_grid:
         points = float(arrays.sizes[probes[:, :c]].sum(axis=1).mean())
-        parts = [candidates_batch(arrays, reduced[s:s + BATCH_BLOCK],
-                                  probes[s:s + BATCH_BLOCK, c_prev:c], r_max, with_scores=True)
-                 for s in range(0, b, BATCH_BLOCK)]
-        width = max(part[0].shape[1] for part in parts)
-        new = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1)
-                              for p, _ in parts])
-        new_scores = np.concatenate([np.pad(v, ((0, 0), (0, width - v.shape[1])),
-                                            constant_values=np.inf) for _, v in parts])
+        new, new_scores = candidates_blocked(arrays, reduced, probes[:, c_prev:c], r_max,
+                                             with_scores=True)
         both = np.concatenate([pool_scores, new_scores], axis=1)
         best = smallest_k(both, min(r_max, both.shape[1]))  # sorted: best first
         at = np.arange(b)[:, None]
