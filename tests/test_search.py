@@ -43,6 +43,29 @@ def test_batches_split_into_blocks_give_the_same_results(built, synthetic, monke
     np.testing.assert_array_equal(split[1], whole[1])
 
 
+def test_batch_scores_on_a_coarse_grain_give_the_same_results(built, synthetic, monkeypatch):
+    """As on 32-bit wasm, where the window view of a block must stay under 2 GB
+    nominal: clusters then start at multiples of a grain, with padding between."""
+    from lorann_wasm.query import candidates
+    _, queries = synthetic
+    index = built["ip"]
+    whole = index.search(queries, 10, points_to_rerank=30, return_distances=True)
+    grains, real = [], candidates.as_strided
+
+    def as_strided(x, shape, strides):
+        grains.append(strides[0] // x.itemsize)
+        return real(x, shape=shape, strides=strides)
+
+    monkeypatch.setattr(candidates, "as_strided", as_strided)
+    # room for 8 rows of the longest cluster per query: a grain of about width / 8
+    longest = int(index._store.arrays.sizes.max())
+    monkeypatch.setattr(candidates, "WINDOW_BYTES", 8 * len(queries) * longest * 4)
+    coarse = index.search(queries, 10, points_to_rerank=30, return_distances=True)
+    assert grains and min(grains) > 1
+    np.testing.assert_array_equal(coarse[0], whole[0])
+    np.testing.assert_array_equal(coarse[1], whole[1])
+
+
 @pytest.mark.parametrize("distance", METRICS)
 def test_return_shapes_and_types(built, synthetic, distance):
     _, queries = synthetic

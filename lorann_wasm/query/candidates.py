@@ -24,6 +24,10 @@ from ..kernels import einsum, rowwise_dot, times, times_transposed, vector_times
 BATCH_VALUES = 1 << 22
 
 
+#: the largest nominal size, in bytes, of batch search's window view (NumPy's
+#: limit is the platform's index range; see :func:`candidates_batch`)
+WINDOW_BYTES = np.iinfo(np.intp).max // 2
+
 _ones = np.ones((256, 1), dtype=np.float32)
 
 
@@ -108,20 +112,30 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
     """
     b, c = probes.shape
     sizes = arrays.sizes[probes]
-    col_start = np.cumsum(sizes, axis=1) - sizes
-    width = max(1, int(sizes.sum(axis=1).max()))
-    # Each query owns one row of a flat (b * width) buffer; its probed clusters
-    # lie back to back in it, and positions are recovered only for the winners.
-    flat_start = (np.arange(b)[:, None] * width + col_start).ravel()
     longest = max(1, int(sizes.max()))
+    # Each query owns one row of a flat (b * width) buffer; its probed clusters
+    # lie back to back in it, each starting at a multiple of ``grain`` (see
+    # below), and positions are recovered only for the winners.
+    grain = 1
+    while True:
+        padded = -(-sizes // grain) * grain
+        width = max(grain, int(padded.sum(axis=1).max()))
+        if (b * width // grain) * longest * 4 <= WINDOW_BYTES or grain >= width:
+            break
+        grain *= 2
+    col_start = np.cumsum(padded, axis=1) - padded
+    flat_start = (np.arange(b)[:, None] * width + col_start).ravel()
     buffer = np.full(b * width + longest, np.inf, dtype=np.float32)
     approx = buffer[:b * width]
-    # Row s of ``runs`` is the run of ``longest`` values from flat index s, so a
-    # cluster's scores land with one row assignment per query (each a plain
-    # copy): 4x cheaper than scattering through a flat index array (measured
-    # 26 vs 102 us for 70 queries x 341 points). The rows overlap in memory,
-    # but the runs written never do.
-    runs = as_strided(buffer, shape=(b * width, longest), strides=buffer.strides * 2)
+    # Row s of ``runs`` is the run of ``longest`` values from flat index
+    # s * grain, so a cluster's scores land with one row assignment per query
+    # (each a plain copy): 4x cheaper than scattering through a flat index
+    # array (measured 26 vs 102 us for 70 queries x 341 points). The rows
+    # overlap in memory, but the runs written never do. NumPy limits the
+    # view's nominal size, the rows times ``longest``, to its index range:
+    # on 32-bit wasm a grain of several values keeps it under.
+    runs = as_strided(buffer, shape=(b * width // grain, longest),
+                      strides=(grain * buffer.itemsize, buffer.itemsize))
     flat = probes.ravel()
     pair_order = np.argsort(flat, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(flat, minlength=arrays.n_clusters))))
@@ -132,7 +146,7 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
             continue
         t = with_one(times_transposed(reduced[pairs // c], arrays.A_t[j]))
         scores = times(t, scorer)
-        runs[flat_start[pairs], :scorer.shape[1]] = scores
+        runs[flat_start[pairs] // grain, :scorer.shape[1]] = scores
     approx = approx.reshape(b, width)
     if points_to_rerank < width:
         keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
