@@ -43,6 +43,11 @@ def test_save_load_round_trip(small, tmp_path):
     assert np.array_equal(index.exact_search(queries, 5), loaded.exact_search(queries, 5))
     # Saving a loaded index reproduces the file byte for byte.
     assert loaded.to_bytes() == path.read_bytes() == index.to_bytes()
+    # the loaded arrays are views of the file's buffer, read-only as from bytes
+    vectors = loaded._tensors["vectors"]
+    assert not vectors.flags.writeable and not vectors.flags.owndata
+    with pytest.raises(ValueError, match="read-only"):
+        vectors[0] = 0
 
 
 def test_from_bytes_accepts_buffers_and_is_zero_copy(small):
