@@ -5,8 +5,8 @@ loads), so ratios between methods are meaningful even on a noisy machine.
 For each method and each query setting: recall@k, single-query QPS (one
 query at a time) and batch QPS (all queries in one call), each the best of
 ``--runs`` timings taken in turn across methods (as ann-benchmarks keeps the
-best of its runs); plus build time and index bytes. Writes results.json, results.csv, pareto.md and
-recall_qps.png to ``--out``.
+best of its runs); plus build time and index bytes. Writes results.json,
+results.csv, pareto.md and recall_qps.png to ``--out``.
 """
 
 import argparse
@@ -129,7 +129,7 @@ def run_benchmark(args):
     print(f"{ds.name}: {n:,} x {dim} ({ds.distance}), {len(queries)} held-out queries, k={k}, "
           "single thread", file=sys.stderr)
     meta = {"dataset": ds.name, "n": n, "dim": dim, "distance": ds.distance,
-                      "queries": len(queries), "k": k, "methods": {}}
+            "queries": len(queries), "k": k, "methods": {}}
     fitted = []
     for key, algo in _methods(args, n, dim):
         if not algo.available():

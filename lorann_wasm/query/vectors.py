@@ -101,8 +101,8 @@ class RerankVectors:
 
     def subset(self, rows):
         """The vectors of ``rows`` (an index array) side by side, as stored."""
-        return RerankVectors(take_rows(self.codes, rows), self.sq_norms[rows], offset=self.offset,
-                             scale=self.scale,
+        return RerankVectors(take_rows(self.codes, rows), self.sq_norms[rows],
+                             offset=self.offset, scale=self.scale,
                              vector_scale=None if self.vector_scale is None
                              else self.vector_scale[rows], basis=self.basis)
 
@@ -121,7 +121,8 @@ class RerankVectors:
 
     def decode(self, rows=slice(None)):
         """Decoded float32 vectors of ``rows`` (any index shape), as a new array."""
-        out = take_rows(self.codes, rows).astype(np.float32, copy=False)  # (a gather is a new array)
+        # (a gather is a new array: scaling it in place leaves the codes alone)
+        out = take_rows(self.codes, rows).astype(np.float32, copy=False)
         if self.scale is not None:
             out *= self.scale
             out += self.offset
