@@ -54,7 +54,8 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
     if not len(probes):
         return np.zeros(0, dtype=np.intp)
     order, spans = probes.tolist(), arrays.spans
-    if keep is None and points_to_rerank >= sum(spans[j][1] - spans[j][0] for j in order):
+    sizes = arrays.sizes[probes]
+    if keep is None and points_to_rerank >= np.add.reduce(sizes):
         # every probed point is reranked: nothing to score (IVF-Flat)
         return np.concatenate([arrays.positions[slice(*spans[j])] for j in order])
     t = with_one(rowwise_dot(arrays.A_t[probes], reduced))  # (c, r + 1)
@@ -68,14 +69,14 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
             best = best[approx[best] < np.inf]
     else:
         best = np.arange(approx.size) if keep is None else np.flatnonzero(approx < np.inf)
-    return _positions(arrays, probes, best)
+    return _positions(arrays, probes, sizes, best)
 
 
-def _positions(arrays, probes, picked):
-    """Positions of ``picked``, indices into the probed clusters' points laid back to
-    back in ``probes``' order. (Eight calls on small arrays: half the time of
-    concatenating the probed clusters' positions to index them, natively.)"""
-    sizes = arrays.sizes[probes]
+def _positions(arrays, probes, sizes, picked):
+    """Positions of ``picked``, indices into the probed clusters' points (``sizes``
+    of them each) laid back to back in ``probes``' order. (Seven calls on small
+    arrays: half the time of concatenating the probed clusters' positions to
+    index them, natively.)"""
     ends = np.add.accumulate(sizes)  # (a ufunc method: np.cumsum is slow in Pyodide)
     slot = ends.searchsorted(picked, "right")
     return picked + (arrays.offsets[probes] - (ends - sizes))[slot]
