@@ -285,7 +285,8 @@ def check_finite_and_scales(t):
     basis = t.get("vectors_basis")
     if basis is not None and basis.size:
         # orthonormal columns keep a query's norm (and so its arithmetic) as it is
-        gram = times_transposed(np.ascontiguousarray(basis.T), np.ascontiguousarray(basis.T))
+        columns = np.ascontiguousarray(basis.T)
+        gram = times_transposed(columns, columns)
         gram[np.diag_indices_from(gram)] -= 1.0
         if not float(np.abs(gram).max()) <= BASIS_TOLERANCE:
             invalid("vectors_basis does not have orthonormal columns")
