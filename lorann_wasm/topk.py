@@ -6,6 +6,13 @@ import numpy as np
 #: 50 values: 2.0 us against 5.8 us natively, 3.3 against 4.8 in Pyodide; even
 #: at 128 values; sorting 400 takes 11.5 against 8.1, 17.3 against 5.4)
 SORT_WHOLE = 128
+#: rows at least this long (and 4 * BLOCK times longer than k) are cut down to
+#: the blocks of BLOCK values holding their k smallest minima before selecting:
+#: brute force's rows of 116,659 distances, 35 at a time, took 16 ms with one
+#: ``argpartition`` and 5 ms this way natively (exact batch search of
+#: wordnet-minilm: 5.2 -> 4.5 ms per query; in Pyodide no change measurable)
+BLOCK = 64
+BLOCKED_MIN = 8192
 
 
 def smallest_k(values, k):
@@ -24,9 +31,30 @@ def smallest_k(values, k):
         return part[values[part].argsort(kind="stable")]
     rows = np.arange(values.shape[0])[:, None]
     if k < n:
-        part = np.argpartition(values, k - 1, axis=1)[:, :k]
+        if n >= BLOCKED_MIN and n >= 4 * k * BLOCK:
+            part = _by_block_minima(values, k)
+        else:
+            part = np.argpartition(values, k - 1, axis=1)[:, :k]
         part.sort(axis=1)
     else:
         part = np.broadcast_to(np.arange(n), values.shape).copy()
     order = np.argsort(values[rows, part], axis=1, kind="stable")
     return part[rows, order]
+
+
+def _by_block_minima(values, k):
+    """Indices of the ``k`` smallest entries of each row of ``values`` (b, n), in no
+    order, looking only at the k blocks of :data:`BLOCK` values with the smallest
+    minima (and the last n % BLOCK values). The k minima of those blocks are k
+    values no larger than any other block's values, so no value outside them
+    is smaller than the row's k-th smallest."""
+    b, n = values.shape
+    whole = n - n % BLOCK
+    minima = values[:, :whole].reshape(b, -1, BLOCK).min(axis=2)
+    blocks = np.argpartition(minima, k - 1, axis=1)[:, :k]
+    cols = (blocks[:, :, None] * BLOCK + np.arange(BLOCK)).reshape(b, -1)
+    if whole < n:
+        cols = np.concatenate([cols, np.broadcast_to(np.arange(whole, n), (b, n - whole))],
+                              axis=1)
+    part = np.argpartition(np.take_along_axis(values, cols, axis=1), k - 1, axis=1)[:, :k]
+    return np.take_along_axis(cols, part, axis=1)

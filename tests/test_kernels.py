@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import clustered
-from lorann_wasm import LorannIndex, kernels
+from lorann_wasm import LorannIndex, kernels, topk
 
 
 @pytest.fixture
@@ -56,3 +56,25 @@ def test_take_rows_is_indexing(rows):
 def test_take_rows_refuses_rows_out_of_range():
     with pytest.raises(IndexError):
         kernels.take_rows(np.zeros((5, 3), np.float32), np.array([1, 5], dtype=np.intp))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "smallest_last"])
+def test_smallest_k_of_long_rows(kind):
+    """Long rows go through block minima (topk._by_block_minima): the result is
+    still the k smallest of each row, ascending, equal values by index."""
+    rng = np.random.default_rng(len(kind))
+    n = topk.BLOCKED_MIN + 4321  # a partial last block
+    values = {"normal": lambda: rng.standard_normal((5, n)),
+              "ties": lambda: rng.integers(0, 40, (5, n)),
+              "mostly_inf": lambda: np.where(rng.random((5, n)) < 0.95, np.inf,
+                                             rng.standard_normal((5, n))),
+              "smallest_last": lambda: -np.sort(rng.standard_normal((5, n)))}[kind]()
+    values = values.astype(np.float32)
+    for k in (1, 10, 37):
+        assert n >= 4 * k * topk.BLOCK  # (the blocked path is taken)
+        got = topk.smallest_k(values, k)
+        picked = np.take_along_axis(values, got, axis=1)
+        np.testing.assert_array_equal(picked, np.sort(values, axis=1)[:, :k])
+        later = picked[:, 1:] > picked[:, :-1]
+        tied_in_order = (picked[:, 1:] == picked[:, :-1]) & (got[:, 1:] > got[:, :-1])
+        assert np.all(later | tied_in_order)
