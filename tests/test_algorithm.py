@@ -41,6 +41,19 @@ def test_kmeans_labels_are_nearest_centroids_and_beat_random():
     assert sse < 0.7 * random_sse
 
 
+@pytest.mark.parametrize("euclidean", [True, False])
+def test_nearest_centroids_are_the_closest_in_order(euclidean):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((9000, 12)).astype(np.float32)  # more than one chunk
+    centroids = rng.standard_normal((40, 12)).astype(np.float32)
+    if euclidean:
+        d = ((x[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+    else:
+        d = -(x @ centroids.T)
+    np.testing.assert_array_equal(nearest_centroids(x, centroids, euclidean, n_nearest=5),
+                                  np.argsort(d, axis=1, kind="stable")[:, :5])
+
+
 def test_kmeans_rejects_too_many_clusters():
     with pytest.raises(ValueError, match="n_clusters"):
         kmeans(np.ones((5, 2), np.float32), 6, euclidean=True)
