@@ -141,7 +141,7 @@ def test_errors_are_one_line(files, make_args, message):
 def test_bench_on_hdf5(files, tmp_path):
     d, _ = files
     result = _run("bench", str(d / "ann.hdf5"), "--queries", "50", "--single", "20",
-                  "--runs", "2", "--methods", "lorann_wasm,exact,faiss-ivf",
+                  "--runs", "2", "--methods", "lorann_wasm,exact,faiss-ivf,numpy-ivf",
                   "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "run 2 of 2" in result.stderr
@@ -152,6 +152,10 @@ def test_bench_on_hdf5(files, tmp_path):
     assert exact and exact[0]["recall"] == 1.0
     ours = [r for r in data["rows"] if r["method"] == "lorann_wasm"]
     assert max(r["recall"] for r in ours) >= 0.99
+    floor = sorted((r["setting"]["nprobe"], r["recall"]) for r in data["rows"]
+                   if r["method"] == "numpy IVF-Flat (floor)")
+    assert len(floor) > 1 and floor[-1][1] >= 0.99  # the most clusters probed: ~exact
+    assert floor[0][1] < floor[-1][1]
     # one row per setting, the best of the two runs
     settings = [json.dumps(r["setting"], sort_keys=True) for r in ours]
     assert len(settings) == len(set(settings)) > 1

@@ -98,7 +98,7 @@ def _time_setting(algo, setting, queries, single_q, k):
 
 def _methods(args, n, dim):
     from ..params import default_global_dim, default_n_clusters
-    from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm
+    from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm, NumpyIVFFlat
     c, g = default_n_clusters(n), default_global_dim(dim)
     table = {
         "lorann_wasm": lambda: LorannWasm(n_clusters=c, global_dim=g, rerank_dtype=args.rerank_dtype,
@@ -107,6 +107,7 @@ def _methods(args, n, dim):
         "lorann-cpp": lambda: CppLorann(c, g),
         "faiss-ivf": lambda: FaissIVFFlat(c),
         "faiss-hnsw": FaissHNSW,
+        "numpy-ivf": lambda: NumpyIVFFlat(c),
     }
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in table]
