@@ -78,3 +78,17 @@ def test_smallest_k_of_long_rows(kind):
         later = picked[:, 1:] > picked[:, :-1]
         tied_in_order = (picked[:, 1:] == picked[:, :-1]) & (got[:, 1:] > got[:, :-1])
         assert np.all(later | tied_in_order)
+
+
+def test_stage_profile_times_every_stage_on_real_inputs():
+    from lorann_wasm.bench.stages import stage_times
+    data = clustered(3000, 64, seed=21)
+    index = LorannIndex(data, rank=8, global_dim=32).build(target_recall=None)
+    queries = data[:6]
+    rows = stage_times(index, queries, clusters=3, rerank=40, passes=1)
+    names = [name for name, _, _ in rows]
+    assert names[0] == "validation" and names[-1] == "whole search" and "rerank" in names
+    assert all(us > 0 for _, us, _ in rows)
+    probes = [index._prefix.probe(index._prefix.reduce(q), 3, ordered=False) for q in queries]
+    points = np.mean([index._store.arrays.sizes[p].sum() for p in probes])
+    assert dict((n, m) for n, _, m in rows)["approximate scores"] == pytest.approx(points * 9)

@@ -134,6 +134,7 @@ class NumpyIVFFlat(Algorithm):
         return [{"nprobe": p} for p in self.nprobe if p <= self.n_clusters]
 
     def query(self, q, k, nprobe):
+        q = np.asarray(q, dtype=np.float32)
         q = np.concatenate((_normalize(q[None])[0] if self.cosine else q, self.one))
         near = self.centroids @ q
         probes = (near.argpartition(nprobe - 1)[:nprobe] if nprobe < len(near)
