@@ -97,13 +97,18 @@ class Exact(Algorithm):
         return self.nbytes
 
 
+def _scored_rows(x, euclidean):
+    """``[s x, b]`` (n, d + 1) float32, whose product with ``[q, 1]`` ranks rows by
+    distance: ``s = -2``, ``b = ||x||^2`` for l2; ``s = -1``, ``b = 0`` otherwise."""
+    bias = np.einsum("ij,ij->i", x, x) if euclidean else np.zeros(len(x))
+    return np.column_stack([(-2.0 if euclidean else -1.0) * x, bias]).astype(np.float32)
+
+
 class NumpyIVFFlat(Algorithm):
     """IVF-Flat in the fewest NumPy calls: a floor, not a product.
 
     Probe the centroids, score each probed cluster's rows where they lie
-    with one product (rows ``[s x, b]`` against ``[q, 1]``: ``s = -2`` and
-    ``b = ||x||^2`` for l2, ``s = -1`` and ``b = 0`` otherwise), keep the k
-    best. No validation, no exact recomputation, no engine: what a pure
+    with one product (:func:`_scored_rows`), keep the k best. No validation, no exact recomputation, no engine: what a pure
     NumPy single query costs at the least, beside faiss IVF-Flat on the same
     number of clusters (:mod:`lorann_wasm`'s own k-means).
     """
@@ -121,13 +126,8 @@ class NumpyIVFFlat(Algorithm):
         self.ids = np.argsort(labels, kind="stable")
         ends = np.cumsum(np.bincount(labels, minlength=self.n_clusters))
         self.spans = list(zip([0] + ends[:-1].tolist(), ends.tolist()))
-        x = x[self.ids]
-        scale = np.float32(-2 if euclidean else -1)
-        sq = lambda m: np.einsum("ij,ij->i", m, m)[:, None]  # noqa: E731
-        self.rows = np.hstack([scale * x, sq(x) if euclidean else np.zeros((len(x), 1))])
-        self.rows = self.rows.astype(np.float32)
-        self.centroids = np.hstack([scale * centroids, sq(centroids) if euclidean
-                                    else np.zeros((len(centroids), 1))]).astype(np.float32)
+        self.rows = _scored_rows(x[self.ids], euclidean)
+        self.centroids = _scored_rows(centroids, euclidean)
         self.one = np.ones(1, np.float32)
 
     def settings(self):
