@@ -1,4 +1,5 @@
-"""Both forms of the query-path products agree, including the chunked wasm form."""
+"""The query path's kernels: both forms of its products agree (including the chunked
+wasm form), its row gathers and top-k selection are exact, and its stages can be timed."""
 
 import numpy as np
 import pytest

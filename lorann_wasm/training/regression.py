@@ -33,7 +33,8 @@ def right_singular_vectors(gram, points, rank):
     wide = z.shape[0] <= z.shape[1]
     sq_singular, vecs = np.linalg.eigh(z @ z.T if wide else z.T @ z)  # ascending
     sq_singular, vecs = sq_singular[::-1][:rank], vecs[:, ::-1][:, :rank]
-    count = int(np.count_nonzero(sq_singular > 1e-12 * sq_singular[0])) if sq_singular[0] > 0 else 0
+    largest = sq_singular[0]
+    count = int(np.count_nonzero(sq_singular > 1e-12 * largest)) if largest > 0 else 0
     vecs = vecs[:, :count]
     v = np.zeros((points.shape[0], rank), dtype=np.float64)
     v[:, :count] = vecs if wide else (z @ vecs) / np.sqrt(sq_singular[:count])
