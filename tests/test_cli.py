@@ -145,6 +145,13 @@ def test_bench_on_hdf5(files, tmp_path):
                   "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert "run 2 of 2" in result.stderr
+    # the methods take turns setting by setting, in reverse order on the second run
+    first, second = result.stderr.split("run 2 of 2")
+    timed = [line.split()[0] for line in first.split("run 1 of 2")[1].splitlines()
+             if line.startswith("  ")]
+    assert timed[:4] == ["lorann_wasm", "exact", "faiss", "numpy"], timed
+    timed = [line.split()[0] for line in second.splitlines() if line.startswith("  ")]
+    assert timed[:4] == ["numpy", "faiss", "exact", "lorann_wasm"], timed
     for name in ("results.json", "results.csv", "pareto.md", "recall_qps.png"):
         assert (tmp_path / "r" / name).exists()
     data = json.loads((tmp_path / "r" / "results.json").read_text())

@@ -4,8 +4,8 @@ Single-threaded (OpenMP/OpenBLAS/MKL pinned to one thread before NumPy
 loads), so ratios between methods are meaningful even on a noisy machine.
 For each method and each query setting: recall@k, single-query QPS (one
 query at a time) and batch QPS (all queries in one call), each the best of
-``--runs`` timings taken in turn across methods (as ann-benchmarks keeps the
-best of its runs); plus build time and index bytes. Writes results.json,
+``--runs`` timings, the methods taking turns setting by setting (as
+ann-benchmarks keeps the best of its runs); plus build time and index bytes. Writes results.json,
 results.csv, pareto.md and recall_qps.png to ``--out``.
 """
 
@@ -96,6 +96,26 @@ def _time_setting(algo, setting, queries, single_q, k):
             "qps_single": 1 / single_s, "qps_batch": len(queries) / batch_s}
 
 
+def _keep_best(best, algo, i, row, meta, neighbors, k):
+    """Fold one timing of ``algo``'s setting ``i`` into ``best`` (recall from its
+    first timing, each speed the best so far) and print it."""
+    import numpy as np
+    from ..training.tuning import recall_at_k
+    if (algo.name, i) not in best:
+        row["recall"] = recall_at_k(np.asarray(row.pop("found")), neighbors, k)
+        row.update(meta["methods"][algo.name])
+        row.pop("tuning", None)
+        best[algo.name, i] = row
+    else:
+        kept = best[algo.name, i]
+        for speed in ("qps_single", "qps_batch"):
+            kept[speed] = max(kept[speed], row[speed])
+    kept = best[algo.name, i]
+    print(f"  {algo.name:14} {json.dumps(row['setting']):48} recall {kept['recall']:.4f}  "
+          f"single {row['qps_single']:9.0f} q/s  batch {row['qps_batch']:9.0f} q/s",
+          file=sys.stderr)
+
+
 def _methods(args, n, dim):
     from ..params import default_global_dim, default_n_clusters
     from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm, NumpyIVFFlat
@@ -117,9 +137,7 @@ def _methods(args, n, dim):
 
 
 def run_benchmark(args):
-    _pin_threads()
-    import numpy as np  # only after pinning threads: BLAS reads them at import
-    from ..training.tuning import recall_at_k
+    _pin_threads()  # (before anything imports NumPy: BLAS reads the variables at import)
     from .report import write_reports
 
     ds = _load(args)
@@ -152,27 +170,20 @@ def run_benchmark(args):
             meta["methods"][algo.name]["tuning"] = algo.index.params.get("tuning")
         print(f"{algo.name}: built in {build_s:.1f}s, {nbytes / 1e6:.1f} MB", file=sys.stderr)
         fitted.append(algo)
-    # Every run times every method's settings in turn, so a slow spell of the
-    # machine falls on all methods alike; each setting keeps its best run.
+    # Methods take turns setting by setting (their grids line up: the same
+    # clusters x rerank settings for both LoRANNs), so a slow spell of the
+    # machine, which lasts seconds, falls on the methods being compared alike;
+    # odd runs reverse the order. Each setting keeps its best run.
     best = {}
+    settings = [algo.settings() for algo in fitted]
     for run in range(args.runs):
         print(f"run {run + 1} of {args.runs}", file=sys.stderr)
-        for algo in fitted:
-            for i, setting in enumerate(algo.settings()):
-                row = _time_setting(algo, setting, queries, single_q, k)
-                if (algo.name, i) not in best:
-                    row["recall"] = recall_at_k(np.asarray(row.pop("found")), ds.neighbors, k)
-                    row.update(meta["methods"][algo.name])
-                    row.pop("tuning", None)
-                    best[algo.name, i] = row
-                else:
-                    kept = best[algo.name, i]
-                    for speed in ("qps_single", "qps_batch"):
-                        kept[speed] = max(kept[speed], row[speed])
-                kept = best[algo.name, i]
-                print(f"  {algo.name:14} {json.dumps(setting):48} recall {kept['recall']:.4f}  "
-                      f"single {row['qps_single']:9.0f} q/s  batch {row['qps_batch']:9.0f} q/s",
-                      file=sys.stderr)
+        turns = list(zip(fitted, settings))[::-1 if run % 2 else 1]
+        for i in range(max(map(len, settings), default=0)):
+            for algo, grid in turns:
+                if i < len(grid):
+                    _keep_best(best, algo, i, _time_setting(algo, grid[i], queries, single_q, k),
+                               meta, ds.neighbors, k)
     rows = list(best.values())
     out = args.out or os.path.join("results", ds.name)
     write_reports(out, meta, rows)
