@@ -81,6 +81,35 @@ def test_smallest_k_of_long_rows(kind):
         assert np.all(later | tied_in_order)
 
 
+@pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "nan"])
+@pytest.mark.parametrize("n", [4095, 4219])
+@pytest.mark.parametrize("by_value_min", [4096, None])  # natively / in Pyodide
+def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, monkeypatch):
+    """Short rows (and all in Pyodide) by argpartition, long ones cut at the k-th
+    value: either way exactly k entries per row, ascending, holding the row's k
+    smallest values; 2-D rows give flat indices, row after row."""
+    monkeypatch.setattr(topk, "BY_VALUE_MIN", by_value_min)
+    rng = np.random.default_rng(n)
+    values = {"normal": lambda: rng.standard_normal((4, n)),
+              "ties": lambda: rng.integers(0, 40, (4, n)),
+              "mostly_inf": lambda: np.where(rng.random((4, n)) < 0.99, np.inf,
+                                             rng.standard_normal((4, n))),
+              "nan": lambda: np.where(rng.random((4, n)) < 0.3, np.nan,
+                                      rng.standard_normal((4, n)))}[kind]()
+    values = values.astype(np.float32)
+    for k in (1, 50, 400):
+        flat = topk.unordered_smallest_k(values, k)
+        assert flat.shape == (4 * k,) and np.all(np.diff(flat) > 0)
+        rows, cols = np.divmod(flat, n)
+        np.testing.assert_array_equal(rows, np.repeat(np.arange(4), k))
+        for row, got in zip(values, cols.reshape(4, k)):
+            assert len(set(got.tolist())) == k
+            np.testing.assert_array_equal(np.sort(row[got]), np.sort(row)[:k])
+            one = topk.unordered_smallest_k(row, k)
+            assert np.all(np.diff(one) > 0)
+            np.testing.assert_array_equal(np.sort(row[one]), np.sort(row)[:k])
+
+
 def test_stage_profile_times_every_stage_on_real_inputs():
     from lorann_wasm.bench.stages import stage_times
     data = clustered(3000, 64, seed=21)

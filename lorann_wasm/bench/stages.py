@@ -14,6 +14,7 @@ from .._checks import as_prepared_queries
 from ..kernels import rowwise_dot, vector_times
 from ..query.candidates import _positions, with_one
 from ..query.rerank import rerank_one
+from ..topk import unordered_smallest_k
 
 
 def stage_times(index, queries, clusters, rerank, k=10, passes=5):
@@ -24,6 +25,10 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
     prefix, arrays, p = index._prefix, index._store.arrays, index._params
     vectors = arrays.vectors
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
+    def select(scores):  # as candidates_single picks the points to rerank
+        return (unordered_smallest_k(scores, rerank) if rerank < len(scores)
+                else np.arange(len(scores)))
+
     steps = []  # each query's intermediate results, so every stage runs on real inputs
     for q in queries:
         q = as_prepared_queries(q, p.dim, p.distance)[0][0]
@@ -32,7 +37,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
         t = with_one(rowwise_dot(arrays.A_t[probes], reduced))
         order = probes.tolist()
         scores = np.concatenate([vector_times(row, arrays.scorers[j]) for row, j in zip(t, order)])
-        best = scores.argpartition(min(rerank, len(scores)) - 1)[:rerank]
+        best = select(scores)
         positions = _positions(arrays, probes, arrays.sizes[probes], best)
         steps.append((q, reduced, probes, t, order, scores, best, positions))
     points = float(np.mean([len(s[5]) for s in steps]))
@@ -45,8 +50,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
         ("approximate scores", lambda s: np.concatenate(
             [vector_times(row, arrays.scorers[j]) for row, j in zip(s[3], s[4])]),
          points * (r + 1)),
-        (f"select {rerank}", lambda s: s[5].argpartition(min(rerank, len(s[5])) - 1)[:rerank],
-         None),
+        (f"select {rerank}", lambda s: select(s[5]), None),
         ("positions", lambda s: _positions(arrays, s[2], arrays.sizes[s[2]], s[6]), None),
         ("rerank", lambda s: rerank_one(vectors, s[0], s[7], k, p.distance),
          min(rerank, points) * vectors.codes.shape[1]),

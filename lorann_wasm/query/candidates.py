@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..kernels import einsum, rowwise_dot, times, times_transposed, vector_times
+from ..topk import unordered_smallest_k
 
 #: approximate scores held at once by batch search (queries x their probed
 #: points), bounding its buffers to 16 MB. Blocks of as many queries as fit:
@@ -64,7 +65,7 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
     if keep is not None:
         approx[~np.concatenate([keep[slice(*spans[j])] for j in order])] = np.inf
     if points_to_rerank < approx.size:
-        best = approx.argpartition(points_to_rerank - 1)[:points_to_rerank]
+        best = unordered_smallest_k(approx, points_to_rerank)
         if keep is not None:
             best = best[approx[best] < np.inf]
     else:
@@ -150,17 +151,17 @@ def candidates_batch(arrays, reduced, probes, points_to_rerank, with_scores=Fals
         runs[flat_start[pairs] // grain, :scorer.shape[1]] = scores
     approx = approx.reshape(b, width)
     if points_to_rerank < width:
-        keep = np.argpartition(approx, points_to_rerank - 1, axis=1)[:, :points_to_rerank]
+        where = unordered_smallest_k(approx, points_to_rerank)  # flat indices
     else:
-        keep = np.broadcast_to(np.arange(width), (b, width))
-    where = (np.arange(b)[:, None] * width + keep).ravel()
+        where = np.arange(b * width)
+    shape = (b, min(points_to_rerank, width))
     slot = np.searchsorted(flat_start, where, side="right") - 1
     within = where - flat_start[slot]
     cluster = flat[slot]
     inside = within < arrays.sizes[cluster]
-    pos = np.where(inside, arrays.offsets[cluster] + within, -1).reshape(keep.shape)
+    pos = np.where(inside, arrays.offsets[cluster] + within, -1).reshape(shape)
     if with_scores:
-        return pos, np.where(pos >= 0, approx.ravel()[where].reshape(keep.shape), np.inf)
+        return pos, np.where(pos >= 0, approx.ravel()[where].reshape(shape), np.inf)
     return pos
 
 
@@ -186,4 +187,4 @@ def candidates_filtered(arrays, reduced, probes, positions, which, points_to_rer
         t = rowwise_dot(arrays.A_t[probes], reduced)  # (c, r): q A_j of each probed cluster
     columns = arrays.scorer_columns(positions, probes[which])  # (len, r + 1)
     approx = einsum("ij,ij->i", columns, with_one(t)[which])
-    return positions[approx.argpartition(points_to_rerank - 1)[:points_to_rerank]]
+    return positions[unordered_smallest_k(approx, points_to_rerank)]
