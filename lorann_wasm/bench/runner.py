@@ -5,8 +5,9 @@ loads), so ratios between methods are meaningful even on a noisy machine.
 For each method and each query setting: recall@k, single-query QPS (one
 query at a time) and batch QPS (all queries in one call), each the best of
 ``--runs`` timings, the methods taking turns setting by setting (as
-ann-benchmarks keeps the best of its runs); plus build time and index bytes. Writes results.json,
-results.csv, pareto.md and recall_qps.png to ``--out``.
+ann-benchmarks keeps the best of its runs); plus build time and index
+bytes. Writes results.json, results.csv, pareto.md and recall_qps.png to
+``--out``.
 """
 
 import argparse

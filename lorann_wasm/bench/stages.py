@@ -25,6 +25,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
     prefix, arrays, p = index._prefix, index._store.arrays, index._params
     vectors = arrays.vectors
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
+
     def select(scores):  # as candidates_single picks the points to rerank
         return (unordered_smallest_k(scores, rerank) if rerank < len(scores)
                 else np.arange(len(scores)))
