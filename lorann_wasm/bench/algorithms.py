@@ -108,9 +108,10 @@ class NumpyIVFFlat(Algorithm):
     """IVF-Flat in the fewest NumPy calls: a floor, not a product.
 
     Probe the centroids, score each probed cluster's rows where they lie
-    with one product (:func:`_scored_rows`), keep the k best. No validation, no exact recomputation, no engine: what a pure
-    NumPy single query costs at the least, beside faiss IVF-Flat on the same
-    number of clusters (:mod:`lorann_wasm`'s own k-means).
+    with one product (:func:`_scored_rows`), keep the k best. No validation,
+    no exact recomputation, no engine: what a pure NumPy single query costs
+    at the least, beside faiss IVF-Flat on the same number of clusters
+    (:mod:`lorann_wasm`'s own k-means).
     """
 
     name = "numpy IVF-Flat (floor)"
