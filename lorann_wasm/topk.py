@@ -35,10 +35,9 @@ def smallest_k(values, k):
     n = values.shape[-1]
     k = min(k, n)
     if values.ndim == 1:  # (methods, not np.* wrappers: each of those costs ~5 us in Pyodide)
-        if n <= SORT_WHOLE:
+        if n <= SORT_WHOLE or not k:
             return values.argsort(kind="stable")[:k]
-        part = values.argpartition(k - 1)[:k] if k < n else np.arange(n)
-        part.sort()
+        part = unordered_smallest_k(values, k) if k < n else np.arange(n)  # ascending
         return part[values[part].argsort(kind="stable")]
     rows = np.arange(values.shape[0])[:, None]
     if k < n:

@@ -61,8 +61,9 @@ def test_take_rows_refuses_rows_out_of_range():
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "smallest_last"])
 def test_smallest_k_of_long_rows(kind):
-    """Long rows go through block minima (topk._by_block_minima): the result is
-    still the k smallest of each row, ascending, equal values by index."""
+    """Long rows go through block minima (topk._by_block_minima), a long 1-D row
+    through unordered_smallest_k: the result is still the k smallest of each
+    row, ascending, equal values by index."""
     rng = np.random.default_rng(len(kind))
     n = topk.BLOCKED_MIN + 4321  # a partial last block
     values = {"normal": lambda: rng.standard_normal((5, n)),
@@ -79,6 +80,10 @@ def test_smallest_k_of_long_rows(kind):
         later = picked[:, 1:] > picked[:, :-1]
         tied_in_order = (picked[:, 1:] == picked[:, :-1]) & (got[:, 1:] > got[:, :-1])
         assert np.all(later | tied_in_order)
+        for row, want in zip(values, got):  # one row at a time (natively by value)
+            one = topk.smallest_k(row, k)
+            np.testing.assert_array_equal(row[one], row[want])
+            assert np.all((row[one][1:] > row[one][:-1]) | (one[1:] > one[:-1]))
 
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "nan"])
