@@ -40,6 +40,7 @@ async function run(p) {
   const truth = await fetchArray(p.get("truth"), Int32Array);
   const truthK = truth.length / count;
   const singleCount = Math.min(count, Number(p.get("single") || count));
+  const runs = Math.max(1, Number(p.get("runs") || 3));
   const result = { timeToFirstResultMs: timeToFirstResult, firstSearchMs: first.ms,
                    info: engine.info, rows: [] };
   log(`time to first result ${timeToFirstResult.toFixed(0)} ms`);
@@ -48,22 +49,30 @@ async function run(p) {
   for (const [clustersToSearch, pointsToRerank] of settings) {
     const opts = { clustersToSearch, pointsToRerank };
     const [batch, batchMs] = await timed(() => engine.searchBatch(queries, count, k, opts));
+    // The single queries are timed in `runs` passes, the best kept (as the native
+    // benchmark does): the first pass also pays for V8 compiling the hot part of
+    // the runtime's WebAssembly with its optimising tier, and is reported apart.
     const single = new Int32Array(singleCount * k);
-    const start = performance.now();
-    let inWorkerMs = 0;  // the worker's own time (r.ms); the rest is messaging
-    for (let i = 0; i < singleCount; i++) {
-      const r = await engine.search(queries.subarray(i * dim, (i + 1) * dim), k, opts);
-      single.set(r.ids, i * k);
-      inWorkerMs += r.ms;
+    const passes = [];
+    for (let pass = 0; pass < runs; pass++) {
+      const start = performance.now();
+      let inWorkerMs = 0;  // the worker's own time (r.ms); the rest is messaging
+      for (let i = 0; i < singleCount; i++) {
+        const r = await engine.search(queries.subarray(i * dim, (i + 1) * dim), k, opts);
+        single.set(r.ids, i * k);
+        inWorkerMs += r.ms;
+      }
+      passes.push({ ms: (performance.now() - start) / singleCount, inWorker: inWorkerMs / singleCount });
     }
-    const singleMs = performance.now() - start;
+    const fastest = passes.reduce((a, b) => (b.ms < a.ms ? b : a));
     const row = {
       method: "lorann", clustersToSearch: clustersToSearch || engine.info.clusters_to_search,
       pointsToRerank: pointsToRerank || engine.info.points_to_rerank,
       recall: recall(batch.ids, truth, count, k, truthK),
       recallSingle: recall(single, truth, singleCount, k, truthK),
-      qpsSingle: singleCount / (singleMs / 1000), qpsBatch: count / (batchMs / 1000),
-      msSingleInWorker: inWorkerMs / singleCount, msSingle: singleMs / singleCount,
+      qpsSingle: 1000 / fastest.ms, qpsBatch: count / (batchMs / 1000),
+      msSingleInWorker: fastest.inWorker, msSingle: fastest.ms,
+      qpsSingleFirstPass: 1000 / passes[0].ms, msSingleFirstPass: passes[0].ms,
     };
     result.rows.push(row);
     log(JSON.stringify(row));
