@@ -86,22 +86,38 @@ def test_smallest_k_of_long_rows(kind):
             assert np.all((row[one][1:] > row[one][:-1]) | (one[1:] > one[:-1]))
 
 
-@pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "nan"])
-@pytest.mark.parametrize("n", [4095, 4219])
-@pytest.mark.parametrize("by_value_min", [4096, None])  # natively / in Pyodide
-def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, monkeypatch):
+@pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "nan", "sample_smallest"])
+@pytest.mark.parametrize("n", [1999, 4095, 4219])
+@pytest.mark.parametrize("by_value_min,sampled", [(4096, True), (4096, False), (None, False)],
+                         ids=["native", "native-unsampled", "pyodide"])
+def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, sampled, monkeypatch):
     """Short rows (and all in Pyodide) by argpartition, long ones cut at the k-th
-    value: either way exactly k entries per row, ascending, holding the row's k
-    smallest values; 2-D rows give flat indices, row after row."""
+    value, natively first at a sampled threshold (``sample_smallest`` puts the
+    smallest values where the sample looks, so the threshold lets fewer than k
+    through and the other ways answer): either way exactly k entries per row,
+    ascending, holding the row's k smallest values; 2-D rows give flat indices,
+    row after row."""
     monkeypatch.setattr(topk, "BY_VALUE_MIN", by_value_min)
+    monkeypatch.setattr(topk, "SAMPLED", sampled)
+    monkeypatch.setattr(topk, "SAMPLED_BLOCK", 2 * n)  # 2-D rows in blocks of two
     rng = np.random.default_rng(n)
+
+    def sample_smallest():
+        v = rng.standard_normal((4, n))
+        v[:, ::3] -= 100  # the stride sampled for k = 50
+        return v
+
     values = {"normal": lambda: rng.standard_normal((4, n)),
               "ties": lambda: rng.integers(0, 40, (4, n)),
               "mostly_inf": lambda: np.where(rng.random((4, n)) < 0.99, np.inf,
                                              rng.standard_normal((4, n))),
               "nan": lambda: np.where(rng.random((4, n)) < 0.3, np.nan,
-                                      rng.standard_normal((4, n)))}[kind]()
+                                      rng.standard_normal((4, n))),
+              "sample_smallest": sample_smallest}[kind]()
     values = values.astype(np.float32)
+    if sampled:  # which rows the sampled threshold answers itself
+        answered = topk._by_sampled_threshold(values, 50) is not None
+        assert answered == (kind in ("normal", "nan"))
     for k in (1, 50, 400):
         flat = topk.unordered_smallest_k(values, k)
         assert flat.shape == (4 * k,) and np.all(np.diff(flat) > 0)
