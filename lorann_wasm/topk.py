@@ -24,16 +24,17 @@ BLOCKED_MIN = 8192
 #: ``argpartition``'s picks are then sorted (400: 15 us in Pyodide, 5 natively),
 #: so both platforms hand the same candidates, in the same order, to reranking.
 BY_VALUE_MIN = None if WASM else 4096
-#: natively, a row of n >= SAMPLED_RATIO * k values with k >= 2 * SAMPLE_HITS is
-#: first cut at a threshold read off every (k // SAMPLE_HITS)-th value, which
-#: about 2k values pass; only those are partitioned (:func:`_by_sampled_threshold`).
-#: Real approximate scores, one thread, NumPy 2.4: wordnet's 400 of ~8,500 in
-#: 26 against 62 us, Fashion-MNIST's 50 of ~1,100 in 9.9 against 12.2; whole
-#: wordnet (24, 400) searches 317 -> 284 us single, 213 -> 172 us per query in
-#: batch, the same ids. Not in Pyodide, whose NumPy 2.0 ``argpartition`` is
-#: fast (random rows in Node: 50 of 980 in 5-8 against 13-18 us sampled; 400 of
-#: 8,400 in 19-36 against 27-29).
-SAMPLED = not WASM
+#: a row of n >= SAMPLED_RATIO * k values (and at least SAMPLED_MIN; None: never)
+#: with k >= 2 * SAMPLE_HITS is first cut at a threshold read off every
+#: (k // SAMPLE_HITS)-th value, which about 2k values pass; only those are
+#: partitioned (:func:`_by_sampled_threshold`). Real approximate scores, one
+#: thread, NumPy 2.4: wordnet's 400 of ~8,500 in 26 against 62 us,
+#: Fashion-MNIST's 50 of ~1,100 in 9.9 against 12.2; whole wordnet (24, 400)
+#: searches 317 -> 284 us single, 213 -> 172 us per query in batch, the same
+#: ids. In Pyodide (NumPy 2.0, in Node) only long rows gain: wordnet's in 66-84
+#: against 104-106 us (whole searches 679 -> 632 us single, 529 -> 482 in
+#: batch), Fashion-MNIST's in 22-28 against 16-18.
+SAMPLED_MIN = 4096 if WASM else 1
 SAMPLE_HITS = 16
 SAMPLED_RATIO = 4
 #: 2-D rows go through the sampled threshold this many values at a time: in
@@ -79,7 +80,8 @@ def unordered_smallest_k(values, k):
     unspecified (NaN entries are never taken while k others are there).
     """
     n = values.shape[-1]
-    if SAMPLED and k >= 2 * SAMPLE_HITS and n >= SAMPLED_RATIO * k:
+    if (SAMPLED_MIN is not None and k >= 2 * SAMPLE_HITS
+            and n >= max(SAMPLED_MIN, SAMPLED_RATIO * k)):
         picked = _by_sampled_threshold(values, k)
         if picked is not None:
             return picked

@@ -88,17 +88,18 @@ def test_smallest_k_of_long_rows(kind):
 
 @pytest.mark.parametrize("kind", ["normal", "ties", "mostly_inf", "nan", "sample_smallest"])
 @pytest.mark.parametrize("n", [1999, 4095, 4219])
-@pytest.mark.parametrize("by_value_min,sampled", [(4096, True), (4096, False), (None, False)],
+@pytest.mark.parametrize("by_value_min,sampled_min", [(4096, 1), (4096, None), (None, 4096)],
                          ids=["native", "native-unsampled", "pyodide"])
-def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, sampled, monkeypatch):
+def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, sampled_min,
+                                                   monkeypatch):
     """Short rows (and all in Pyodide) by argpartition, long ones cut at the k-th
-    value, natively first at a sampled threshold (``sample_smallest`` puts the
+    value, first at a sampled threshold where k and n allow (``sample_smallest`` puts the
     smallest values where the sample looks, so the threshold lets fewer than k
     through and the other ways answer): either way exactly k entries per row,
     ascending, holding the row's k smallest values; 2-D rows give flat indices,
     row after row."""
     monkeypatch.setattr(topk, "BY_VALUE_MIN", by_value_min)
-    monkeypatch.setattr(topk, "SAMPLED", sampled)
+    monkeypatch.setattr(topk, "SAMPLED_MIN", sampled_min)
     monkeypatch.setattr(topk, "SAMPLED_BLOCK", 2 * n)  # 2-D rows in blocks of two
     rng = np.random.default_rng(n)
 
@@ -115,7 +116,7 @@ def test_unordered_smallest_k_takes_the_k_smallest(kind, n, by_value_min, sample
                                       rng.standard_normal((4, n))),
               "sample_smallest": sample_smallest}[kind]()
     values = values.astype(np.float32)
-    if sampled:  # which rows the sampled threshold answers itself
+    if sampled_min:  # which rows the sampled threshold answers itself
         answered = topk._by_sampled_threshold(values, 50) is not None
         assert answered == (kind in ("normal", "nan"))
     for k in (1, 50, 400):
