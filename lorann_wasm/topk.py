@@ -81,7 +81,7 @@ def unordered_smallest_k(values, k):
     """
     n = values.shape[-1]
     if (SAMPLED_MIN is not None and k >= 2 * SAMPLE_HITS
-            and n >= max(SAMPLED_MIN, SAMPLED_RATIO * k)):
+            and n >= max(SAMPLED_MIN, SAMPLED_RATIO * k) and values.dtype.kind == "f"):
         picked = _by_sampled_threshold(values, k)
         if picked is not None:
             return picked

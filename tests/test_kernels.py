@@ -144,3 +144,13 @@ def test_stage_profile_times_every_stage_on_real_inputs():
     probes = [index._prefix.probe(index._prefix.reduce(q), 3, ordered=False) for q in queries]
     points = np.mean([index._store.arrays.sizes[p].sum() for p in probes])
     assert dict((n, m) for n, _, m in rows)["approximate scores"] == pytest.approx(points * 9)
+
+
+def test_unordered_smallest_k_of_integer_rows(monkeypatch):
+    """Integer rows (no inf to pad with) take the other ways, natively too."""
+    monkeypatch.setattr(topk, "SAMPLED_BLOCK", 4000)
+    values = np.random.default_rng(3).permutation(4 * 5000).reshape(4, 5000)
+    flat = topk.unordered_smallest_k(values, 100)
+    rows, cols = np.divmod(flat, 5000)
+    for i in range(4):
+        np.testing.assert_array_equal(np.sort(values[i, cols[rows == i]]), np.sort(values[i])[:100])
