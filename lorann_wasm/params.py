@@ -95,6 +95,10 @@ class IndexParams:
     #: rerank vectors stored in the data's top ``rerank_dims`` principal directions
     #: (fewer bytes per point, approximate reranking), or None: every dimension as given
     rerank_dims: Optional[int] = None
+    #: each cluster's scorer fit to its points minus its centroid, the query's
+    #: inner product with the centroid added back exactly (files made before this
+    #: fit the points themselves): see :mod:`.training.regression`
+    residual_scorers: bool = False
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -119,7 +123,8 @@ class IndexParams:
                    quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
-                   points_to_rerank=r, row_checksums=True, attributes=attributes,
+                   points_to_rerank=r, row_checksums=True, residual_scorers=True,
+                   attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
                        rerank_dims, "rerank_dims", low=1, high=dim))
 
@@ -160,8 +165,9 @@ class IndexParams:
                              f"{self.rerank_dtype!r}; expected one of {want}")
         if self.tuning is not None:
             _check_tuning(self.tuning, self.n_clusters, self.n)
-        if not isinstance(self.row_checksums, bool):
-            raise TypeError(f"row_checksums must be true or false, got {self.row_checksums!r}")
+        for name in ("row_checksums", "residual_scorers"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.attributes is not None:
             check_schema(self.attributes)
         if self.rerank_dims is not None and (type(self.rerank_dims) is not int
@@ -185,8 +191,9 @@ class IndexParams:
         fields = dataclasses.asdict(self)
         if fields["tuning"] is None:
             del fields["tuning"]
-        if not fields["row_checksums"]:
-            del fields["row_checksums"]  # files without them keep their bytes
+        for name in ("row_checksums", "residual_scorers"):
+            if not fields[name]:
+                del fields[name]  # files without them keep their bytes
         for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
             if fields[name] is None:
                 del fields[name]

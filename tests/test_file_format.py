@@ -73,9 +73,10 @@ def test_readable_by_safetensors(small, tmp_path):
         assert np.array_equal(arr, ours[name]), name
     with safe_open(str(path), "np") as f:
         meta = f.metadata()
-    # version 2 only for what version 1 cannot hold: older readers keep reading the rest
+    # version 3 for scorers fit to residuals (every new build), which older readers
+    # would score wrongly: they refuse the file instead
     assert meta["format"] == "lorann_wasm"
-    assert meta["format_version"] == ("1" if index.params.get("rerank_dims") is None else "2")
+    assert index.params["residual_scorers"] is True and meta["format_version"] == "3"
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
 
@@ -173,7 +174,8 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "3"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "4"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "2"), "needs format version 3"),
     (_both(_set_meta("format_version", "1"), _set_param("rerank_dims", 20)),
      "needs format version 2"),
     (_set_param("rerank_dims", 41), "rerank_dims must be"),

@@ -2,7 +2,8 @@
 
 The reference below is written for reading, not speed: float32, one query
 and one cluster at a time, straight from the paper (reduce, probe the
-nearest clusters, score their points with (q A_j) B_j, rerank the best
+nearest clusters, score their points with (q A_j) B_j (plus q . c_j: the
+scorers are fit to the points minus their centroid), rerank the best
 exactly). It reads the trained model from the index's tensors, so it checks
 the query side: single queries, batches and lazily loaded indexes.
 """
@@ -41,6 +42,8 @@ def reference_search(index, query, k, clusters_to_search, points_to_rerank):
     for j in probed:
         lo, hi = t["cluster_offsets"][j], t["cluster_offsets"][j + 1]
         inner = (reduced @ A[j]) @ B[lo:hi].T  # approximate <q, x> for the cluster's points
+        if p.get("residual_scorers"):  # fit to x - c_j: <q, c_j> comes back exactly
+            inner = inner + reduced @ centroids[j]
         score = t["sq_norms"][lo:hi] - 2 * inner if p["distance"] == "l2" else -inner
         candidates.extend(range(lo, hi))
         scores.extend(score)

@@ -20,8 +20,10 @@ Per point:  ids (n,) i64 | B (n, r) f32 or i8 (B_j transposed) |
 
 ``s`` is the number of values stored per rerank vector: the dimension d, or
 with ``rerank_dims`` the vectors' coordinates in the orthonormal
-``vectors_basis`` (their top principal directions). Files with a basis are
-format version 2; all others are still written as version 1.
+``vectors_basis`` (their top principal directions). Files whose scorers
+are fit to the points minus their centroid (``residual_scorers``, every
+build since) are format version 3; older files with a basis are version 2,
+without one version 1.
 
 Within each part tensors are ordered by decreasing item size, so each is
 naturally aligned; a ``_padding`` u8 tensor realigns the per-point part.
@@ -45,7 +47,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -178,7 +180,8 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": "1" if params.rerank_dims is None else "2",
+        "format_version": ("3" if params.residual_scorers
+                           else "1" if params.rerank_dims is None else "2"),
         "params": params.to_json(),
     }
 
@@ -250,6 +253,8 @@ def parse_params(metadata):
         invalid(str(exc))
     if params.rerank_dims is not None and int(version) < 2:
         invalid("rerank_dims needs format version 2 or later")
+    if params.residual_scorers and int(version) < 3:
+        invalid("residual_scorers needs format version 3 or later")
     return params
 
 

@@ -2,7 +2,10 @@
 
 Each cluster's scorer is one contiguous float32 matrix ``(r + 1, n_j)``: the
 rows of ``B_j`` transposed, plus a last row holding what is added to a
-point's score (``||x||^2`` for Euclidean, else 0). A query scores cluster j
+point's score (``||x||^2`` for Euclidean, else 0). With residual scorers a
+row of ones comes before that last row, ``(r + 2, n_j)``, taking the
+cluster's centroid term (the last entry of ``q A_j``, see :class:`.Prefix`)
+to every point. A query scores cluster j
 with one vector-matrix product ``[q A_j, 1] @ scorer_j``, reading the cluster
 where it lies: no gather copies the probed points first. Measured on the
 wordnet benchmark (342 clusters of 341 points, r = 32, 32 probed, one
@@ -21,12 +24,16 @@ from ..kernels import take_rows
 from .vectors import RerankVectors
 
 
-def scorer_matrix(B_rows, bias, out=None):
+def scorer_matrix(B_rows, bias, residual=False, out=None):
     """One cluster's scorer ``(r + 1, n_j)`` from its rows of ``B`` (n_j, r) and bias
-    (n_j,), written into ``out`` if given."""
+    (n_j,), with ``residual`` ``(r + 2, n_j)`` (a row of ones before the bias),
+    written into ``out`` if given."""
+    r = B_rows.shape[1]
     if out is None:
-        out = np.empty((B_rows.shape[1] + 1, B_rows.shape[0]), dtype=np.float32)
-    out[:-1] = B_rows.T
+        out = np.empty((r + 1 + residual, B_rows.shape[0]), dtype=np.float32)
+    out[:r] = B_rows.T
+    if residual:
+        out[r] = 1.0
     out[-1] = bias
     return out
 
@@ -53,8 +60,10 @@ class ClusterArrays:
     """
 
     def __init__(self, *, A_t, offsets, ids, scorers, vectors=None, clusters=None,
-                 vector_coding=None, attributes=None, scorer_buffer=None):
+                 vector_coding=None, attributes=None, scorer_buffer=None, residual=False):
         self.A_t, self.ids, self.scorers = A_t, ids, scorers
+        #: the scorers have a row of ones for the centroid term (and A_t a row more)
+        self.residual = residual
         self.attributes = attributes
         self.vectors, self.clusters, self.vector_coding = vectors, clusters, vector_coding
         self.offsets = offsets.astype(np.intp)  # on wasm32, repeat/bincount refuse int64
@@ -66,17 +75,18 @@ class ClusterArrays:
         self.positions = np.arange(self.offsets[-1], dtype=np.intp)
 
     @classmethod
-    def from_rows(cls, *, offsets, B_rows, bias, **kwargs):
+    def from_rows(cls, *, offsets, B_rows, bias, residual=False, **kwargs):
         """Arrays over clusters given by ``B_rows`` (n, r), each cluster's rows of
         ``B_j`` transposed, and ``bias`` (n,), in cluster order; the scorers are
         views into one buffer."""
-        rows = B_rows.shape[1] + 1
+        rows = B_rows.shape[1] + 1 + residual
         offsets = np.asarray(offsets, dtype=np.intp)
         flat = np.empty(rows * B_rows.shape[0], dtype=np.float32)
-        scorers = [scorer_matrix(B_rows[lo:hi], bias[lo:hi],
+        scorers = [scorer_matrix(B_rows[lo:hi], bias[lo:hi], residual,
                                  out=flat[rows * lo:rows * hi].reshape(rows, hi - lo))
                    for lo, hi in spans(offsets)]
-        return cls(offsets=offsets, scorers=scorers, scorer_buffer=flat, **kwargs)
+        return cls(offsets=offsets, scorers=scorers, scorer_buffer=flat, residual=residual,
+                   **kwargs)
 
     @property
     def n_clusters(self):
@@ -102,7 +112,7 @@ class ClusterArrays:
 
     def cluster_B(self, j):
         """Cluster j's ``B_j`` transposed, (n_j, r): a view into its scorer."""
-        return self.scorers[j][:-1].T
+        return self.scorers[j][:self.A_t.shape[1] - self.residual].T
 
     def rerank_view(self, positions):
         """Rerank vectors for candidate ``positions`` (any shape, -1 for none):

@@ -31,7 +31,14 @@ class Prefix:
                               else None)
         self.offsets = t["cluster_offsets"].astype(np.intp)
         self.sizes = np.diff(self.offsets)
-        self.A_t = np.ascontiguousarray((factor * A).transpose(0, 2, 1))  # (C, r, g)
+        A_t = (factor * A).transpose(0, 2, 1)  # (C, r, g)
+        #: residual scorers: each A_j^T gets the (scaled) centroid as a last row, so
+        #: ``q A_j`` ends with the cluster's term of every score, scaled ``q . c_j``
+        #: (a scorer's row of ones takes it to each point; see .clusters)
+        self.residual = params.residual_scorers
+        if self.residual:
+            A_t = np.concatenate((A_t, self.centroids_scaled[:, None, :]), axis=1)
+        self.A_t = np.ascontiguousarray(A_t)  # (C, r [+ 1], g)
         #: how the rerank vectors are stored: :class:`.RerankVectors` keywords
         self.vector_coding = {"offset": t.get("vectors_dim_offset"),
                               "scale": t.get("vectors_dim_scale"),

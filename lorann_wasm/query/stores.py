@@ -76,6 +76,7 @@ class ResidentClusters:
                                 vector_scale=t.get("vectors_row_scale"), **prefix.vector_coding)
         self.arrays = ClusterArrays.from_rows(
             A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"], B_rows=B, bias=bias,
+            residual=prefix.residual,
             vectors=vectors, attributes={k: v for k, v in t.items() if is_point_tensor(k)})
 
     def missing(self, probes):
@@ -112,7 +113,7 @@ class _Cluster:
     def __init__(self, j, parts, params, vector_specs=()):
         B, bias = _point_arrays(parts, params)
         self.j = j
-        self.scorer = scorer_matrix(B, bias)
+        self.scorer = scorer_matrix(B, bias, params.residual_scorers)
         self.sq_norms, self.ids = parts["sq_norms"], parts["ids"]
         self.checks = parts.get("vector_checks")
         self.attributes = {k: v for k, v in parts.items() if is_point_tensor(k)}
@@ -261,7 +262,8 @@ class FetchedClusters:
             A_t=self.prefix.A_t[unique], offsets=offsets,
             ids=np.concatenate([c.ids for c in clusters]),
             scorers=[c.scorer for c in clusters],
-            clusters=clusters, vector_coding=self.prefix.vector_coding)
+            clusters=clusters, vector_coding=self.prefix.vector_coding,
+            residual=self.prefix.residual)
         return arrays, local.reshape(np.shape(probes))
 
     # -- candidates' vectors (files with row checksums) -------------------------

@@ -8,9 +8,10 @@ CLUSTERS_PER_TASK = 8
 
 
 def fit_clusters(jobs, rank):
-    """Fit a list of clusters, each ``(points, gram, n_queries)`` (see
+    """Fit a list of clusters, each ``(points, gram, n_queries, center)`` (see
     :func:`.regression.fit_cluster_scorer_gram`); the unit of work sent to executors."""
-    return [fit_cluster_scorer_gram(*job, rank) for job in jobs]
+    return [fit_cluster_scorer_gram(points, gram, n, rank, center)
+            for points, gram, n, center in jobs]
 
 
 def executor_width(executor):

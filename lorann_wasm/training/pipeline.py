@@ -136,7 +136,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
 
     def job(j):
         x = sink.scratch.read(int(offsets[j]), int(offsets[j + 1]))
-        return reduce(x), grams[j], int(counts[j])
+        return (reduce(x), grams[j], int(counts[j]),
+                centroids[j] if p.residual_scorers else None)
 
     for j, (a, b) in enumerate(fit_all(c, job, p.rank, executor, log)):
         A[j] = a

@@ -5,6 +5,14 @@ For a cluster with points ``X`` (n_j x g) and training queries ``Q``
 solution keeps the top-``rank`` right singular vectors ``V`` of ``Y``; the
 scorer is ``A = X^T V`` (g x rank) and ``B = V^T`` (rank x n_j), so that the
 approximate scores of a query ``q`` are ``(q A) B``.
+
+The build fits ``X`` minus the cluster's centroid ``c`` (``residual_scorers``)
+and the query path adds ``q . c`` back exactly. The scores are the same
+sums, but the shared part of a cluster's points is left out of the fit: on
+Fashion-MNIST (l2, every value positive) B's int8 codes, one scale per
+point, had cost recall@10 0.936 -> 0.843 at (6 clusters, 20 reranked) when
+fit to the points themselves, and cost nothing this way (0.936); on
+wordnet-minilm (ip) they cost nothing either way.
 """
 
 import numpy as np
@@ -52,13 +60,17 @@ def fit_cluster_scorer(points, queries, rank):
     return fit_cluster_scorer_gram(points, query_gram(queries), queries.shape[0], rank)
 
 
-def fit_cluster_scorer_gram(points, gram, n_queries, rank):
+def fit_cluster_scorer_gram(points, gram, n_queries, rank, center=None):
     """:func:`fit_cluster_scorer` given only ``gram = Q^T Q`` and the number of queries.
 
-    Lets a streaming build accumulate ``Q^T Q`` chunk by chunk.
+    Lets a streaming build accumulate ``Q^T Q`` chunk by chunk. With ``center``
+    (g,) the scorer approximates ``q . (x - center)`` (a residual scorer; the
+    points still stand in for too few queries as themselves).
     """
     if n_queries < points.shape[0]:
         gram = query_gram(points)
+    if center is not None:
+        points = points - center
     if points.shape[0] == 0:
         return (np.zeros((points.shape[1], rank), np.float32), np.zeros((rank, 0), np.float32))
     v = right_singular_vectors(gram, points, rank)
