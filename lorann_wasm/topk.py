@@ -19,11 +19,13 @@ BLOCKED_MIN = 8192
 #: (``partition``, a comparison, ``flatnonzero``) rather than by
 #: ``argpartition``, which moves indices along with the values: on wordnet's
 #: approximate scores (400 of 6,000-12,000) 42-46 against 49-50 us a row
-#: natively, 42 against 57 in batch (NumPy 2.4). Not in Pyodide (NumPy 2.0),
-#: where it measured slower (142-164 against 121-132 us), nor for shorter rows.
+#: natively, 42 against 57 in batch (NumPy 2.4); random rows of 1,000-3,000,
+#: k = 10-31, 8-29 against 12-36 us (of 400: about even). Fashion-MNIST
+#: (6, 20) batch search 54 -> 45 us per query, the same ids. Not in Pyodide
+#: (NumPy 2.0), where it measured slower (142-164 against 121-132 us).
 #: ``argpartition``'s picks are then sorted (400: 15 us in Pyodide, 5 natively),
 #: so both platforms hand the same candidates, in the same order, to reranking.
-BY_VALUE_MIN = None if WASM else 4096
+BY_VALUE_MIN = None if WASM else 1024
 #: a row of n >= SAMPLED_RATIO * k values (and at least SAMPLED_MIN; None: never)
 #: with k >= 2 * SAMPLE_HITS is first cut at a threshold read off every
 #: (k // SAMPLE_HITS)-th value, which about 2k values pass; only those are
