@@ -75,7 +75,7 @@ def unordered_smallest_k(values, k):
     """The ``k`` smallest entries of ``values``, 1-D (n,) or 2-D (b, n), with
     0 < k < n: for 1-D their indices (k,); for 2-D their flat indices into
     ``values`` (b * k,). Ascending, so the result does not depend on which of
-    the two ways took them (the query path's ties between equal distances go
+    the ways below took them (the query path's ties between equal distances go
     to the earlier candidate).
 
     Which of several entries equal to a row's k-th smallest are taken is
