@@ -155,3 +155,21 @@ def test_unordered_smallest_k_of_integer_rows(monkeypatch):
     rows, cols = np.divmod(flat, 5000)
     for i in range(4):
         np.testing.assert_array_equal(np.sort(values[i, cols[rows == i]]), np.sort(values[i])[:100])
+
+
+@pytest.mark.parametrize("distance", ["l2", "ip", "cosine"])
+def test_the_benchmarks_floor_answers_as_the_engine(distance):
+    # the floor calls the engine's own stage functions without the engine around
+    # them; it is a floor of the same computation only while the ids agree
+    from lorann_wasm.bench.algorithms import LorannWasmFloor
+    data = clustered(3000, 64, seed=22)
+    floor = LorannWasmFloor(rank=8, global_dim=32, rerank_dtype="int8")
+    floor.fit(data[100:], distance)
+    queries = data[:40]
+    every = floor.index.params["n_clusters"]  # and every point reranked: IVF-Flat
+    for c, r in ((3, 40), (5, 5), (every, 3000)):
+        setting = {"clusters_to_search": c, "points_to_rerank": r}
+        engine = floor.index.search(queries, 10, clusters_to_search=c, points_to_rerank=r)
+        np.testing.assert_array_equal(floor.batch_query(queries, 10, **setting), engine)
+        single = np.array([floor.query(q, 10, **setting) for q in queries])
+        np.testing.assert_array_equal(single, engine)

@@ -77,6 +77,44 @@ class LorannWasm(Algorithm):
         return len(self.index.to_bytes())
 
 
+class LorannWasmFloor(LorannWasm):
+    """This package's query path with nothing around it: a floor, not a product.
+
+    The same index and the same functions the engine runs for resident,
+    unfiltered queries (reduce, probe, score and select, rerank), called
+    directly: no validation, no plan, no padding of short results. Between
+    this and ``lorann_wasm`` lies the engine's own cost; between this and the
+    C++ reference, the NumPy kernels' (``build_scripts/profile_query`` times
+    them one by one). Queries are float32, as the harness gives them.
+    """
+
+    name = "lorann_wasm stages (floor)"
+
+    def query(self, q, k, clusters_to_search, points_to_rerank):
+        from ..query.candidates import candidates_single
+        from ..query.rerank import rerank_one
+        prefix, arrays = self.index._prefix, self.index._store.arrays
+        if self.index.distance == "cosine":
+            q = _normalize(q[None])[0]
+        reduced = prefix.reduce(q)
+        probes = prefix.probe(reduced, clusters_to_search, ordered=False)
+        candidates = candidates_single(arrays, reduced, probes, max(k, points_to_rerank))
+        rows, _ = rerank_one(arrays.vectors, q, candidates, k, self.index.distance)
+        return arrays.ids[rows]
+
+    def batch_query(self, queries, k, clusters_to_search, points_to_rerank):
+        from ..query.candidates import candidates_blocked
+        from ..query.rerank import rerank
+        prefix, arrays = self.index._prefix, self.index._store.arrays
+        if self.index.distance == "cosine":
+            queries = _normalize(queries)
+        reduced = prefix.reduce(queries)
+        probes = prefix.probe(reduced, clusters_to_search, ordered=False)
+        candidates = candidates_blocked(arrays, reduced, probes, max(k, points_to_rerank))
+        rows, _ = rerank(arrays.vectors, queries, candidates, k, self.index.distance)
+        return np.where(rows >= 0, arrays.ids[np.maximum(rows, 0)], -1)
+
+
 class Exact(Algorithm):
     """NumPy brute force (ExactIndex)."""
 

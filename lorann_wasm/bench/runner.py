@@ -38,7 +38,8 @@ def add_arguments(p):
     p.add_argument("--limit", type=int, help="index only the first N points (quick runs)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--methods", default="lorann_wasm,exact,lorann-cpp,faiss-ivf,faiss-hnsw",
-                   help="comma-separated subset")
+                   help="comma-separated subset of these and numpy-ivf, lorann_wasm-floor "
+                        "(the NumPy floors of IVF-Flat and of this package's query path)")
     p.add_argument("--rerank-dtype", default="float32", choices=("float32", "float16", "int8"))
     p.add_argument("--rerank-dims", type=int, metavar="S",
                    help="lorann_wasm stores rerank vectors along S principal directions")
@@ -119,11 +120,14 @@ def _keep_best(best, algo, i, row, meta, neighbors, k):
 
 def _methods(args, n, dim):
     from ..params import default_global_dim, default_n_clusters
-    from .algorithms import CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm, NumpyIVFFlat
+    from .algorithms import (CppLorann, Exact, FaissHNSW, FaissIVFFlat, LorannWasm,
+                             LorannWasmFloor, NumpyIVFFlat)
     c, g = default_n_clusters(n), default_global_dim(dim)
+    ours = {"n_clusters": c, "global_dim": g, "rerank_dtype": args.rerank_dtype,
+            "rerank_dims": args.rerank_dims}
     table = {
-        "lorann_wasm": lambda: LorannWasm(n_clusters=c, global_dim=g, rerank_dtype=args.rerank_dtype,
-                                          rerank_dims=args.rerank_dims),
+        "lorann_wasm": lambda: LorannWasm(**ours),
+        "lorann_wasm-floor": lambda: LorannWasmFloor(**ours),
         "exact": Exact,
         "lorann-cpp": lambda: CppLorann(c, g),
         "faiss-ivf": lambda: FaissIVFFlat(c),
