@@ -148,3 +148,64 @@ def test_encoders_refuse_what_is_not_text(model):
         model.encode({"a": 1})
     with pytest.raises(TypeError, match="strings"):
         model.encode(["ok", 3])
+
+
+def test_torch_encoder_matches_the_reference(model, reference, glosses):
+    """The optional PyTorch encoder (bfloat16 products where the CPU has them) keeps
+    cosine >= 0.999 to sentence-transformers, on short glosses and 200-token passages."""
+    from lorann_wasm.embed.torch_encoder import TorchMiniLM
+    torch_model = TorchMiniLM(minilm_model_dir())
+    long = [" ".join(glosses[i:i + 12]) for i in range(0, 120, 12)]  # ~200 word pieces each
+    texts = glosses[:150] + long
+    assert max(len(model.tokenizer.encode(t)) for t in long) >= 180
+    ours = torch_model.encode(texts)
+    ref = reference.encode(texts, normalize_embeddings=True, batch_size=32)
+    cos = np.sum(ours * ref, axis=1)
+    assert cos.min() >= 0.999, (torch_model.precision, cos.min())
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1, rtol=1e-5)
+
+
+def test_batches_follow_length_within_a_token_budget():
+    from lorann_wasm.embed.minilm import length_batches
+    lengths = np.array([5, 200, 7, 30, 200, 6, 120, 3] * 40)
+    batches = length_batches(lengths, budget=600, most=16)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))  # each text once
+    assert (np.diff(lengths[flat]) >= 0).all()  # shortest first
+    for rows in batches:
+        assert len(rows) <= 16 and (len(rows) == 1 or len(rows) * lengths[rows].max() <= 600)
+
+
+def test_embedding_reports_progress_and_a_summary(tmp_path, monkeypatch):
+    """A long embedding says how far it is, how fast and how long is left, at least every
+    REPORT_SECONDS; then what it did. Each finished unit is cached at once."""
+    import io
+    import time as _time
+
+    from lorann_wasm.embed import parallel
+    monkeypatch.setattr(parallel, "REPORT_SECONDS", 0.05)
+    monkeypatch.setattr(parallel, "UNIT_TEXTS", 8)
+    monkeypatch.setattr(parallel, "cache_name", lambda name: "fake")
+    monkeypatch.setattr(parallel, "check_encoder", lambda name: name)
+
+    def slow(name, texts, threads=None):
+        _time.sleep(0.12)
+        return np.array([[len(t), 1.0] for t in texts], np.float32)
+
+    monkeypatch.setattr(parallel, "encode_unit", slow)
+    texts = [f"text number {i}" for i in range(40)]
+    out = io.StringIO()
+    vectors = parallel.embed_collection(texts, "fake", cache_dir=tmp_path, workers=1,
+                                        stream=out)
+    assert vectors[:, 0].tolist() == [len(t) for t in texts]
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("embedding: 40 passages to embed") and "0 from the cache" in lines[0]
+    updates = [line for line in lines if " of 40 passages (" in line]
+    assert len(updates) >= 5  # 5 units of 0.12 s, a line due every 0.05 s
+    assert any("passages/s, about" in line and "left" in line for line in updates)
+    assert lines[-1].startswith("embedding: embedded 40 passages in") and \
+        lines[-1].endswith("0 came from the cache")
+    again = io.StringIO()  # a second run finds everything cached: no work, no lines
+    parallel.embed_collection(texts + texts[:3], "fake", cache_dir=tmp_path, stream=again)
+    assert again.getvalue() == ""
+    assert len(os.listdir(tmp_path / "fake")) == 5  # one cache file per unit

@@ -1,15 +1,21 @@
 """The per-cluster regressions through any executor give a byte-identical index file."""
 
 import concurrent.futures
+import json
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
 
 from conftest import clustered
 from lorann_wasm import LorannIndex
+from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
+from lorann_wasm.embed.cache import EmbeddingCache
+from lorann_wasm.embed.encoders import cache_name
 from lorann_wasm.cli import main
 from lorann_wasm.training.out_of_core import build_file
+from lorann_wasm.user_cache import user_cache
 
 
 def _build(data, executor=None):
@@ -69,3 +75,28 @@ def test_cli_workers_and_dask_scheduler(dask_cluster, tmp_path):
                  "--workers", "2", "--dask-scheduler", dask_cluster.scheduler_address]) == 1
     assert main(["build", str(tmp_path / "d.npy"), "-o", str(tmp_path / "x.lorann"),
                  "--dask-scheduler", "tcp://127.0.0.1:9"]) == 1
+
+
+def test_site_embedding_on_workers_and_dask_gives_the_same_site(dask_cluster, tmp_path):
+    """`lorann-wasm site` embeds the same vectors, and makes a byte-identical site, in this
+    process, in a pool of two processes and on a Dask cluster of two worker processes."""
+
+    docs = wordnet_documents(wordnet_synsets()[5000:5600])
+    src = tmp_path / "wn.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    versions, vectors = {}, {}
+    for name, extra in [("one", ["--workers", "1"]), ("pool", ["--workers", "2"]),
+                        ("dask", ["--dask-scheduler", dask_cluster.scheduler_address])]:
+        cache = tmp_path / f"cache-{name}"
+        cache.mkdir()  # the embeddings start from nothing; the runtime is the user's
+        for folder in os.listdir(user_cache()):
+            if folder.startswith("pyodide"):
+                os.symlink(user_cache(folder), cache / folder)
+        assert main(["site", str(src), "-o", str(tmp_path / name), "--cache-dir", str(cache),
+                     "--facet-field", "pos", *extra]) == 0
+        versions[name] = json.loads((tmp_path / name / "site.json").read_text())["version"]
+        texts = [f"{d['title']}: {d['text']}" for d in docs]
+        vectors[name] = EmbeddingCache(cache / "embeddings", cache_name("numpy")).vectors(texts)
+    assert versions["pool"] == versions["one"] and versions["dask"] == versions["one"]
+    np.testing.assert_array_equal(vectors["pool"], vectors["one"])
+    np.testing.assert_array_equal(vectors["dask"], vectors["one"])

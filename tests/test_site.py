@@ -396,3 +396,21 @@ def test_facet_fields_become_filters(tmp_path):
     with pytest.raises(builder.SiteError, match="--facet-field: attribute name 'my field'"):
         builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out3"),
                            vectors=str(tmp_path / "v.npy"), facets=["my field"])
+
+
+def test_a_rebuild_embeds_only_the_edited_documents_passages(tmp_path, capfd):
+    import uuid
+    tag = uuid.uuid4().hex  # texts no earlier run has cached
+    docs = [{"id": f"d{i}", "title": f"Doc {i}", "text": f"{t} ({tag})"}
+            for i, t in enumerate(["Owls hunt at night.", "Kettles boil water.",
+                                   "Maps show roads and rivers."])]
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    builder.build_site([str(src)], str(tmp_path / "out"))
+    assert "3 passages to embed" in capfd.readouterr().err
+    docs[1]["text"] = f"Kettles boil water quickly. ({tag})"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    builder.build_site([str(src)], str(tmp_path / "out"))
+    err = capfd.readouterr().err
+    assert "1 passage to embed" in err and "(2 from the cache)" in err
+    assert "embedded 1 passage in" in err

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..embed.cache import EmbeddingCache, ProgressBar
-from ..embed.minilm import minilm_model_dir
 from ..user_cache import user_cache
 
 FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
@@ -56,18 +54,6 @@ class _NoBar:
 
     def close(self):
         pass
-
-
-class _Lazy:
-    """An encoder made on its first call: a fully cached run never loads the model."""
-
-    def __init__(self, make):
-        self.make, self.encode = make, None
-
-    def __call__(self, texts):
-        if self.encode is None:
-            self.encode = self.make()
-        return self.encode(texts)
 
 
 def _save_atomic(path, array):
@@ -175,58 +161,30 @@ def synset_text(synset):
     return f"{', '.join(synset['lemmas'])}: {synset['gloss']}"
 
 
-def numpy_encoder():
-    """A function texts -> unit-length float32 embeddings, via this package's NumPy MiniLM."""
-    from ..embed.minilm import MiniLM
-    model = MiniLM.from_model_dir(minilm_model_dir())
-    return model.encode
-
-
-def torch_encoder():
-    """A function texts -> unit-length float32 embeddings, via sentence-transformers."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import torch
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise RuntimeError("embedding needs 'pip install torch==2.13.0 sentence-transformers'") from None
-    torch.set_num_threads(os.cpu_count() or 1)
-    model = SentenceTransformer(minilm_model_dir(), device="cpu")
-
-    def encode(texts):
-        return model.encode(texts, batch_size=64, normalize_embeddings=True,
-                            convert_to_numpy=True).astype(np.float32)
-    return encode
-
-
-ENCODERS = {"numpy": numpy_encoder, "torch": torch_encoder}
-
-
 def wordnet_minilm(limit=None, encoder="numpy"):
     """``(vectors, synsets)``: (n, 384) float32 and the matching synset dicts.
 
-    ``encoder`` is "numpy" (this package's MiniLM; measured 1.44x torch's
-    time here, so the default) or "torch" (sentence-transformers). Embeddings
-    are cached per text and encoder (:class:`..embed.cache.EmbeddingCache`,
-    shared with ``lorann-wasm site``), so an interrupted run resumes; ``limit``
-    embeds (and returns) only the first ``limit`` synsets.
+    ``encoder`` is "numpy" (this package's MiniLM, the default) or "torch"
+    (the same model in PyTorch; see :mod:`..embed.encoders`). Embeddings are
+    cached per text and encoder (shared with ``lorann-wasm site``), so an
+    interrupted run resumes; ``limit`` embeds (and returns) only the first
+    ``limit`` synsets.
     """
+    from ..embed.encoders import check_encoder
+    from ..embed.parallel import embed_collection
+    check_encoder(encoder)
     synsets = wordnet_synsets()
     if limit is not None:
         synsets = synsets[:limit]
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; expected one of {sorted(ENCODERS)}")
     folder = os.path.join(data_dir(), "wordnet-minilm")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "synsets.jsonl.partial"), "w") as f:
         for s in synsets:
             f.write(json.dumps(s) + "\n")
     os.replace(os.path.join(folder, "synsets.jsonl.partial"), os.path.join(folder, "synsets.jsonl"))
-    cache = EmbeddingCache(user_cache("embeddings"), f"all-MiniLM-L6-v2-{encoder}")
-    encode = _Lazy(ENCODERS[encoder])
-    vectors = cache.embed([synset_text(s) for s in synsets], encode,
-                          ProgressBar("embedding WordNet glosses", "text"))
+    vectors = embed_collection([synset_text(s) for s in synsets], encoder,
+                               cache_dir=user_cache("embeddings"),
+                               label="embedding WordNet glosses", unit="gloss")
     return np.ascontiguousarray(vectors, dtype=np.float32), synsets
 
 

@@ -69,61 +69,51 @@ class EmbeddingCache:
             for chunk in chunks:
                 f.write(chunk)
 
+    def missing(self, texts):
+        """``(key, text)`` of each distinct text of ``texts`` not cached yet, in order."""
+        rows, _ = self._load()
+        todo = {}
+        for text in texts:
+            key = text_key(text)
+            if key not in rows:
+                todo.setdefault(key, text)
+        return list(todo.items())
+
+    def save(self, keys, vectors):
+        """Cache ``vectors`` (n, dim) of the texts whose keys are ``keys``: one chunk file."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(keys):
+            raise ValueError(f"the encoder gave {vectors.shape[0]} vectors for {len(keys)} texts")
+        self._save(keys, vectors)
+
+    def vectors(self, texts):
+        """``(len(texts), dim)`` float32: the cached embedding of each text (all cached)."""
+        rows, parts = self._load()
+        if not texts:
+            dim = parts[0].shape[1] if parts else 0
+            return np.zeros((0, dim), np.float32)
+        table = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        try:
+            where = np.fromiter((rows[text_key(t)] for t in texts), np.intp, len(texts))
+        except KeyError:
+            raise ValueError("a text is not in the embedding cache (was it changed "
+                             "while this ran?); run again") from None
+        return np.ascontiguousarray(table[where])
+
     def embed(self, texts, encode, progress=None):
         """``(len(texts), dim)`` float32 embeddings; only texts never seen are encoded.
 
         ``encode(list of str) -> (n, dim)`` computes missing ones, CHUNK texts
         at a time, each chunk saved before the next starts; ``progress(done,
-        total)`` is told how many of the missing texts are done.
+        total)`` is told how many of the missing texts are done. (Many texts:
+        :func:`.parallel.embed_collection` runs the chunks in parallel.)
         """
-        keys = [text_key(t) for t in texts]
-        rows, parts = self._load()
-        todo = {}
-        for key, text in zip(keys, texts):
-            if key not in rows:
-                todo.setdefault(key, text)
-        missing = list(todo.items())
+        missing = self.missing(texts)
         if progress:
             progress(0, len(missing))
         for start in range(0, len(missing), CHUNK):
             chunk = missing[start:start + CHUNK]
-            vectors = np.asarray(encode([t for _, t in chunk]), dtype=np.float32)
-            if vectors.shape[0] != len(chunk):
-                raise ValueError(f"the encoder gave {vectors.shape[0]} vectors for {len(chunk)} texts")
-            self._save([k for k, _ in chunk], vectors)
-            base = sum(len(p) for p in parts)
-            rows.update((k, base + i) for i, (k, _) in enumerate(chunk))
-            parts.append(vectors)
+            self.save([k for k, _ in chunk], encode([t for _, t in chunk]))
             if progress:
                 progress(min(start + CHUNK, len(missing)), len(missing))
-        if not texts:
-            dim = parts[0].shape[1] if parts else 0
-            return np.zeros((0, dim), np.float32)
-        table = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return np.ascontiguousarray(table[np.fromiter((rows[k] for k in keys), np.intp, len(keys))])
-
-
-class ProgressBar:
-    """A ``progress(done, total)`` for :meth:`EmbeddingCache.embed`: a tqdm bar
-    when tqdm is installed, else a line on stderr every 10 %."""
-
-    def __init__(self, desc, unit):
-        self.desc, self.unit, self.bar, self.shown, self.said = desc, unit, None, 0, -1
-
-    def __call__(self, done, total):
-        if not total:
-            return
-        if self.bar is None:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr)
-            except ImportError:
-                self.bar = False
-        if self.bar:
-            self.bar.update(done - self.shown)
-            self.shown = done
-            if done >= total:
-                self.bar.close()
-        elif done * 10 // total != self.said:
-            self.said = done * 10 // total
-            print(f"{self.desc}: {done:,} / {total:,} {self.unit}s", file=sys.stderr, flush=True)
+        return self.vectors(texts)

@@ -28,7 +28,6 @@ from .runtime import sha256
 
 GENERATOR = "lorann-wasm site"
 FORMAT = 1
-MODEL_KEY = "all-MiniLM-L6-v2-numpy"
 
 
 class SiteError(ValueError):
@@ -58,7 +57,7 @@ def _check_out(out, inputs):
         raise SiteError(f"{out} exists and is not a folder")
 
 
-def _embed(passages, vectors_path, n_docs):
+def _embed(passages, vectors_path, n_docs, encoder, executor, workers):
     if vectors_path is not None:
         from ..io import load_npy
         vectors = load_npy(vectors_path)
@@ -66,18 +65,10 @@ def _embed(passages, vectors_path, n_docs):
             raise SiteError(f"{vectors_path}: expected one vector per document ({n_docs} rows), "
                             f"got shape {vectors.shape}")
         return np.ascontiguousarray(vectors, dtype=np.float32)
-    from ..embed.cache import EmbeddingCache, ProgressBar
-    from ..embed.minilm import MiniLM, minilm_model_dir
-    model = []
-
-    def encode(texts):
-        if not model:
-            model.append(MiniLM.from_model_dir(minilm_model_dir()))
-        return model[0].encode(texts)
-
-    cache = EmbeddingCache(user_cache("embeddings"), MODEL_KEY)
-    return cache.embed([p.embed_text for p in passages], encode,
-                       ProgressBar("site: embedding passages", "passage"))
+    from ..embed.parallel import embed_collection
+    return embed_collection([p.embed_text for p in passages], encoder,
+                            cache_dir=user_cache("embeddings"), executor=executor,
+                            workers=workers, label="site: embedding")
 
 
 def _publish(staging, out):
@@ -98,7 +89,8 @@ def _publish(staging, out):
 
 
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
-               passage_tokens=200, whole=False, title=None, target_recall=0.95, facets=()):
+               passage_tokens=200, whole=False, title=None, target_recall=0.95, facets=(),
+               encoder="numpy", executor=None, workers=None):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 
     ``facets`` are fields (strings or lists of strings) stored in the index as
@@ -110,6 +102,10 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     ``html_root``, else ``html_root``). ``vectors``: an .npy of one embedding
     per document instead of MiniLM (then the site has no text encoder).
     ``whole``: the page downloads index and records whole, not by Range.
+    ``encoder`` embeds the passages (see :mod:`..embed.encoders`), on
+    ``executor`` (e.g. a Dask client's) or in ``workers`` local processes (see
+    :func:`..embed.parallel.embed_collection`); ``executor`` also runs the
+    index's regressions.
     """
     from .. import LorannIndex
     from ..embed.tokenizer import WordPieceTokenizer
@@ -122,6 +118,12 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     if not inputs:
         raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
     _check_out(out, inputs)
+    if vectors is None:
+        from ..embed.encoders import check_encoder
+        try:
+            check_encoder(encoder)
+        except ValueError as exc:
+            raise SiteError(f"--encoder: {exc}") from None
     from .runtime import ensure_assets
     runtime = ensure_assets()  # before the slow work: a missing runtime is reported at once
     if html_root is not None and link_base is None:
@@ -145,7 +147,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
         raise SiteError("the documents hold no text")
     _log(f"{len(docs):,} documents, {len(passages):,} passages "
          f"({time.perf_counter() - t0:.1f} s)")
-    embeddings = _embed(passages, vectors, len(docs))
+    embeddings = _embed(passages, vectors, len(docs), encoder, executor, workers)
     _log(f"indexing {len(embeddings):,} vectors of dimension {embeddings.shape[1]}")
     distance = "ip" if vectors is None else "cosine"
     try:
@@ -154,7 +156,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
                             attributes=_facet_columns(passages, docs, facets))
     except (TypeError, ValueError) as exc:
         raise SiteError(f"--facet-field: {exc}") from None
-    index.build(target_recall=target_recall)
+    index.build(target_recall=target_recall, executor=executor)
     old_ids = index.number_by_position()
 
     parent = os.path.dirname(os.path.abspath(out))
