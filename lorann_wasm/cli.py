@@ -364,7 +364,11 @@ def cmd_site(args):
                        workers=args.workers)
     except AssetError as exc:
         raise CliError(str(exc)) from None
-    print(f"Made {args.output}. Try it: lorann-wasm serve {args.output}")
+    serve = args.output
+    if args.html_root and os.path.realpath(args.output).startswith(
+            os.path.realpath(args.html_root) + os.sep):
+        serve = args.html_root  # the pages the results link to are served beside it
+    print(f"Made {args.output}. Try it: lorann-wasm serve {serve}")
 
 
 def cmd_serve(args):

@@ -70,10 +70,62 @@ def test_server_ranges(server):
     assert status == 416 and headers["content-range"] == "bytes */1024"
     status, headers, body = _get(server, "/blob.bin")
     assert status == 200 and body == blob and headers["accept-ranges"] == "bytes"
-    # not one valid range (several, reversed, empty): ignored as RFC 9110 allows, 200
-    for ignored in ("bytes=0-1,5-6", "bytes=9-2", "bytes=", "bytes=-", "items=0-4"):
+    # not valid ranges (reversed, empty, another unit, bounds of 5,000 digits that
+    # Python will not read): ignored as RFC 9110 allows, 200
+    for ignored in ("bytes=9-2", "bytes=", "bytes=-", "items=0-4", "bytes=0-1,9-2",
+                    f"bytes={'9' * 5000}-{'1' * 5000}"):
         status, _, body = _get(server, "/blob.bin", {"Range": ignored})
-        assert status == 200 and body == blob, ignored
+        assert status == 200 and body == blob, ignored[:40]
+    status, headers, _ = _get(server, "/blob.bin", {"Range": f"bytes={'9' * 5000}-"})
+    assert status == 416  # starts beyond the file
+    status, _, body = _get(server, "/blob.bin", {"Range": f"bytes=1020-{'9' * 5000}"})
+    assert status == 206 and body == blob[1020:]
+
+
+def _multipart(headers, body):
+    """The parts of a multipart/byteranges body: [(start, stop, total, bytes)]."""
+    import re
+    boundary = re.search(r"boundary=(\S+)", headers["content-type"]).group(1).encode()
+    out = []
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        a, b, total = map(int, re.search(rb"Content-Range: bytes (\d+)-(\d+)/(\d+)", head).groups())
+        out.append((a, b + 1, total, data[:-2]))  # the CRLF before the next boundary
+    return out
+
+
+def test_server_answers_several_ranges_in_one_response(server):
+    blob = bytes(range(256)) * 4
+    status, headers, body = _get(server, "/blob.bin", {"Range": "bytes=0-1, 500-509,-3,2000-"})
+    assert status == 206 and headers["content-type"].startswith("multipart/byteranges")
+    assert int(headers["content-length"]) == len(body)
+    parts = _multipart(headers, body)
+    assert [(a, b) for a, b, _, _ in parts] == [(0, 2), (500, 510), (1021, 1024)]
+    assert all(total == 1024 and data == blob[a:b] for a, b, total, data in parts)
+    # one satisfiable range of several: a plain 206
+    status, headers, body = _get(server, "/blob.bin", {"Range": "bytes=5000-6000,7-8"})
+    assert status == 206 and body == blob[7:9] and headers["content-range"] == "bytes 7-8/1024"
+    status, _, body = _get(server, "/blob.bin", {"Range": ",".join(["0-0"] * 1001)})
+    assert status == 200 and body == blob  # more ranges than any page asks for: whole
+
+
+def test_server_emulates_a_slow_link_and_counts(tmp_path):
+    import time
+    (tmp_path / "a.bin").write_bytes(b"x" * 250_000)
+    srv, url = serve_in_background(str(tmp_path), latency_ms=100, rate_mbit=8)
+    try:
+        port = srv.server_address[1]
+        t = time.perf_counter()
+        assert _get(port, "/a.bin", {"Range": "bytes=0-9"})[2] == b"x" * 10
+        small = time.perf_counter() - t
+        t = time.perf_counter()
+        assert len(_get(port, "/a.bin")[2]) == 250_000
+        big = time.perf_counter() - t
+        assert srv.stats == {"requests": 2, "bytes": 250_010}
+    finally:
+        srv.shutdown()
+    assert 0.1 <= small < 0.5  # one round trip
+    assert big >= 0.1 + 0.25  # a round trip, then 250 kB at 1 MB/s
 
 
 def test_server_survives_hostile_requests(server):
@@ -103,3 +155,42 @@ def test_server_mime_types_and_binding(server):
     assert _get(server, "/x.wasm")[1]["content-type"] == "application/wasm"
     assert _get(server, "/m.mjs")[1]["content-type"] == "text/javascript"
     assert _get(server, "/nope")[0] == 404
+
+
+def test_server_never_serves_what_lies_outside_its_folder(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    (tmp_path / "secret.env").write_text("TOKEN=1")
+    (www / "page.html").write_text("<p>hi</p>")
+    os.symlink(tmp_path / "secret.env", www / "notes.txt")  # leads out: never served
+    os.symlink(www / "page.html", www / "alias.html")  # stays inside: served
+    os.mkfifo(www / "pipe")  # not a regular file: refused, not waited on
+    srv, _ = serve_in_background(str(www))
+    try:
+        port = srv.server_address[1]
+        assert _get(port, "/notes.txt")[0] == 404
+        assert _get(port, "/notes.txt", {"Range": "bytes=0-3"})[0] == 404
+        assert _get(port, "/pipe")[0] == 404
+        assert _get(port, "/alias.html")[:1] == (200,)
+        assert _get(port, "/../secret.env")[0] == 404
+    finally:
+        srv.shutdown()
+
+
+def test_serve_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    from lorann_wasm.site import serve
+    site = tmp_path / "public" / "search"
+    site.mkdir(parents=True)
+    (site / "index.html").write_text("<p>search</p>")
+    (site / "site.json").write_text(json.dumps({"generator": "lorann-wasm site"}))
+    # a folder holding a search site below it: served, opening at the search page
+    assert serve.find_sites(tmp_path / "public") == ["search/"]
+    assert serve.find_sites(site) == [""]
+    assert serve.find_sites(tmp_path / "public" / "nothing") == []
+    (tmp_path / "empty").mkdir()
+    for argv in ([str(site), "--port", "70000"], [str(tmp_path / "missing")],
+                 [str(tmp_path / "empty")], [str(site), "--rate-mbit", "0"]):
+        capsys.readouterr()
+        assert serve.main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("serve: error: ") and err.count("\n") == 1, err
