@@ -145,12 +145,12 @@ def test_embedding_cache_embeds_each_text_once(tmp_path):
     assert first.tolist() == [[1, 1], [2, 0], [1, 1], [3, 0]]
     again = cache.embed(["ccc", "dddd", "a"], encode)  # one new text
     assert calls[-1] == ["dddd"] and again.tolist() == [[3, 0], [4, 0], [1, 1]]
-    # a damaged chunk is not trusted: its texts are embedded again
+    # a damaged chunk is not trusted by a later run: its texts are embedded again
     shard = sorted(os.listdir(tmp_path / "toy"))[0]
     with open(tmp_path / "toy" / shard, "r+b") as f:
         f.seek(-3, os.SEEK_END)
         f.write(b"\xff\xff\xff")
-    cache.embed(["a"], encode)
+    EmbeddingCache(tmp_path, "toy").embed(["a"], encode)
     assert calls[-1] == ["a"]
     with pytest.raises(ValueError, match="plain name"):
         EmbeddingCache(tmp_path, "../escape")

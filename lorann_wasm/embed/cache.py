@@ -33,6 +33,8 @@ class EmbeddingCache:
         if not re.fullmatch(r"[A-Za-z0-9._-]+", model_key):
             raise ValueError(f"model_key must be a plain name, got {model_key!r}")
         self.folder = os.path.join(os.fspath(folder), model_key)
+        self._rows = self._parts = None  # read on first use, then kept up to date
+        self._count = 0
 
     def _shards(self):
         if not os.path.isdir(self.folder):
@@ -40,34 +42,41 @@ class EmbeddingCache:
         return sorted(f for f in os.listdir(self.folder) if re.fullmatch(r"\d{6}\.safetensors", f))
 
     def _load(self):
-        """``(row of each key, vectors)`` of every finished chunk."""
-        rows, parts = {}, []
-        for name in self._shards():
-            with open(os.path.join(self.folder, name), "rb") as f:
-                try:
-                    tensors, meta = safetensors_io.decode(f.read())
-                except ValueError:
-                    continue  # a damaged chunk is embedded again, not trusted
-            keys, vectors = tensors.get("keys"), tensors.get("vectors")
-            if (meta.get("format") != FORMAT_NAME or keys is None or vectors is None
-                    or keys.shape != (len(vectors), 32)):
-                continue
-            base = sum(len(p) for p in parts)
-            rows.update((bytes(k), base + i) for i, k in enumerate(keys))
-            parts.append(vectors)
-        return rows, parts
+        """``(row of each key, vectors)`` of every finished chunk (read once)."""
+        if self._rows is None:
+            self._rows, self._parts, self._count = {}, [], 0
+            for name in self._shards():
+                with open(os.path.join(self.folder, name), "rb") as f:
+                    try:
+                        tensors, meta = safetensors_io.decode(f.read())
+                    except ValueError:
+                        continue  # a damaged chunk is embedded again, not trusted
+                keys, vectors = tensors.get("keys"), tensors.get("vectors")
+                if (meta.get("format") != FORMAT_NAME or keys is None or vectors is None
+                        or keys.shape != (len(vectors), 32)):
+                    continue
+                self._add([bytes(k) for k in keys], vectors)
+        return self._rows, self._parts
+
+    def _add(self, keys, vectors):
+        self._rows.update((k, self._count + i) for i, k in enumerate(keys))
+        self._parts.append(vectors)
+        self._count += len(vectors)
 
     def _save(self, keys, vectors):
+        self._load()
         os.makedirs(self.folder, exist_ok=True)
         shards = self._shards()
         number = int(shards[-1][:6]) + 1 if shards else 0
+        vectors = np.ascontiguousarray(vectors, np.float32)
         tensors = [("keys", np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 32)),
-                   ("vectors", np.ascontiguousarray(vectors, np.float32))]
+                   ("vectors", vectors)]
         head, chunks = safetensors_io.encode(tensors, {"format": FORMAT_NAME})
         with atomic_output(os.path.join(self.folder, f"{number:06d}.safetensors")) as f:
             f.write(head)
             for chunk in chunks:
                 f.write(chunk)
+        self._add(list(keys), vectors)
 
     def missing(self, texts):
         """``(key, text)`` of each distinct text of ``texts`` not cached yet, in order."""
@@ -92,7 +101,9 @@ class EmbeddingCache:
         if not texts:
             dim = parts[0].shape[1] if parts else 0
             return np.zeros((0, dim), np.float32)
-        table = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if len(parts) > 1:  # joined once, kept joined
+            parts[:] = [np.concatenate(parts)]
+        table = parts[0]
         try:
             where = np.fromiter((rows[text_key(t)] for t in texts), np.intp, len(texts))
         except KeyError:
