@@ -24,7 +24,7 @@ from lorann_wasm.user_cache import user_cache
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the explorer's and benchmark's pages, on top of the search site's engine
 EXTRA_PAGES = ("explorer.html", "explorer.js", "bench.html", "bench.js", "engine.js",
-               "worker.js", "style.css")
+               "worker.js", "records.js", "ranges.js", "style.css")
 
 
 def code_fingerprint():

@@ -140,17 +140,32 @@ class Session:
                                points_to_rerank=_default(points_to_rerank, "points_to_rerank"),
                                where=where, allow=allow)
         self._pending = plan
-        return json.dumps({"ranges": [[a, b] for a, b in plan.ranges], "path": plan.path,
-                           "passing": plan.passing})
+        return json.dumps({**self._next(plan), "path": plan.path, "passing": plan.passing})
 
     def supply(self, buffers):
         """Hand over the responses to the ranges asked for (a list of byte buffers);
-        returns the ranges needed next as :meth:`plan` does (the candidates' vector
-        rows after the clusters), empty when :meth:`finish` can run."""
+        returns what is needed next as :meth:`plan` does (the candidates' vector
+        rows after the clusters), no ranges when :meth:`finish` can run."""
         plan = self._require_plan()
         parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
         self.index.supply(plan, parts)
-        return json.dumps({"ranges": [[a, b] for a, b in plan.ranges]})
+        return json.dumps(self._next(plan))
+
+    def _next(self, plan):
+        """What a plan needs next, as JSON-ready values: ``ranges`` (byte ranges of
+        the index file), ``spans`` (while clusters are missing: the storage
+        positions ``[first, end)`` of every probed cluster) and ``candidates``
+        (once the clusters are here: the ids of the points to rerank). A site's
+        ids are storage positions, so the worker fetches the probed clusters'
+        record offsets and then the candidates' records in the same rounds."""
+        out = {"ranges": [[a, b] for a, b in plan.ranges], "spans": [], "candidates": None}
+        if plan.stage == "clusters":
+            out["spans"] = self.index.cluster_spans(np.unique(plan.probed))
+        elif plan.view is not None and plan.candidates is not None:
+            positions = np.asarray(plan.candidates).ravel()
+            ids = plan.view[0].ids[positions[positions >= 0]]
+            out["candidates"] = np.unique(ids).tolist()
+        return out
 
     def finish(self):
         """Finish the planned search: ``(ids, distances)`` as :meth:`search`."""

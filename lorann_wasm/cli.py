@@ -158,7 +158,8 @@ def _attributes(args, n):
 def _build_kwargs(args):
     return dict(n_clusters=args.n_clusters, global_dim=args.global_dim, rank=args.rank,
                 train_size=args.train_size,
-                quantization_bits=None if args.quantization_bits == "none" else 8,
+                quantization_bits=(None if args.quantization_bits == "none"
+                                   else int(args.quantization_bits)),
                 distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
                 int8_scales=args.int8_scales, rerank_dims=args.rerank_dims)
 
@@ -361,7 +362,8 @@ def cmd_site(args):
                        vectors=args.vectors, passage_tokens=args.passage_tokens,
                        whole=args.whole, title=args.title, target_recall=args.target_recall,
                        facets=args.facet_field, encoder=args.encoder, executor=executor,
-                       workers=args.workers)
+                       workers=args.workers,
+                       prefetch_limit=int(round(args.prefetch_limit * 1e6)))
     except AssetError as exc:
         raise CliError(str(exc)) from None
     serve = args.output
@@ -393,7 +395,9 @@ def make_parser():
     b.add_argument("--global-dim", type=int)
     b.add_argument("--rank", type=int, default=32)
     b.add_argument("--train-size", type=int, default=5)
-    b.add_argument("--quantization-bits", choices=("8", "none"), default="8")
+    b.add_argument("--quantization-bits", choices=("8", "4", "none"), default="8",
+                   help="bits per value of each point's scorer row (default 8; 4 halves "
+                        "what a lazy query fetches per probed point, for a little recall)")
     b.add_argument("--rerank-dtype", choices=("float32", "float16", "int8"), default="float32")
     b.add_argument("--int8-scales", choices=("dimension", "vector"), default="dimension")
     b.add_argument("--rerank-dims", type=int, metavar="S",
@@ -465,6 +469,10 @@ def make_parser():
     t.add_argument("--title", help="the search page's title")
     t.add_argument("--target-recall", type=_recall, default=0.95,
                    help="tune the index for this recall@10 (default 0.95)")
+    t.add_argument("--prefetch-limit", type=float, default=150, metavar="MB",
+                   help="after its first answer the page downloads the rest of the index and "
+                        "records for offline use when they take at most this many MB "
+                        "(default 150; 0: never)")
     t.add_argument("--encoder", choices=("numpy", "torch"), default="numpy",
                    help="what embeds the passages: numpy (the reference, default) or torch "
                         "(the same model in PyTorch, if installed: 3-4x faster where the CPU "

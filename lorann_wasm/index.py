@@ -30,8 +30,9 @@ class LorannIndex(QueryEngine):
     :func:`.params.default_n_clusters`, ``global_dim`` to :func:`.params.default_global_dim`
     (an int equal to d disables the reduction). ``rank`` is the rank of each
     cluster's scorer; ``train_size`` the number of nearest clusters each
-    training query trains. ``quantization_bits`` is 8 or None (float32
-    scorer). ``rerank_dtype`` is ``"float32"``, ``"float16"`` or ``"int8"``;
+    training query trains. ``quantization_bits`` is 8, 4 (each point's
+    row of the scorer in 4-bit codes: half the bytes a lazy query fetches per
+    probed point, a little recall) or None (float32 scorer). ``rerank_dtype`` is ``"float32"``, ``"float16"`` or ``"int8"``;
     for int8, ``int8_scales`` is ``"dimension"`` or ``"vector"``. ``rerank_dims``
     (default None: all) stores the rerank vectors as their coordinates along
     the data's top ``rerank_dims`` principal directions: fewer bytes per
@@ -217,9 +218,10 @@ class LorannIndex(QueryEngine):
         self._check_ready()
         old_ids = np.array(self._store.arrays.ids)
         tensors = dict(self._tensors)
-        tensors["ids"] = np.arange(self.n, dtype=old_ids.dtype)
-        tensors.update(cluster_crcs(tensors, self._params))  # they cover the ids
-        self._attach(tensors, self._params)
+        tensors.pop("ids", None)  # a point's id is its position: the file stores none
+        params = self._params.replace(positional_ids=True)
+        tensors.update(cluster_crcs(tensors, params))  # they covered the ids
+        self._attach(tensors, params)
         return old_ids
 
     # -- persistence ------------------------------------------------------

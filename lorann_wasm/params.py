@@ -19,7 +19,7 @@ from .metrics import check_distance
 
 RERANK_DTYPES = ("float32", "float16", "int8")
 INT8_SCALES = ("dimension", "vector")
-QUANTIZATION_BITS = (8, None)
+QUANTIZATION_BITS = (8, 4, None)
 
 
 def default_n_clusters(n):
@@ -99,6 +99,12 @@ class IndexParams:
     #: inner product with the centroid added back exactly (files made before this
     #: fit the points themselves): see :mod:`.training.regression`
     residual_scorers: bool = False
+    #: a point's id is its storage position (:meth:`.LorannIndex.number_by_position`):
+    #: the file holds no ``ids`` tensor (8 bytes a point less to fetch)
+    positional_ids: bool = False
+    #: the file holds each point's squared norm (files before format 4 always do;
+    #: later ones only for l2, the one metric that reads them)
+    stores_norms: bool = True
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -124,6 +130,7 @@ class IndexParams:
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
                    points_to_rerank=r, row_checksums=True, residual_scorers=True,
+                   stores_norms=distance == "l2",
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
                        rerank_dims, "rerank_dims", low=1, high=dim))
@@ -155,7 +162,7 @@ class IndexParams:
         bits = self.quantization_bits
         if isinstance(bits, bool) or bits not in QUANTIZATION_BITS or (
                 bits is not None and type(bits) is not int):
-            raise ValueError(f"quantization_bits must be 8 or None, got {bits!r}")
+            raise ValueError(f"quantization_bits must be 8, 4 or None, got {bits!r}")
         if self.rerank_dtype not in RERANK_DTYPES:
             raise ValueError(f"unknown rerank_dtype {self.rerank_dtype!r}; "
                              f"expected one of {RERANK_DTYPES}")
@@ -165,9 +172,11 @@ class IndexParams:
                              f"{self.rerank_dtype!r}; expected one of {want}")
         if self.tuning is not None:
             _check_tuning(self.tuning, self.n_clusters, self.n)
-        for name in ("row_checksums", "residual_scorers"):
+        for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not self.stores_norms and self.distance == "l2":
+            raise ValueError("an l2 index needs its squared norms (stores_norms)")
         if self.attributes is not None:
             check_schema(self.attributes)
         if self.rerank_dims is not None and (type(self.rerank_dims) is not int
@@ -191,9 +200,11 @@ class IndexParams:
         fields = dataclasses.asdict(self)
         if fields["tuning"] is None:
             del fields["tuning"]
-        for name in ("row_checksums", "residual_scorers"):
+        for name in ("row_checksums", "residual_scorers", "positional_ids"):
             if not fields[name]:
                 del fields[name]  # files without them keep their bytes
+        if fields["stores_norms"]:
+            del fields["stores_norms"]
         for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
             if fields[name] is None:
                 del fields[name]

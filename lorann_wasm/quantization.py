@@ -1,9 +1,10 @@
-"""Symmetric 8-bit quantisation of the scorer matrices.
+"""Symmetric 8-bit and 4-bit quantisation of the scorer matrices.
 
 A matrix is stored as int8 codes with one float32 scale per column (or per
-row), ``value ~= code * scale``. NumPy has no fast int8 matmul, so the index
-dequantises to float32 once, at load time; the saving is in bytes on disk and
-over the network.
+row), ``value ~= code * scale``; at 4 bits, codes in -7..7 are packed two to
+a byte. NumPy has no fast int8 matmul, so the index dequantises to float32
+once, when a cluster is loaded; the saving is in bytes on disk and over the
+network.
 """
 
 import numpy as np
@@ -24,3 +25,35 @@ def quantize_int8(x, axis):
 def dequantize_int8(codes, scales, axis):
     """Inverse of :func:`quantize_int8`, as float32."""
     return codes.astype(np.float32) * np.expand_dims(scales, axis)
+
+
+def quantize_int4(x):
+    """``(packed, scales)`` of a 2-D ``x`` with one scale per row: codes in -7..7, two
+    to a byte (the even column in the low nibble), (m, ceil(k / 2)) uint8."""
+    peak = np.max(np.abs(x), axis=1, keepdims=True)
+    scales = np.where(peak > 0, peak / 7.0, 1.0).astype(np.float32)
+    codes = (np.clip(np.rint(x / scales), -7, 7).astype(np.int8) + 8).astype(np.uint8)
+    if codes.shape[1] % 2:
+        codes = np.concatenate([codes, np.full((len(codes), 1), 8, np.uint8)], axis=1)
+    return codes[:, 0::2] | (codes[:, 1::2] << 4), scales[:, 0]
+
+
+def dequantize_int4(packed, scales, columns):
+    """Inverse of :func:`quantize_int4`: (m, ``columns``) float32."""
+    codes = np.empty((len(packed), 2 * packed.shape[1]), dtype=np.int8)
+    codes[:, 0::2] = packed & 15
+    codes[:, 1::2] = packed >> 4
+    out = codes[:, :columns].astype(np.float32)
+    out -= 8
+    out *= scales[:, None]
+    return out
+
+
+def dequantize_rows(codes, scales, bits, columns):
+    """A per-point matrix (``B``) as float32 from its codes: ``bits`` 8, 4 or None
+    (stored as float32 already)."""
+    if bits == 8:
+        return dequantize_int8(codes, scales, axis=1)
+    if bits == 4:
+        return dequantize_int4(codes, scales, columns)
+    return codes

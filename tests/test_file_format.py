@@ -74,9 +74,14 @@ def test_readable_by_safetensors(small, tmp_path):
     with safe_open(str(path), "np") as f:
         meta = f.metadata()
     # version 3 for scorers fit to residuals (every new build), which older readers
-    # would score wrongly: they refuse the file instead
+    # would score wrongly; version 4 where the squared norms are left out (inner
+    # product, cosine): older readers refuse the file instead
     assert meta["format"] == "lorann_wasm"
-    assert index.params["residual_scorers"] is True and meta["format_version"] == "3"
+    l2 = index.params["distance"] == "l2"
+    assert index.params["residual_scorers"] is True
+    assert index.params.get("stores_norms", True) is l2
+    assert meta["format_version"] == ("3" if l2 else "4")
+    assert ("sq_norms" in tensors) is l2
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
 
@@ -174,7 +179,7 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "4"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "5"), "newer than this lorann_wasm supports"),
     (_set_meta("format_version", "2"), "needs format version 3"),
     (_both(_set_meta("format_version", "1"), _set_param("rerank_dims", 20)),
      "needs format version 2"),
@@ -221,7 +226,9 @@ def test_semantic_checks_catch_signed_garbage(small):
         return edit
 
     cases = [("ids", t["ids"][1], "permutation"), ("cluster_offsets", 5, "cluster_offsets"),
-             ("centroids", np.nan, "NaN"), ("sq_norms", np.inf, "NaN")]
+             ("centroids", np.nan, "NaN")]
+    if "sq_norms" in t:
+        cases.append(("sq_norms", np.inf, "NaN"))
     if "vectors_basis" in t:  # a longer column could overflow the rotated queries
         cases.append(("vectors_basis", 3.0, "orthonormal columns"))
     for name, value, match in cases:
@@ -275,3 +282,46 @@ def test_a_file_written_before_the_redesign_still_loads_and_answers_alike(tmp_pa
     assert np.array_equal(LazyIndex(FileReader(path)).search(queries, 5), want)
     index.save(tmp_path / "again.lorann")  # and saves to the same bytes
     assert (tmp_path / "again.lorann").read_bytes() == path.read_bytes()
+
+
+def test_format_4_files_leave_out_what_nothing_reads_and_older_versions_refuse_them(tmp_path):
+    """An inner-product index stores no squared norms, an index numbered by position no
+    ids, and a 4-bit one packs B two codes a byte: fewer bytes for a lazy query to
+    fetch per probed point (54 -> 26 for wordnet's site). Such a file says version 4."""
+    from lorann_wasm.lazy import FileReader, LazyIndex
+
+    data = clustered(3000, 40, seed=8)
+    queries = data[:80] + 0.03
+    plain = LorannIndex(data, rank=16, seed=2, distance="ip").build(target_recall=None)
+    packed = LorannIndex(data, rank=16, seed=2, distance="ip",
+                         quantization_bits=4).build(target_recall=None)
+    t, p = index_file.decode_index(packed.to_bytes())
+    assert t["B"].dtype == np.uint8 and t["B"].shape == (3000, 8) and "sq_norms" not in t
+    assert p.quantization_bits == 4
+    exact = plain.exact_search(queries, 10)
+    hits = [np.mean([np.intersect1d(a, b).size / 10 for a, b in zip(i.search(
+        queries, 10, clusters_to_search=4, points_to_rerank=100), exact)]) for i in (plain, packed)]
+    # 4-bit scorers are coarser: here they need 100 candidates where 8-bit ones need 40
+    # (random picks of 100 of the ~220 probed points would find about half)
+    assert hits[1] >= hits[0] - 0.02, hits
+    before = packed.search(queries, 10)
+    old_ids = packed.number_by_position()
+    t, p = index_file.decode_index(packed.to_bytes())
+    assert "ids" not in t and p.positional_ids
+    answer = packed.search(queries, 10)
+    assert np.array_equal(old_ids[answer], before)
+    assert np.array_equal(LorannIndex.from_bytes(packed.to_bytes()).search(queries, 10), answer)
+    path = tmp_path / "p.lorann"
+    packed.save(path)
+    assert np.array_equal(LazyIndex(FileReader(str(path))).search(queries, 10), answer)
+    assert np.array_equal(packed.get_vectors(answer[0]),
+                          LorannIndex.load(path).get_vectors(answer[0]))
+    assert os.path.getsize(path) < len(plain.to_bytes()) - 3000 * (8 + 8)  # ids, half of B
+    for version in ("3", "2"):
+        bad = _rewrite(path.read_bytes(), _set_meta("format_version", version))
+        with pytest.raises(ValueError, match="format version"):
+            LorannIndex.from_bytes(bad)
+    l2 = _rewrite(LorannIndex(data[:500], rank=8, distance="l2").build(
+        target_recall=None).to_bytes(), _set_param("stores_norms", False))
+    with pytest.raises(ValueError, match="squared norms"):
+        LorannIndex.from_bytes(l2)

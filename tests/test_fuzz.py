@@ -158,7 +158,9 @@ def test_resigned_mutations_are_refused_or_answered_alike_by_both_loaders(monkey
         head, chunks = index_file.encode_index(tensors, base._params)
         raw = b"".join([head, *chunks])
         path.write_bytes(raw)
-        everything = dict(clusters_to_search=base.params["n_clusters"], points_to_rerank=50)
+        # every cluster probed and every point reranked: both loaders read every row
+        everything = dict(clusters_to_search=base.params["n_clusters"],
+                          points_to_rerank=base.n)
         try:
             full = LorannIndex.from_bytes(raw).search(queries, 5, **everything)
         except ValueError:

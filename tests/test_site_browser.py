@@ -289,7 +289,7 @@ def test_a_whole_site_answers_like_a_lazy_one(browser, mixed, tmp_path):
     with _page(browser, tmp_path / "whole") as (page, url):
         _open(page, url)
         assert page.evaluate("window.lorannSite.info.lazy") is None
-        assert page.evaluate("window.lorannSite.store.whole") is True
+        assert page.evaluate("window.lorannSite.records.whole") is True
         shown = _ask(page, "steel rails")
         assert shown == list(index.search(model.encode("steel rails"), len(shown)))
         assert page.inner_text(".lorann-link") == "Trains"

@@ -83,7 +83,7 @@ def test_data_must_be_2d():
     ({"rank": 12, "global_dim": 8}, "rank=12 is larger"),
     ({"global_dim": 17}, "global_dim=17 is larger than the data dimension"),
     ({"distance": "euclid"}, "unknown distance 'euclid'"),
-    ({"quantization_bits": 4}, "quantization_bits must be 8 or None"),
+    ({"quantization_bits": 6}, "quantization_bits must be 8, 4 or None"),
     ({"rerank_dtype": "bfloat16"}, "unknown rerank_dtype"),
     ({"rerank_dtype": "int8", "int8_scales": "block"}, "unknown int8_scales"),
     ({"train_size": 0}, "train_size must be >= 1"),

@@ -8,6 +8,7 @@
 //   // points passing (filters as in Python's LorannIndex.search(where=, allow=))
 //   const batch = await engine.searchBatch(float32Matrix, count, 10);  // flat (count * k)
 //   await engine.loadIndex(url, { lazy: true });  // big index: fetch clusters on demand
+//   const found = await engine.searchText("a cat", 10, { withRecords: true });  // a site
 //
 // Vectors are Float32Arrays; they are transferred to the worker, not copied
 // element by element. Ids are Int32Array (row numbers of the indexed data),
@@ -40,14 +41,17 @@ export class LorannEngine {
     };
   }
 
-  // Boot the runtime (and load an index if indexUrl is given).
-  // baseUrl is the site root holding site.json, pyodide/ and the wheel.
+  // Boot the runtime (and load an index if indexUrl is given). baseUrl is the
+  // site root holding site.json, pyodide/ and the wheel; config is its
+  // site.json when the caller has read it already.
   static async create({ indexUrl = null, baseUrl = new URL(".", document.baseURI).href,
-                        onProgress = () => {} } = {}) {
+                        config = null, onProgress = () => {} } = {}) {
     const base = new URL(baseUrl, document.baseURI).href;
-    const response = await fetch(new URL("site.json", base));
-    if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
-    const config = await response.json();
+    if (!config) {
+      const response = await fetch(new URL("site.json", base));
+      if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
+      config = await response.json();
+    }
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     const engine = new LorannEngine(worker, config);
     engine.onProgress = onProgress;
@@ -67,11 +71,34 @@ export class LorannEngine {
   // Load (or replace) the index; resolves to its parameters.
   // { lazy: true } fetches only the file's prefix now and each query's probed
   // clusters when needed (HTTP Range; cacheBytes bounds the cluster cache).
-  async loadIndex(url, { lazy = false, cacheBytes = 0 } = {}) {
+  // With cacheName and size, a copy completed on an earlier visit (see
+  // complete) is loaded from that cache instead (info.local).
+  async loadIndex(url, { lazy = false, cacheBytes = 0, cacheName = null, size = 0 } = {}) {
     this.info = null;
-    this.info = await this.call("loadIndex",
-                                { url: new URL(url, document.baseURI).href, lazy, cacheBytes });
+    this.info = await this.call("loadIndex", { url: new URL(url, document.baseURI).href, lazy,
+                                               cacheBytes, cacheName, size });
     return this.info;
+  }
+
+  // Open a site's result records (records.bin, offsets.bin): searchText then
+  // returns the results' records too, fetched in the same rounds as the index.
+  openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = false, cacheName = null,
+                sizes = null }) {
+    return this.call("openRecords", {
+      recordsUrl: new URL(recordsUrl, document.baseURI).href,
+      offsetsUrl: new URL(offsetsUrl, document.baseURI).href, count, width, whole, cacheName,
+      sizes });
+  }
+
+  // Fetch what a lazily opened site still lacks while no search runs, keep it
+  // in the cache cacheName, then hold index and records whole: every later
+  // query needs no request. files: [{ url, size, role: "index" | "records" |
+  // "offsets" }]; nothing is fetched when they add up to more than limit bytes.
+  // Progress arrives as onProgress({ stage: "offline", loaded, total }).
+  complete(files, { cacheName = null, limit = 0 } = {}) {
+    return this.call("complete", {
+      files: files.map((f) => ({ ...f, url: new URL(f.url, document.baseURI).href })),
+      cacheName, limit });
   }
 
   _options(opts) {
@@ -84,7 +111,7 @@ export class LorannEngine {
   }
 
   // One query vector -> { ids, distances, ms } of length k (plus, for a lazily
-  // loaded index, fetched: { bytes, requests, clusters, ms, total, cached_bytes }).
+  // loaded index, rounds and fetched: { requests, bytes, ms }).
   search(vector, k = 10, opts = {}) {
     const queries = Float32Array.from(vector);
     return this.call("search", { queries, count: 1, k, ...this._options(opts) }, [queries.buffer]);
@@ -121,9 +148,12 @@ export class LorannEngine {
     return vectors;
   }
 
-  // Embed a text and search: { ids, distances, embedMs, searchMs, ms }.
+  // Embed a text and search: { ids, distances, embedMs, searchMs, ms, rounds }
+  // (rounds: the network rounds it took, each { requests, bytes, ms }); with
+  // { withRecords: true } and records open, records holds each result's record.
   searchText(text, k = 10, opts = {}) {
-    return this.call("searchText", { text, k, ...this._options(opts) });
+    return this.call("searchText", { text, k, withRecords: Boolean(opts.withRecords),
+                                     ...this._options(opts) });
   }
 
   terminate() {

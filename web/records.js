@@ -1,89 +1,123 @@
-// RecordStore: a site's result records, fetched a few at a time by HTTP Range.
+// Records: a site's result records, kept by the search worker and fetched by
+// HTTP Range in the same rounds as the index's bytes.
 //
-//   const store = await RecordStore.open(recordsUrl, offsetsUrl, { whole: false });
-//   const records = await store.get([12, 13, 900]);   // objects, in the order asked
-//
-// offsets.bin holds n + 1 little-endian uint64 byte offsets into records.bin
-// (one UTF-8 JSON object per record). Lazily, a lookup fetches the offsets it
-// needs, then the records, merging ranges that touch. A host that ignores
-// Range answers the first request with a whole file: then both files are
-// kept whole (store.whole becomes true), and nothing breaks.
+// records.bin holds one UTF-8 JSON object per record in id order; offsets.bin
+// holds n + 1 little-endian byte offsets into it, of `width` bytes each (4, or
+// 8 past 4 GiB). A site's ids are its index's storage positions (see
+// LorannIndex.number_by_position), so the records of one cluster lie
+// together: a search fetches the offsets of the clusters it probes with
+// their scorers (round 1), then the records of its candidates with their
+// vectors (round 2), and shows the results with no further round.
+
+import { RangeFile } from "./ranges.js";
 
 const decoder = new TextDecoder();
 
-async function get(url, range) {
-  let response;
-  try {
-    // no-store: the browser's HTTP cache serialises requests for one URL, and
-    // ranges are kept by the service worker anyway
-    response = await fetch(url, range ? { headers: { Range: `bytes=${range[0]}-${range[1] - 1}` },
-                                          cache: "no-store" } : {});
-  } catch (err) {
-    throw new Error(`could not fetch ${url}: ${err.message}`);
-  }
-  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
-  return { partial: response.status === 206, bytes: new Uint8Array(await response.arrayBuffer()) };
-}
-
-// Sorted [start, stop) ranges, touching or overlapping ones merged.
-function merge(ranges) {
-  const sorted = ranges.slice().sort((a, b) => a[0] - b[0]);
-  const out = [];
-  for (const [a, b] of sorted) {
-    const last = out[out.length - 1];
-    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
-    else out.push([a, b]);
-  }
-  return out;
-}
-
-// Fetch byte ranges of url: a function (start, stop) -> Uint8Array view.
-async function fetchRanges(url, ranges) {
-  const merged = merge(ranges);
-  const parts = await Promise.all(merged.map((r) => get(url, r)));
-  if (parts.some((p) => !p.partial)) return { whole: parts.find((p) => !p.partial).bytes };
-  return {
-    slice(start, stop) {
-      const i = merged.findIndex(([a, b]) => a <= start && stop <= b);
-      return parts[i].bytes.subarray(start - merged[i][0], stop - merged[i][0]);
-    },
-  };
-}
-
-export class RecordStore {
-  constructor(recordsUrl, offsetsUrl, count) {
-    this.recordsUrl = recordsUrl;
-    this.offsetsUrl = offsetsUrl;
+export class Records {
+  constructor(count, width) {
     this.count = count;
-    this.whole = false;
-    this.records = null; // whole: the two files' bytes
-    this.offsets = null;
-    this.fetchedBytes = 0;
+    this.width = width;
+    this.offsets = new Float64Array(count + 1);  // known where `known` says
+    this.known = new Uint8Array(count + 1);
+    this.bytes = new Map();  // id -> its record's bytes, fetched ahead
+    this.whole = null;  // the records file's bytes, once it is all here
+    this.recordsFile = null;
+    this.offsetsFile = null;
   }
 
-  static async open(recordsUrl, offsetsUrl, { count, whole = false } = {}) {
-    const store = new RecordStore(recordsUrl, offsetsUrl, count);
-    if (whole) await store.loadWhole();
+  // Open a site's records: whole (both files downloaded now) or by Range.
+  static async open({ recordsUrl, offsetsUrl, count, width = 8, whole = false, fetchWhole }) {
+    if (!Number.isSafeInteger(count) || count < 0) throw new Error(`bad record count ${count}`);
+    const store = new Records(count, width);
+    if (whole) {
+      store.setWhole(await fetchWhole(recordsUrl), await fetchWhole(offsetsUrl));
+      return store;
+    }
+    const [records, offsets] = await Promise.all([
+      RangeFile.open(recordsUrl, (r) => r.arrayBuffer().then((b) => new Uint8Array(b))),
+      RangeFile.open(offsetsUrl, (r) => r.arrayBuffer().then((b) => new Uint8Array(b)))]);
+    if (records.whole || offsets.whole) {  // a host without Range: both files whole
+      store.setWhole(records.whole || await fetchWhole(recordsUrl),
+                     offsets.whole || await fetchWhole(offsetsUrl));
+    } else {
+      store.recordsFile = records.file;
+      store.offsetsFile = offsets.file;
+    }
     return store;
   }
 
-  async loadWhole(offsetsBytes = null, recordsBytes = null) {
-    const [offsets, records] = await Promise.all([
-      offsetsBytes || get(this.offsetsUrl).then((r) => r.bytes),
-      recordsBytes || get(this.recordsUrl).then((r) => r.bytes),
-    ]);
-    if (offsets.length !== (this.count + 1) * 8) {
-      throw new Error(`${this.offsetsUrl}: ${offsets.length} bytes, expected ${(this.count + 1) * 8}`);
+  get lazy() {
+    return this.whole === null;
+  }
+
+  get stats() {
+    const files = [this.recordsFile, this.offsetsFile].filter(Boolean);
+    return { requests: files.reduce((s, f) => s + f.stats.requests, 0),
+             bytes: files.reduce((s, f) => s + f.stats.bytes, 0) };
+  }
+
+  // Both files' bytes: every record is then read locally.
+  setWhole(records, offsets) {
+    if (offsets.length !== (this.count + 1) * this.width) {
+      throw new Error(`offsets: ${offsets.length} bytes, expected ${(this.count + 1) * this.width}`);
     }
-    this.offsets = new DataView(offsets.buffer, offsets.byteOffset, offsets.byteLength);
-    this.records = records;
-    this.whole = true;
+    const view = new DataView(offsets.buffer, offsets.byteOffset, offsets.byteLength);
+    for (let i = 0; i <= this.count; i++) this.offsets[i] = this._offset(view, i * this.width);
+    this.known.fill(1);
+    this.whole = records;
+    this.bytes.clear();
+  }
+
+  _offset(view, at) {
+    return this.width === 4 ? view.getUint32(at, true) : Number(view.getBigUint64(at, true));
   }
 
   _check(ids) {
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.count) throw new Error(`no record ${id}`);
     }
+  }
+
+  // Fetch the offsets of the records [lo, hi) of each span that are not known yet.
+  async loadOffsets(spans, signal) {
+    const wanted = [];
+    for (const [lo, hi] of spans) {
+      let a = lo;
+      while (a < hi) {
+        if (this.known[a] && this.known[a + 1]) { a++; continue; }
+        let b = a + 1;
+        while (b < hi && !(this.known[b] && this.known[b + 1])) b++;
+        wanted.push([a, b]);
+        a = b;
+      }
+    }
+    if (!wanted.length || !this.lazy) return;
+    const parts = await this.offsetsFile.read(
+      wanted.map(([a, b]) => [a * this.width, (b + 1) * this.width]), { signal });
+    wanted.forEach(([a, b], i) => {
+      const view = new DataView(parts[i].buffer, parts[i].byteOffset, parts[i].byteLength);
+      for (let j = a; j <= b; j++) {
+        this.offsets[j] = this._offset(view, (j - a) * this.width);
+        this.known[j] = 1;
+      }
+    });
+  }
+
+  // Fetch ahead the records of ids whose offsets are known (the others are left
+  // for get()).
+  async prefetch(ids, signal) {
+    if (!this.lazy) return;
+    const todo = [...new Set(ids)].filter((id) => !this.bytes.has(id) && this.known[id]
+                                                  && this.known[id + 1]);
+    if (!todo.length) return;
+    const parts = await this.recordsFile.read(
+      todo.map((id) => [this.offsets[id], this.offsets[id + 1]]), { signal });
+    todo.forEach((id, i) => this.bytes.set(id, parts[i]));
+  }
+
+  // Which of ids still need a round trip (offsets or record).
+  missing(ids) {
+    return this.lazy ? ids.filter((id) => !this.bytes.has(id)) : [];
   }
 
   _decode(bytes, id) {
@@ -94,33 +128,18 @@ export class RecordStore {
     }
   }
 
-  // The records of ids (integers in [0, count)), in the order given.
+  // The records of ids, in the order given (fetching what is still missing).
   async get(ids) {
     this._check(ids);
-    if (!ids.length) return [];
-    if (!this.whole) {
-      const offs = await fetchRanges(this.offsetsUrl, ids.map((id) => [id * 8, id * 8 + 16]));
-      if (offs.whole) {
-        await this.loadWhole(offs.whole);
-      } else {
-        const spans = ids.map((id) => {
-          const view = offs.slice(id * 8, id * 8 + 16);
-          const dv = new DataView(view.buffer, view.byteOffset, 16);
-          return [Number(dv.getBigUint64(0, true)), Number(dv.getBigUint64(8, true))];
-        });
-        const recs = await fetchRanges(this.recordsUrl, spans);
-        if (recs.whole) {
-          await this.loadWhole(null, recs.whole);
-        } else {
-          this.fetchedBytes += ids.length * 16 + spans.reduce((s, [a, b]) => s + b - a, 0);
-          return spans.map(([a, b], i) => this._decode(recs.slice(a, b), ids[i]));
-        }
-      }
+    const missing = this.missing(ids);
+    if (missing.length) {
+      await this.loadOffsets(missing.map((id) => [id, id + 1]));
+      await this.prefetch(missing);
     }
     return ids.map((id) => {
-      const a = Number(this.offsets.getBigUint64(id * 8, true));
-      const b = Number(this.offsets.getBigUint64(id * 8 + 8, true));
-      return this._decode(this.records.subarray(a, b), id);
+      const bytes = this.lazy ? this.bytes.get(id)
+        : this.whole.subarray(this.offsets[id], this.offsets[id + 1]);
+      return this._decode(bytes, id);
     });
   }
 }

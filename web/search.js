@@ -1,14 +1,12 @@
 // The search page of a lorann-wasm site: offline-first, then the search box.
-import { mount } from "./widget.js";
+import { mount, siteConfig } from "./widget.js";
 import { registerOffline } from "./offline.js";
 
 const app = document.querySelector("#app");
 const title = document.querySelector("#title");
 
 async function main() {
-  const response = await fetch("site.json");
-  if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
-  const site = await response.json();
+  const site = await siteConfig(document.baseURI);
   title.textContent = site.search.title;
   document.title = site.search.title;
   for (const link of site.links || []) {

@@ -6,9 +6,11 @@
 //   version (a hash of every file); activating drops older versions' caches.
 // - Pages, scripts and site.json: network first (a redeploy is seen at once),
 //   the cache when offline. Everything else: cache first.
-// - Range requests (the index's clusters, result records): each range is kept
-//   under a key of its own (the Cache API refuses to store 206 responses) and
-//   answered again as a 206; a cached whole file answers any range too.
+// - Range requests (a lazily loaded index and records) go to the network:
+//   the search worker keeps what it fetched, and after the first answer it
+//   downloads the rest into this same cache (widget.js, cacheName), from
+//   which later visits load it whole. A host without Range answers with the
+//   whole file; it is kept, and answers later range requests whole too.
 
 const BASE = new URL("./", self.location.href).href;
 const VERSION = new URL(self.location.href).searchParams.get("v") || "unversioned";
@@ -27,9 +29,11 @@ self.addEventListener("install", (event) => {
     const site = await response.json();
     const s = site.search || {};
     const lazy = new Set(s.whole ? [] : [s.index, s.records, s.offsets]);
-    const files = ["./", "site.json", ...Object.keys(site.files || {}).filter((f) => !lazy.has(f))];
+    const files = ["site.json", ...Object.keys(site.files || {}).filter((f) => !lazy.has(f))];
     const cache = await caches.open(CACHE);
     await cache.addAll(files.map((f) => new URL(f, BASE).href));
+    const page = await cache.match(new URL("index.html", BASE).href);  // the folder's page too
+    if (page) await cache.put(BASE, page);
     await self.skipWaiting();
   })());
 });
@@ -47,7 +51,7 @@ self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET" || !request.url.startsWith(BASE)) return;
   const range = request.headers.get("Range");
-  if (range) event.respondWith(ranged(request, range));
+  if (range) event.respondWith(ranged(request));
   else if (request.mode === "navigate" || mutable(request.url)) {
     event.respondWith(networkFirst(request));
   } else event.respondWith(cacheFirst(request));
@@ -82,32 +86,12 @@ async function cacheFirst(request) {
   return response;
 }
 
-async function ranged(request, range) {
+async function ranged(request) {
   const cache = await caches.open(CACHE);
   const url = plain(request.url);
-  const m = /^bytes=(\d+)-(\d+)$/.exec(range.trim());
-  const key = m && `${url}?lorann-range=${m[1]}-${m[2]}`;
-  if (m) {
-    const hit = await cache.match(key);
-    if (hit) return new Response(hit.body, { status: 206, headers: hit.headers });
-    const whole = await cache.match(url);
-    if (whole) {
-      const bytes = new Uint8Array(await whole.arrayBuffer());
-      const start = Number(m[1]);
-      const stop = Math.min(Number(m[2]) + 1, bytes.length);
-      return new Response(bytes.slice(start, stop), { status: 206, headers: {
-        "Content-Range": `bytes ${start}-${stop - 1}/${bytes.length}`,
-        "Content-Type": whole.headers.get("Content-Type") || "application/octet-stream" } });
-    }
-  }
+  const whole = await cache.match(url);
+  if (whole) return whole;  // kept from a host without Range: the page loads it whole
   const response = await fetch(request);
-  if (key && response.status === 206) {
-    const body = await response.clone().arrayBuffer();
-    await cache.put(key, new Response(body, { status: 200, headers: {
-      "Content-Range": response.headers.get("Content-Range") || "",
-      "Content-Type": response.headers.get("Content-Type") || "application/octet-stream" } }));
-  } else if (response.status === 200) {
-    await cache.put(url, response.clone());  // a host without Range: the whole file
-  }
+  if (response.status === 200) await cache.put(url, response.clone());
   return response;
 }

@@ -7,14 +7,15 @@
 // Results appear as you type; Arrow keys move through them, Enter opens one.
 // Everything from the documents is shown as text, never as HTML.
 import { LorannEngine } from "./engine.js";
-import { RecordStore } from "./records.js";
 
 const STAGES = { runtime: "the Python runtime", packages: "NumPy and lorann_wasm",
                  index: "the index", prepare: "the index", model: "the language model",
-                 "model-prepare": "the language model" };
+                 "model-prepare": "the language model", records: "the records" };
 // Pieces that, joined, give back the text exactly: sentences with their
 // trailing space, and runs of newlines.
 const SENTENCE = /[^.!?…\n]*[.!?…]+\s*|[^.!?…\n]+\s*|\n+/g;
+//: what a site downloads for offline use by default, at most (site.json may say)
+const PREFETCH_LIMIT = 150e6;
 
 function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
@@ -26,39 +27,96 @@ function mb(bytes) {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
+// The site's site.json, read once per page (search.js and the widget share it).
+const configs = new Map();
+export function siteConfig(base) {
+  const url = new URL("site.json", new URL(base, document.baseURI)).href;
+  if (!configs.has(url)) {
+    configs.set(url, fetch(url).then(async (response) => {
+      if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
+      return response.json();
+    }));
+  }
+  return configs.get(url);
+}
+
+// The Cache API name the site's service worker (sw.js) keeps it under; files
+// completed in the background go there too, so a redeploy drops them.
+export function cacheName(siteBase, site) {
+  return `lorann-site ${siteBase} ${site.version}`;
+}
+
 // Boot the engine, open the index (lazily unless the site says whole) and the
 // records; onStatus(text) hears what is being fetched.
 export async function openSite(base, onStatus = () => {}) {
   const siteBase = new URL(base, document.baseURI).href;
-  const response = await fetch(new URL("site.json", siteBase));
-  if (!response.ok) throw new Error(`could not fetch site.json: HTTP ${response.status}`);
-  const site = await response.json();
+  const site = await siteConfig(siteBase);
   const s = site.search;
   if (!s) throw new Error("site.json describes no search index");
+  const handle = { site, notices: [], k: 10, offline: null };
   const engine = await LorannEngine.create({
-    baseUrl: siteBase,
-    onProgress: ({ stage, loaded, total }) =>
-      onStatus(`Loading ${STAGES[stage] || stage}${total ? ` (${mb(loaded)} of ${mb(total)})` : ""}…`),
+    baseUrl: siteBase, config: site,
+    onProgress: ({ stage, loaded, total }) => {
+      if (stage === "offline") {
+        handle.offline = { loaded, total };
+        onStatus(`Downloading the rest for offline use: ${mb(loaded)} of ${mb(total)}…`, true);
+      } else if (stage === "offline-done") {
+        handle.offline = { loaded: total, total, done: true };
+        onStatus("Everything is here: searches need no network now.", true);
+      } else {
+        onStatus(`Loading ${STAGES[stage] || stage}${total ? ` (${mb(loaded)} of ${mb(total)})` : ""}…`);
+      }
+    },
   });
-  const info = await engine.loadIndex(new URL(s.index, siteBase).href, { lazy: !s.whole });
-  if (s.model) await engine.loadEncoder(new URL(s.model, siteBase).href);
-  const store = await RecordStore.open(new URL(s.records, siteBase).href,
-                                       new URL(s.offsets, siteBase).href,
-                                       { count: s.n, whole: s.whole || info.rangeFallback });
-  const notices = info.rangeFallback
-    ? ["This host does not support HTTP Range requests, so the whole index was downloaded."] : [];
-  return { site, engine, info, store, notices, k: 10 };
+  handle.engine = engine;
+  const files = site.files || {};
+  const size = (name) => (files[name] || {}).bytes || 0;
+  const cache = cacheName(siteBase, site);
+  const url = (name) => new URL(name, siteBase).href;
+  handle.info = await engine.loadIndex(url(s.index), { lazy: !s.whole, cacheName: cache,
+                                                        size: size(s.index) });
+  if (s.model) await engine.loadEncoder(url(s.model));
+  const records = await engine.openRecords({
+    recordsUrl: url(s.records), offsetsUrl: url(s.offsets), count: s.n,
+    width: s.offset_bytes || 8, whole: s.whole || Boolean(handle.info.rangeFallback),
+    cacheName: cache, sizes: [size(s.records), size(s.offsets)] });
+  if (handle.info.rangeFallback) {
+    handle.notices.push("This host does not support HTTP Range requests, so the whole index " +
+                        "was downloaded.");
+  }
+  const limit = s.prefetch_limit ?? PREFETCH_LIMIT;
+  const lazy = !s.whole && !handle.info.rangeFallback && !(handle.info.local && records.whole);
+  handle.completion = lazy && limit > 0
+    ? [["index", s.index], ["records", s.records], ["offsets", s.offsets]]
+      .filter(([role]) => role === "index" ? !handle.info.local : !records.whole)
+      .map(([role, name]) => ({ role, url: url(name), size: size(name) }))
+    : [];
+  handle.records = records;  // { whole }: the records are all here
+  handle.completionLimit = limit;
+  handle.cacheName = cache;
+  return handle;
+}
+
+// After the first answer: fetch the rest in the background (see engine.complete).
+function startCompletion(handle) {
+  if (handle.completionStarted || !handle.completion.length) return;
+  handle.completionStarted = true;
+  handle.engine.complete(handle.completion, { cacheName: handle.cacheName,
+                                              limit: handle.completionLimit })
+    .catch((err) => { handle.offline = { error: err.message }; });
 }
 
 // Search text; returns { groups: [{ doc, title, url, fields, passages: [record] }], ... }.
 // where (optional) filters by the site's facets, e.g. { pos: "verb" }.
 export async function searchSite(handle, text, k = 10, where = null) {
-  const result = await handle.engine.searchText(text, Math.min(3 * k, handle.site.search.n),
-                                                where ? { where } : {});
+  const s = handle.site.search;
+  // a document per passage (as WordNet): k passages make k results
+  const wanted = s.documents === s.passages ? k : 3 * k;
+  const result = await handle.engine.searchText(text, Math.min(wanted, s.n),
+                                                { where: where || undefined, withRecords: true });
   const ids = Array.from(result.ids).filter((id) => id >= 0);
-  const records = await handle.store.get(ids);
   const groups = new Map();
-  records.forEach((rec, i) => {
+  result.records.forEach((rec, i) => {
     let group = groups.get(rec.d);
     if (!group) {
       if (groups.size >= k) return;
@@ -67,8 +125,11 @@ export async function searchSite(handle, text, k = 10, where = null) {
     }
     group.passages.push({ ...rec, id: ids[i], score: -result.distances[i] });
   });
+  startCompletion(handle);
   return { groups: [...groups.values()], ids, embedMs: result.embedMs, searchMs: result.searchMs,
-           fetched: result.fetched, path: result.path, passing: result.passing };
+           fetched: result.fetched, rounds: result.rounds, pythonMs: result.pythonMs,
+           path: result.path,
+           passing: result.passing };
 }
 
 // One <select> per facet of the site ("" = any value); onChange() when one changes.
@@ -197,8 +258,20 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
   element.dataset.state = "loading";
   status.textContent = "Loading…";
   let handle;
+  let said = "";  // the last answer's line
+  let offline = "";  // the background download's line
+  const show = () => { status.textContent = [said, offline].filter(Boolean).join(" · "); };
+  const onStatus = (text, background = false) => {
+    if (background) {
+      offline = text;
+      if (handle && handle.offline && handle.offline.done) element.dataset.offline = "done";
+    } else {
+      said = text;
+    }
+    show();
+  };
   try {
-    handle = await openSite(base, (text) => { status.textContent = text; });
+    handle = await openSite(base, onStatus);
   } catch (err) {
     element.dataset.state = "error";
     status.textContent = `Search is unavailable: ${err.message}`;
@@ -215,7 +288,8 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       "with engine.search(vector) (see the README).";
     return handle;
   }
-  status.textContent = `${s.documents.toLocaleString()} documents ready to search.`;
+  said = `${s.documents.toLocaleString()} documents ready to search.`;
+  show();
   input.disabled = false;
   const facets = facetControls(s.facets || [], () => run(input.value));
   if ((s.facets || []).length) input.after(facets.node);
@@ -225,7 +299,8 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
     const token = ++latest;
     if (!query.trim()) {
       list.replaceChildren();
-      status.textContent = "";
+      said = "";
+      show();
       return;
     }
     try {
@@ -236,13 +311,19 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       list.replaceChildren(...found.groups.map((g) => resultNode(g, queryStems)));
       const filtered = where && found.path !== "approximate"
         ? ` · filtered: about ${Math.round(found.passing).toLocaleString()} passages match` : "";
-      status.textContent = `${found.groups.length} results · embed ${found.embedMs.toFixed(0)} ms · ` +
+      said = `${found.groups.length} results · embed ${found.embedMs.toFixed(0)} ms · ` +
         `search ${found.searchMs.toFixed(0)} ms${filtered}`;
+      show();
       element.dataset.path = found.path;
+      element.dataset.rounds = JSON.stringify(found.rounds || []);
+      element.dataset.python = JSON.stringify(found.pythonMs || []);
       element.dataset.answers = String(Number(element.dataset.answers || 0) + 1);
       element.dataset.ids = found.ids.join(" ");
     } catch (err) {
-      if (isLatest(token)) status.textContent = `Search failed: ${err.message}`;
+      if (isLatest(token)) {
+        said = `Search failed: ${err.message}`;
+        show();
+      }
     }
   }
   let timer = null;

@@ -1,10 +1,34 @@
 // Web Worker: boots Pyodide, loads NumPy and the lorann_wasm wheel, holds one
-// index and answers search requests. Talks to engine.js with messages
-// {id, op, ...} -> {id, ok, result | error}; progress goes out as
-// {progress: {stage, loaded, total}}. A failed request leaves the worker usable.
+// index (and a site's records) and answers search requests. Talks to
+// engine.js with messages {id, op, ...} -> {id, ok, result | error}; progress
+// goes out as {progress: {stage, loaded, total}}. A failed request leaves the
+// worker usable.
+//
+// A lazily loaded index answers a query in two network rounds: the probed
+// clusters' scorers (and their records' offsets), then the candidates'
+// vectors (and their records), each round one request per file where the
+// host answers several ranges at once (ranges.js). After the first answer
+// the page may ask for the rest in the background (complete): it is fetched
+// in chunks while no search runs, kept in the site's cache, and then the
+// index and the records are held whole: every query is answered with no
+// request, offline too, on this visit and the next.
+
+import { RangeFile } from "./ranges.js";
+import { Records } from "./records.js";
 
 let pyodide = null;
 let session = null;
+let index = null;  // while lazy: { url, file: RangeFile }
+let records = null;  // a site's Records
+let searching = 0;  // searches running: background fetches wait for none
+let background = null;  // { controller } of the chunk being fetched
+
+//: records fetched ahead of the answer at most (an exact filtered search may
+//: rerank thousands of points; then only the results' records are fetched)
+const RECORDS_AHEAD = 2000;
+//: bytes of one background chunk: small enough that a search waits little
+//: for the chunk it interrupts (0.2 s at 20 Mbit/s)
+const CHUNK = 512 << 10;
 
 function progress(stage, loaded = 0, total = 0) {
   self.postMessage({ progress: { stage, loaded, total } });
@@ -28,65 +52,6 @@ async function fetchBytes(url, stage) {
   return readBody(response, stage);
 }
 
-async function boot({ baseUrl, wheel }) {
-  progress("runtime");
-  const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", baseUrl).href);
-  pyodide = await loadPyodide({ indexURL: new URL("pyodide/", baseUrl).href });
-  progress("packages");
-  await pyodide.loadPackage(["numpy", new URL(wheel, baseUrl).href], { messageCallback: () => {} });
-  session = pyodide.runPython("from lorann_wasm.bridge import Session; Session()");
-  return { pyodide: pyodide.version };
-}
-
-// Lazy loading asks for byte ranges. Every Range response goes through one
-// check: a 206, or an error that says what went wrong.
-function expectPartial(status, url, start, stop) {
-  if (status === 206) return;
-  if (status === 200) {
-    throw new Error(`${url}: the server does not support HTTP Range requests ` +
-                    `(status 200), so the index cannot be loaded lazily`);
-  }
-  throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: HTTP ${status}`);
-}
-
-// Python reads on its own (the header, then the prefix, or clusters a search
-// was not given) with synchronous Range requests (allowed in workers), so the
-// same Python code serves CPython (a local file) and the browser.
-function readRange(url, start, stop) {
-  const xhr = new XMLHttpRequest();
-  xhr.open("GET", url, false);
-  xhr.responseType = "arraybuffer";
-  xhr.setRequestHeader("Range", `bytes=${start}-${stop - 1}`);
-  try {
-    xhr.send();
-  } catch (err) {
-    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
-  }
-  expectPartial(xhr.status, url, start, stop);
-  // A short body is reported by Python, which knows how many bytes it asked for.
-  return new Uint8Array(xhr.response);
-}
-
-// The same, asynchronous: used to fetch a query's ranges in parallel.
-// Returns the bytes and the file's size (from Content-Range). no-store: the
-// browser's HTTP cache serialises requests for one URL (measured: median cold
-// lazy query 443 -> 357 ms), and fetched clusters are cached in Python (and by
-// a site's service worker) anyway.
-async function fetchRange(url, start, stop) {
-  let response;
-  try {
-    response = await fetch(url, { headers: { Range: `bytes=${start}-${stop - 1}` }, cache: "no-store" });
-  } catch (err) {
-    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
-  }
-  if (response.status !== 206 && response.body) await response.body.cancel().catch(() => {});
-  expectPartial(response.status, url, start, stop);
-  const size = Number((response.headers.get("Content-Range") || "").split("/")[1]);
-  return { bytes: new Uint8Array(await response.arrayBuffer()), size };
-}
-
-let lazyUrl = null;
-
 // Read a whole response body, reporting progress under ``stage``.
 async function readBody(response, stage) {
   const total = Number(response.headers.get("Content-Length")) || 0;
@@ -99,9 +64,13 @@ async function readBody(response, stage) {
     if (done) break;
     chunks.push(value);
     loaded += value.length;
-    progress(stage, loaded, total);
+    if (stage) progress(stage, loaded, total);
   }
-  const bytes = new Uint8Array(loaded);
+  return join(chunks, loaded);
+}
+
+function join(chunks, length) {
+  const bytes = new Uint8Array(length);
   let offset = 0;
   for (const chunk of chunks) {
     bytes.set(chunk, offset);
@@ -110,46 +79,114 @@ async function readBody(response, stage) {
   return bytes;
 }
 
-function loadWhole(bytes) {
-  progress("prepare", bytes.length, bytes.length);
+async function boot({ baseUrl, wheel }) {
+  progress("runtime");
+  const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", baseUrl).href);
+  pyodide = await loadPyodide({ indexURL: new URL("pyodide/", baseUrl).href });
+  progress("packages");
+  await pyodide.loadPackage(["numpy", new URL(wheel, baseUrl).href], { messageCallback: () => {} });
+  session = pyodide.runPython("from lorann_wasm.bridge import Session; Session()");
+  return { pyodide: pyodide.version };
+}
+
+// Python reads the header and the prefix itself, with synchronous Range
+// requests (allowed in workers), so the same Python code serves CPython (a
+// local file) and the browser.
+function readRange(url, start, stop) {
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", url, false);
+  xhr.responseType = "arraybuffer";
+  xhr.setRequestHeader("Range", `bytes=${start}-${stop - 1}`);
+  try {
+    xhr.send();
+  } catch (err) {
+    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: ${err.message}`);
+  }
+  if (xhr.status !== 206) {
+    throw new Error(`could not fetch bytes ${start}-${stop - 1} of ${url}: HTTP ${xhr.status}`);
+  }
+  // A short body is reported by Python, which knows how many bytes it asked for.
+  return new Uint8Array(xhr.response);
+}
+
+function loadWhole(bytes, quiet = false) {
+  if (!quiet) progress("prepare", bytes.length, bytes.length);
+  index = null;
   return JSON.parse(session.load(bytes));
 }
 
-async function openLazy(url, cacheBytes) {
-  progress("index");
-  // One small Range request first. A host that ignores Range answers with
-  // the whole file: then that answer is used, and the index is loaded whole.
-  let response;
+// -- the site's cache: files completed in the background -------------------
+
+function chunkKey(url, i) {
+  return `${url}?lorann-chunk=${i}`;
+}
+
+function doneKey(url) {
+  return `${url}?lorann-complete`;
+}
+
+async function openCache(cacheName) {
+  if (!cacheName || typeof caches === "undefined") return null;
   try {
-    response = await fetch(url, { headers: { Range: "bytes=0-7" } });
-  } catch (err) {
-    throw new Error(`could not fetch ${url}: ${err.message}`);
+    return await caches.open(cacheName);
+  } catch {
+    return null;  // storage refused (private mode, quota): work without it
   }
-  if (response.status === 200) {
-    const info = loadWhole(await readBody(response, "index"));
-    return { ...info, rangeFallback: true };
+}
+
+// A file completed on an earlier visit, from the cache; null if it is not all there.
+async function cachedFile(cache, url, size) {
+  if (!cache || !(await cache.match(doneKey(url)))) return null;
+  const count = Math.ceil(size / CHUNK);
+  const chunks = [];
+  for (let i = 0; i < count; i++) {
+    const hit = await cache.match(chunkKey(url, i));
+    if (!hit) return null;
+    chunks.push(new Uint8Array(await hit.arrayBuffer()));
   }
-  if (response.body) await response.body.cancel().catch(() => {});
-  expectPartial(response.status, url, 0, 8);
-  const size = Number((response.headers.get("Content-Range") || "").split("/")[1]);
-  if (!Number.isSafeInteger(size) || size <= 0) {
-    throw new Error(`${url}: the Range response gives no file size (Content-Range)`);
-  }
+  const bytes = join(chunks, chunks.reduce((s, c) => s + c.length, 0));
+  return bytes.length === size ? bytes : null;
+}
+
+// -- opening -----------------------------------------------------------------
+
+async function loadIndex({ url, lazy = false, cacheBytes = 0, cacheName = null, size = 0 }) {
+  index = null;
+  const cached = size ? await cachedFile(await openCache(cacheName), url, size) : null;
+  if (cached) return { ...loadWhole(cached), local: true };
+  if (!lazy) return loadWhole(await fetchBytes(url, "index"));
+  progress("index");
+  const opened = await RangeFile.open(url, (response) => readBody(response, "index"));
+  if (opened.whole) return { ...loadWhole(opened.whole), rangeFallback: true };
+  const { file } = opened;
   const reader = {
-    size,
+    size: file.size,
     read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => readRange(url, start, stop)),
   };
   progress("prepare");
   const info = JSON.parse(session.load_lazy(reader, cacheBytes));
-  lazyUrl = url;
+  file.stats.requests += 2;  // the header and the prefix, read by Python
+  file.stats.bytes += info.prefix_bytes;
+  index = { url, file };
   return info;
 }
 
-async function loadIndex({ url, lazy = false, cacheBytes = 0 }) {
-  lazyUrl = null;
-  if (lazy) return openLazy(url, cacheBytes);
-  return loadWhole(await fetchBytes(url, "index"));
+async function openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = false,
+                             cacheName = null, sizes = null }) {
+  const cache = sizes ? await openCache(cacheName) : null;
+  const local = cache ? [await cachedFile(cache, recordsUrl, sizes[0]),
+                         await cachedFile(cache, offsetsUrl, sizes[1])] : [null, null];
+  if (local[0] && local[1]) {
+    records = new Records(count, width);
+    records.setWhole(local[0], local[1]);
+  } else {
+    records = await Records.open({ recordsUrl, offsetsUrl, count, width, whole,
+                                   fetchWhole: (url) => fetchBytes(url, "records") });
+  }
+  return { whole: !records.lazy };
 }
+
+// -- searching ---------------------------------------------------------------
 
 // Copy a NumPy array out of WebAssembly memory into a fresh typed array.
 function take(proxy) {
@@ -169,27 +206,92 @@ function unpack(result) {
   return { ids, distances };
 }
 
-// Plan, fetch what the plan still needs (lazily loaded: the probed clusters'
-// ranges, then the candidates' vector rows, each set in parallel), then
-// finish without probing again.
-async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter = "") {
-  let fetchMs = 0;
-  let plan = JSON.parse(session.plan(queries, count, k, clustersToSearch, pointsToRerank, filter));
-  const path = plan.path;
-  const passing = plan.passing;
-  while (plan.ranges.length) {
-    const url = lazyUrl;
-    const fetchStart = performance.now();
-    const parts = await Promise.all(plan.ranges.map(([a, b]) => fetchRange(url, a, b)));
-    fetchMs += performance.now() - fetchStart;
-    plan = JSON.parse(session.supply(parts.map((part) => part.bytes)));
+function traffic() {
+  const files = [index && index.file, records && records.recordsFile,
+                 records && records.offsetsFile].filter(Boolean);
+  return { requests: files.reduce((s, f) => s + f.stats.requests, 0),
+           bytes: files.reduce((s, f) => s + f.stats.bytes, 0) };
+}
+
+// One network round: everything the plan needs now, fetched at once.
+async function round(plan, withRecords, rounds) {
+  const start = performance.now();
+  const before = traffic();
+  const jobs = [];
+  let parts = null;
+  if (plan.ranges.length) jobs.push(index.file.read(plan.ranges).then((p) => { parts = p; }));
+  if (withRecords && records.lazy) {
+    if (plan.spans.length) jobs.push(records.loadOffsets(plan.spans));
+    if (plan.candidates && plan.candidates.length <= RECORDS_AHEAD) {
+      jobs.push(records.prefetch(plan.candidates));
+    }
   }
-  const out = unpack(session.finish());
-  out.path = path;  // "approximate", or for a filter "filtered" / "exact"
-  if (passing !== null) out.passing = passing;  // estimated points passing the filter
-  const fetched = JSON.parse(session.fetch_stats());
-  if (fetched) out.fetched = { ...fetched, ms: fetchMs };  // lazily loaded: what this search fetched
-  return out;
+  await Promise.all(jobs);
+  const after = traffic();
+  rounds.push({ requests: after.requests - before.requests, bytes: after.bytes - before.bytes,
+                ms: performance.now() - start });
+  return parts;
+}
+
+function pending(plan, withRecords) {
+  if (plan.ranges.length) return true;
+  if (!withRecords || !records.lazy) return false;
+  return plan.spans.length > 0 || (plan.candidates !== null
+    && plan.candidates.length <= RECORDS_AHEAD && records.missing(plan.candidates).length > 0);
+}
+
+// Plan, fetch what the plan needs round by round, finish; with records, the
+// results' records come too.
+async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter,
+                             withRecords) {
+  withRecords = withRecords && records !== null;
+  searching += 1;
+  if (background && background.controller) background.controller.abort();
+  try {
+    const rounds = [];
+    const python = [];  // ms in each call into Python: plan, supplies, finish
+    const timed = (f) => {
+      const t = performance.now();
+      const value = f();
+      python.push(performance.now() - t);
+      return value;
+    };
+    let plan = JSON.parse(timed(() => session.plan(queries, count, k, clustersToSearch,
+                                                   pointsToRerank, filter)));
+    const { path, passing } = plan;
+    while (pending(plan, withRecords)) {
+      const parts = await round(plan, withRecords, rounds);
+      plan = parts ? JSON.parse(timed(() => session.supply(parts)))
+        : { ranges: [], spans: [], candidates: null };
+    }
+    const out = unpack(timed(() => session.finish()));
+    out.pythonMs = python;
+    out.path = path;  // "approximate", or for a filter "filtered" / "exact"
+    if (passing !== null) out.passing = passing;  // estimated points passing the filter
+    if (withRecords) {
+      const found = Array.from(out.ids).filter((id) => id >= 0);
+      if (records.missing(found).length) {  // not fetched ahead: one more round
+        const start = performance.now();
+        const before = traffic();
+        out.records = await records.get(found);
+        const after = traffic();
+        rounds.push({ requests: after.requests - before.requests,
+                      bytes: after.bytes - before.bytes, ms: performance.now() - start });
+      } else {
+        out.records = await records.get(found);
+      }
+    }
+    out.rounds = rounds;
+    // what the index store counts (clusters fetched, cache size), and what went over HTTP
+    const stored = JSON.parse(session.fetch_stats()) || {};
+    out.fetched = { clusters: stored.clusters || 0, cached_bytes: stored.cached_bytes || 0,
+                    requests: rounds.reduce((s, r) => s + r.requests, 0),
+                    bytes: rounds.reduce((s, r) => s + r.bytes, 0),
+                    ms: rounds.reduce((s, r) => s + r.ms, 0) };
+    return out;
+  } finally {
+    searching -= 1;
+  }
 }
 
 async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, filter = "",
@@ -198,11 +300,11 @@ async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank 
   let out;
   if (exact) {
     out = unpack(session.exact_search(queries, count, k));
-  } else if (lazyUrl === null && !filter) {  // nothing to fetch, nothing to report: one call
+  } else if (index === null && !filter) {  // nothing to fetch: one call
     out = unpack(session.search(queries, count, k, clustersToSearch, pointsToRerank));
     out.path = "approximate";
   } else {
-    out = await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter);
+    out = await planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter, false);
   }
   out.ms = performance.now() - start;
   return out;
@@ -222,19 +324,101 @@ function embed({ texts }) {
   return { vectors: take(session.embed(JSON.stringify(texts))) };
 }
 
-async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0, filter = "" }) {
+async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0, filter = "",
+                            withRecords = false }) {
   if (typeof text !== "string" || !text.trim()) throw new Error("the query text is empty");
   const start = performance.now();
   const vector = take(session.embed(JSON.stringify([text])));
   const embedded = performance.now();
-  const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank, filter);
+  const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank, filter,
+                                  withRecords);
   out.embedMs = embedded - start;
   out.searchMs = performance.now() - embedded;
   out.ms = performance.now() - start;
   return out;
 }
 
-const OPS = { boot, loadIndex, search, vectors, loadEncoder, embed, searchText };
+// -- the rest, in the background ---------------------------------------------
+
+function idle() {
+  return new Promise((resolve) => {
+    const check = () => (searching ? setTimeout(check, 50) : resolve());
+    check();
+  });
+}
+
+// Fetch chunk i of url while no search runs; a search that starts aborts it,
+// and it is fetched again once the search is done.
+async function fetchChunk(url, i, size) {
+  for (;;) {
+    await idle();
+    const controller = new AbortController();
+    background.controller = controller;
+    try {
+      const stop = Math.min(size, (i + 1) * CHUNK);
+      const response = await fetch(url, { headers: { Range: `bytes=${i * CHUNK}-${stop - 1}` },
+                                          cache: "no-store", priority: "low",
+                                          signal: controller.signal });
+      if (response.status !== 206) throw new Error(`${url}: HTTP ${response.status}`);
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      if (bytes.length !== stop - i * CHUNK) throw new Error(`${url}: a short chunk`);
+      return bytes;
+    } catch (err) {
+      if (err.name !== "AbortError") throw err;
+    } finally {
+      background.controller = null;
+    }
+  }
+}
+
+// Everything a lazily opened site still lacks: each file in chunks, kept in
+// the site's cache; then the index and the records are held whole. files:
+// [{ url, size, role: "index" | "records" | "offsets" }].
+async function complete({ files, cacheName = null, limit = 0 }) {
+  const total = files.reduce((s, f) => s + f.size, 0);
+  if (!files.length || (limit && total > limit)) return { skipped: true, total };
+  if (background) return { running: true };
+  background = { controller: null };
+  const cache = await openCache(cacheName);
+  const start = performance.now();
+  let loaded = 0;
+  let fetched = 0;
+  const whole = {};
+  try {
+    for (const { url, size, role } of files) {
+      const chunks = [];
+      for (let i = 0; i * CHUNK < size; i++) {
+        const hit = cache && await cache.match(chunkKey(url, i));
+        let bytes = hit ? new Uint8Array(await hit.arrayBuffer()) : null;
+        if (!bytes) {
+          bytes = await fetchChunk(url, i, size);
+          fetched += bytes.length;
+          if (cache) await cache.put(chunkKey(url, i), new Response(bytes));
+        }
+        chunks.push(bytes);
+        loaded += bytes.length;
+        progress("offline", loaded, total);
+      }
+      whole[role] = join(chunks, size);
+      if (cache) await cache.put(doneKey(url), new Response("1"));
+      if (role === "index" && index !== null && index.url === url) {
+        await idle();
+        loadWhole(whole.index, true);  // searches need no network from here on
+      }
+    }
+    if (records && records.lazy && whole.records && whole.offsets) {
+      await idle();
+      records.setWhole(whole.records, whole.offsets);
+    }
+    progress("offline-done", total, total);
+    return { total, fetched, ms: performance.now() - start };
+  } finally {
+    background = null;
+  }
+}
+
+const OPS = { boot, loadIndex, openRecords, search, vectors, loadEncoder, embed, searchText,
+              complete };
 
 self.onmessage = async ({ data }) => {
   const { id, op, args } = data;

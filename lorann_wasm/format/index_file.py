@@ -11,18 +11,23 @@ verify them.
 
 Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
             projection (d, g) f32 [if g < d] | A (C, g, r) f32 or i8 |
-            A_scales (C, r) f32 [8-bit] | vectors_basis (d, s) f32 [rerank_dims] |
+            A_scales (C, r) f32 [8- or 4-bit] | vectors_basis (d, s) f32 [rerank_dims] |
             vectors_dim_offset, vectors_dim_scale (s,) f32 [int8 per dimension] |
             cluster_crc32 (C,) u32
-Per point:  ids (n,) i64 | B (n, r) f32 or i8 (B_j transposed) |
-            B_scales (n,) f32 [8-bit] | sq_norms (n,) f32 |
+Per point:  ids (n,) i64 [unless positional_ids] |
+            B (n, r) f32 or i8, or (n, ceil(r/2)) u8 [4-bit] (B_j transposed) |
+            B_scales (n,) f32 [8- or 4-bit] | sq_norms (n,) f32 [stores_norms] |
             vectors (n, s) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
 
 ``s`` is the number of values stored per rerank vector: the dimension d, or
 with ``rerank_dims`` the vectors' coordinates in the orthonormal
-``vectors_basis`` (their top principal directions). Files whose scorers
-are fit to the points minus their centroid (``residual_scorers``, every
-build since) are format version 3; older files with a basis are version 2,
+``vectors_basis`` (their top principal directions). A 4-bit ``B`` packs
+codes -7..7 two to a byte (:func:`..quantization.quantize_int4`).
+Without ``ids`` a point's id is its position in cluster order; without
+``sq_norms`` (inner product and cosine indexes) nothing reads them. Files
+that leave either out, or have a 4-bit ``B``, are format version 4; files
+whose scorers are fit to the points minus their centroid
+(``residual_scorers``) version 3; older files with a basis version 2,
 without one version 1.
 
 Within each part tensors are ordered by decreasing item size, so each is
@@ -47,7 +52,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -65,18 +70,21 @@ BASIS_TOLERANCE = 1e-3
 def expected_tensors(p):
     """Name -> (dtype, shape) of every tensor an index with :class:`.IndexParams` ``p`` has."""
     n, d, c, g, r, s = p.n, p.dim, p.n_clusters, p.global_dim, p.rank, p.stored_dims
-    q8 = p.quantization_bits == 8
+    q8 = p.quantization_bits in (8, 4)  # A is int8 either way; B int8 or packed int4
     vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p.rerank_dtype]
     spec = {
         "cluster_offsets": ("<i8", (c + 1,)),
         "centroids": ("<f4", (c, g)),
         "A": ("i1" if q8 else "<f4", (c, g, r)),
         "cluster_crc32": ("<u4", (c,)),
-        "ids": ("<i8", (n,)),
-        "B": ("i1" if q8 else "<f4", (n, r)),
-        "sq_norms": ("<f4", (n,)),
+        "B": (("u1", (n, -(-r // 2))) if p.quantization_bits == 4
+              else ("i1" if q8 else "<f4", (n, r))),
         "vectors": (vdtype, (n, s)),
     }
+    if not p.positional_ids:
+        spec["ids"] = ("<i8", (n,))
+    if p.stores_norms:
+        spec["sq_norms"] = ("<f4", (n,))
     if g < d:
         spec["projection"] = ("<f4", (d, g))
     if p.rerank_dims is not None:
@@ -180,7 +188,9 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": ("3" if params.residual_scorers
+        "format_version": ("4" if (params.positional_ids or not params.stores_norms
+                                   or params.quantization_bits == 4)
+                           else "3" if params.residual_scorers
                            else "1" if params.rerank_dims is None else "2"),
         "params": params.to_json(),
     }
@@ -255,6 +265,9 @@ def parse_params(metadata):
         invalid("rerank_dims needs format version 2 or later")
     if params.residual_scorers and int(version) < 3:
         invalid("residual_scorers needs format version 3 or later")
+    if (params.positional_ids or not params.stores_norms
+            or params.quantization_bits == 4) and int(version) < 4:
+        invalid("positional ids, leaving out squared norms and 4-bit B need format version 4")
     return params
 
 

@@ -123,6 +123,11 @@ class QueryEngine:
     def distance(self):
         return self._params.distance
 
+    def cluster_spans(self, clusters):
+        """Storage positions ``[first, end)`` of each of ``clusters``, as Python ints."""
+        offsets = self._prefix.offsets
+        return [[int(offsets[j]), int(offsets[j + 1])] for j in np.asarray(clusters).tolist()]
+
     def plan(self, q, k=10, clusters_to_search=None, points_to_rerank=None,
              target_recall=None, where=None, allow=None, filter_path=None):
         """Validate a search and probe its clusters: a :class:`Plan`.

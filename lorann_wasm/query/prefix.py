@@ -20,7 +20,7 @@ class Prefix:
         t = tensors
         self.euclidean = params.distance == "l2"
         factor = -2.0 if self.euclidean else -1.0
-        A = (dequantize_int8(t["A"], t["A_scales"], axis=1) if params.quantization_bits == 8
+        A = (dequantize_int8(t["A"], t["A_scales"], axis=1) if params.quantization_bits
              else t["A"])
         # Operands are kept transposed (reduction axis last, contiguous): see kernels.
         projection = t.get("projection")

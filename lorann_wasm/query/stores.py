@@ -30,7 +30,7 @@ import numpy as np
 from ..filtering.columns import is_point_tensor
 from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, cluster_crc,
                                  invalid, vector_checks)
-from ..quantization import dequantize_int8
+from ..quantization import dequantize_rows
 from .clusters import ClusterArrays, scorer_matrix
 from .vectors import RerankVectors
 
@@ -57,10 +57,20 @@ def read_ranges(reader, ranges):
 
 def _point_arrays(parts, params):
     """(B rows as float32, bias) of a cluster's (or the index's) stored per-point tensors."""
-    B = (dequantize_int8(parts["B"], parts["B_scales"], axis=1) if params.quantization_bits == 8
-         else parts["B"])
+    B = dequantize_rows(parts["B"], parts.get("B_scales"), params.quantization_bits,
+                        params.rank)
     bias = parts["sq_norms"] if params.distance == "l2" else np.zeros(len(B), np.float32)
     return B, bias
+
+
+def _ids_and_norms(parts, params, first):
+    """A cluster's (or the index's) ids and squared norms, from its stored rows that
+    start at position ``first``: files with positional ids store no ids (a point's id
+    is its position), and only l2 files store squared norms (zeros stand in)."""
+    count = len(parts["vectors"]) if "vectors" in parts else len(parts["B"])
+    ids = parts["ids"] if "ids" in parts else np.arange(first, first + count, dtype=np.int64)
+    norms = parts["sq_norms"] if "sq_norms" in parts else np.zeros(count, np.float32)
+    return ids, norms
 
 
 class ResidentClusters:
@@ -72,10 +82,11 @@ class ResidentClusters:
     def __init__(self, tensors, params, prefix):
         t = tensors
         B, bias = _point_arrays(t, params)
-        vectors = RerankVectors(t["vectors"], t["sq_norms"],
+        ids, norms = _ids_and_norms(t, params, 0)
+        vectors = RerankVectors(t["vectors"], norms,
                                 vector_scale=t.get("vectors_row_scale"), **prefix.vector_coding)
         self.arrays = ClusterArrays.from_rows(
-            A_t=prefix.A_t, offsets=prefix.offsets, ids=t["ids"], B_rows=B, bias=bias,
+            A_t=prefix.A_t, offsets=prefix.offsets, ids=ids, B_rows=B, bias=bias,
             residual=prefix.residual,
             vectors=vectors, attributes={k: v for k, v in t.items() if is_point_tensor(k)})
 
@@ -110,11 +121,11 @@ class _Cluster:
     __slots__ = ("j", "scorer", "codes", "sq_norms", "row_scale", "ids",
                  "checks", "have", "attributes", "nbytes")
 
-    def __init__(self, j, parts, params, vector_specs=()):
+    def __init__(self, j, parts, params, first, vector_specs=()):
         B, bias = _point_arrays(parts, params)
         self.j = j
         self.scorer = scorer_matrix(B, bias, params.residual_scorers)
-        self.sq_norms, self.ids = parts["sq_norms"], parts["ids"]
+        self.ids, self.sq_norms = _ids_and_norms(parts, params, first)
         self.checks = parts.get("vector_checks")
         self.attributes = {k: v for k, v in parts.items() if is_point_tensor(k)}
         if "vectors" in parts:
@@ -144,9 +155,10 @@ class FetchedClusters:
     """
 
     resident = False
-    #: candidate vector rows closer than this are fetched as one range: a gap of
-    #: a few rows costs less than another request
-    MERGE_GAP_BYTES = 4096
+    #: candidate vector rows closer than this are fetched as one range. 0: only
+    #: rows side by side; the browser asks for all of a search's ranges in one
+    #: request, where a range costs a part header of ~110 bytes, less than a row
+    MERGE_GAP_BYTES = 0
 
     def __init__(self, reader, params, prefix, point_tensors, cache_bytes):
         self.reader, self.params, self.prefix = reader, params, prefix
@@ -234,14 +246,15 @@ class FetchedClusters:
         if cluster_crc(parts, [t[0] for t in self.point_tensors]) != int(expected[j]):
             invalid(f"cluster {j} failed its checksum: the file is corrupted "
                     "or changed while it was being read")
-        ids = parts["ids"]
         check_values(parts, self.params.n)  # ids in range and distinct, values finite
         check_attributes(parts, self.params)
-        owners = self._owner[ids]
-        if ((owners != -1) & (owners != j)).any():
-            invalid(f"cluster {j} holds ids that another cluster holds too")
-        cluster = _Cluster(j, parts, self.params, self.vector_tensors)
-        self._owner[ids] = j
+        cluster = _Cluster(j, parts, self.params, int(self.prefix.offsets[j]),
+                           self.vector_tensors)
+        if "ids" in parts:
+            owners = self._owner[cluster.ids]
+            if ((owners != -1) & (owners != j)).any():
+                invalid(f"cluster {j} holds ids that another cluster holds too")
+            self._owner[cluster.ids] = j
         self._cache[j] = cluster
         self.cached_bytes += cluster.nbytes
         self.stats["clusters_fetched"] += 1

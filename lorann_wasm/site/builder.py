@@ -27,7 +27,10 @@ from .records import encode_record, write_records
 from .runtime import sha256
 
 GENERATOR = "lorann-wasm site"
-FORMAT = 1
+#: 2: offsets of offset_bytes each (uint32), prefetch_limit
+FORMAT = 2
+#: bytes of index and records the page downloads for offline use at most, by default
+PREFETCH_LIMIT = 150_000_000
 
 
 class SiteError(ValueError):
@@ -90,7 +93,7 @@ def _publish(staging, out):
 
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
                passage_tokens=200, whole=False, title=None, target_recall=0.95, facets=(),
-               encoder="numpy", executor=None, workers=None):
+               encoder="numpy", executor=None, workers=None, prefetch_limit=PREFETCH_LIMIT):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 
     ``facets`` are fields (strings or lists of strings) stored in the index as
@@ -102,6 +105,10 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     ``html_root``, else ``html_root``). ``vectors``: an .npy of one embedding
     per document instead of MiniLM (then the site has no text encoder).
     ``whole``: the page downloads index and records whole, not by Range.
+    ``prefetch_limit``: after its first answer the page downloads the rest of
+    a lazily loaded site in the background, for offline use and queries that
+    need no network, when index and records take at most this many bytes
+    (0: never).
     ``encoder`` embeds the passages (see :mod:`..embed.encoders`), on
     ``executor`` (e.g. a Dask client's) or in ``workers`` local processes (see
     :func:`..embed.parallel.embed_collection`); ``executor`` also runs the
@@ -112,6 +119,9 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     from ..embed.minilm import minilm_model_dir
 
     check_passage_tokens(passage_tokens)
+    if isinstance(prefetch_limit, bool) or not isinstance(prefetch_limit, int) \
+            or prefetch_limit < 0:
+        raise SiteError(f"--prefetch-limit must be a number of bytes >= 0, got {prefetch_limit!r}")
     facets = list(dict.fromkeys(facets))
     fields = replace(fields, extra=tuple(dict.fromkeys(fields.extra + tuple(facets))))
     inputs = list(inputs) or ([html_root] if html_root else [])
@@ -167,7 +177,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a site is an ordinary folder
     try:
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
-                             title or _default_title(inputs), fields, runtime)
+                             title or _default_title(inputs), fields, runtime, prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
         _finish_manifest(staging, manifest)
         _publish(staging, out)
@@ -219,7 +229,7 @@ def _hashed(staging, folder, stem, suffix):
 
 
 def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title, fields,
-              runtime):
+              runtime, prefetch_limit):
     from .runtime import copy_runtime
 
     web = web_folder()
@@ -228,13 +238,14 @@ def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title,
     data = os.path.join(staging, "data")
     os.makedirs(data)
     index.save(os.path.join(data, "index.lorann"))
-    write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
-                  (encode_record(passages[i], docs[passages[i].doc]) for i in old_ids))
+    _, width = write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
+                             (encode_record(passages[i], docs[passages[i].doc]) for i in old_ids))
     search = {"title": title, "documents": len(docs), "passages": len(passages),
               "whole": bool(whole), "fields": list(fields.extra),
               "index": _hashed(staging, "data", "index", ".lorann"),
               "records": _hashed(staging, "data", "records", ".bin"),
               "offsets": _hashed(staging, "data", "offsets", ".bin"),
+              "offset_bytes": width, "prefetch_limit": prefetch_limit,
               "n": index.n, "dim": index.dim, "distance": index.distance}
     if with_model:
         shutil.copy(browser_model(user_cache("models")), os.path.join(data, "model.safetensors"))

@@ -11,7 +11,7 @@ from .. import __version__
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the pages of a search site (the demo's explorer and benchmark pages are extra)
 SITE_PAGES = ("index.html", "search.js", "widget.js", "engine.js", "worker.js", "records.js",
-              "sw.js", "offline.js", "style.css")
+              "ranges.js", "sw.js", "offline.js", "style.css")
 #: sub-packages the browser never imports (training runs natively)
 NOT_IN_BROWSER = ("training", "bench", "site", "web")
 #: a fixed time stamp, so the same code always makes the same wheel (and site version)

@@ -3,8 +3,10 @@
 ``records.bin`` holds one UTF-8 JSON object per passage, in id order (which
 is the index's storage order, see :meth:`.LorannIndex.number_by_position`,
 so the passages of one cluster sit together); ``offsets.bin`` holds n + 1
-little-endian uint64 byte offsets into it. Showing ten results fetches 2 x
-10 small ranges (merged where they touch), never the whole collection.
+little-endian byte offsets into it, uint32 (or uint64 when the records
+pass 4 GiB: :func:`offset_width`). A search in the browser fetches the
+offsets of the clusters it probes with their scorers, then its candidates'
+records with their vectors (``web/records.js``), never the whole collection.
 Each record: ``d`` document number, ``t`` title, ``u`` link (or null),
 ``h`` heading, ``x`` passage text, ``f`` the extra fields.
 """
@@ -25,19 +27,26 @@ def encode_record(passage, doc):
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def offset_width(total_bytes):
+    """Bytes per offset for records of ``total_bytes``: 4, or 8 past 4 GiB."""
+    return 4 if total_bytes < 1 << 32 else 8
+
+
 def write_records(records_path, offsets_path, records):
-    """Write ``records`` (an iterable of bytes) and their offsets; returns their count."""
+    """Write ``records`` (an iterable of bytes) and their offsets; returns
+    ``(count, bytes per offset)``."""
     offsets = [0]
     with atomic_output(records_path) as f:
         for record in records:
             f.write(record)
             offsets.append(offsets[-1] + len(record))
+    width = offset_width(offsets[-1])
     with atomic_output(offsets_path) as f:
-        f.write(np.asarray(offsets, dtype="<u8").tobytes())
-    return len(offsets) - 1
+        f.write(np.asarray(offsets, dtype=f"<u{width}").tobytes())
+    return len(offsets) - 1, width
 
 
-def read_records(records, offsets, ids):
+def read_records(records, offsets, ids, width=4):
     """The records of ``ids`` from the two files' bytes (the reader the browser mirrors)."""
-    table = np.frombuffer(offsets, dtype="<u8")
+    table = np.frombuffer(offsets, dtype=f"<u{width}")
     return [json.loads(records[int(table[i]):int(table[i + 1])]) for i in ids]

@@ -29,7 +29,7 @@ import numpy as np
 from .._checks import check_magnitudes
 from ..kernels import times
 from ..metrics import prepare
-from ..quantization import quantize_int8
+from ..quantization import quantize_int4, quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
 from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
 from .parallel import fit_all
@@ -150,6 +150,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
             parts.update(attributes.point_rows(ids[lo:hi]))
         if p.quantization_bits == 8:
             parts["B"], parts["B_scales"] = quantize_int8(b.T, axis=1)
+        elif p.quantization_bits == 4:
+            parts["B"], parts["B_scales"] = quantize_int4(b.T)
         else:
             parts["B"] = b.T
         sink.write_cluster(j, lo, parts)
@@ -159,7 +161,7 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         prefix["projection"] = projection
     if basis is not None:
         prefix["vectors_basis"] = basis
-    if p.quantization_bits == 8:
+    if p.quantization_bits in (8, 4):  # A (in the prefix, read once) stays 8-bit
         prefix["A"], prefix["A_scales"] = quantize_int8(A, axis=1)
     else:
         prefix["A"] = A
