@@ -1,137 +1,248 @@
-"""Measure a site made by `lorann-wasm site` in headless Chromium.
+"""Measure a site made by `lorann-wasm site` as a visitor meets it, in headless Chromium.
 
-Serves the site (default ``site/``) on 127.0.0.1 and counts the bytes the
-server sends. A first visit (cold: no cache): time to ready and to the
-first answer, bytes downloaded, and per typed query the bytes fetched and
-the embed and search times. Then a second visit (the service worker
-answers) and a visit with the server stopped. Saves a screenshot.
+Usage: python -m build_scripts.measure_demo --site SITE [--page PATH] [--queries wordnet|python]
+           [--latency-ms 40 --rate-mbit 20] [--cold 20] [--json OUT] [--screenshot PNG]
 
-Usage: python -m build_scripts.measure_demo [--site site] [--page PATH] [--queries Q...]
-                                           [--facet NAME=VALUE]... [--screenshot docs/demo.png]
-``--page`` is the search page's path under the served folder (for a search
-site inside a built site, e.g. ``--site public --page search/``); each
-``--facet`` is chosen on the page before the queries are typed (a site made
-with ``--facet-field NAME``), so the queries are filtered searches.
+The site is served by `lorann-wasm serve`, which counts every request and
+byte it answers (the service worker's and the search worker's included)
+and, with ``--latency-ms`` / ``--rate-mbit``, emulates a slower link (one
+round trip before each answer, one shared paced rate). Measured:
+
+1. First visit: navigation to ready, bytes; the first query typed at once:
+   navigation to its results, bytes before them.
+2. Cold queries (``--cold``): each on a new page once it is ready, nothing of
+   the index fetched yet: typed -> results shown (ms), and per network round
+   the requests, bytes and ms the worker saw, and the requests and bytes the
+   server answered.
+3. Background completion: after a page's first answer, how long the rest of
+   index and records takes and how many bytes; then new queries (requests
+   must be 0) and their latency; then the server is stopped, and new
+   queries and a reload must still answer, with the ids CPython gives.
 """
 
 import argparse
 import json
 import os
+import statistics
 import sys
-import threading
 import time
 
 from build_scripts.browser import chromium
 from lorann_wasm.site import serve
 
-QUERIES = ["a large domestic cat", "musical instrument with strings", "to run quickly",
-           "a machine that flies", "feeling of great happiness", "the study of stars"]
-
-
-class Counter:
-    """Bytes the server has sent (bodies), across threads."""
-
-    def __init__(self):
-        self.bytes, self.lock = 0, threading.Lock()
-
-    def install(self):
-        counter, copy = self, serve.Handler.copyfile
-
-        def copyfile(handler, source, dest):
-            class Counting:
-                def write(self, data):
-                    with counter.lock:
-                        counter.bytes += len(data)
-                    return dest.write(data)
-            return copy(handler, source, Counting())
-        serve.Handler.copyfile = copyfile
-
-
-def _ask(page, query, n):
-    page.fill("#app input", query)
-    page.wait_for_function(f"Number(document.querySelector('#app').dataset.answers || 0) >= {n} "
-                           "|| document.querySelector('.lorann-status').textContent.startsWith('Search failed')",
-                           timeout=60_000)
-    status = page.inner_text(".lorann-status")
-    if status.startswith("Search failed"):
-        raise RuntimeError(f"{query!r}: {status}")
-    return (float(status.split("embed ")[1].split(" ms")[0]),
-            float(status.split("search ")[1].split(" ms")[0]))
+QUERIES = {
+    "wordnet": [
+        "a large domestic cat", "musical instrument with strings", "to run quickly",
+        "a machine that flies", "feeling of great happiness", "the study of stars",
+        "a place where books are kept", "to cook food in an oven", "a young dog",
+        "sweet food made from sugar", "a person who writes poems", "very cold weather",
+        "to speak in a quiet voice", "the top of a mountain", "a building for worship",
+        "money paid for work", "a tool for cutting wood", "fear of closed spaces",
+        "a soft yellow fruit", "the organ that pumps blood", "to move through water",
+        "a small boat with oars", "light from the sun", "an animal that eats meat",
+        "a disease of the lungs", "a story with a moral", "to join two pieces of metal",
+        "the act of buying things", "a room under a house", "a bird that cannot fly",
+        "loud unpleasant noise", "to laugh quietly", "a large body of salt water",
+        "someone who steals", "a game played with a ball and bat", "the science of numbers",
+        "a device that measures temperature", "a sudden shaking of the ground",
+        "to make something clean", "a drink made from leaves", "the leader of a country",
+        "a wound on the skin", "clothing for the feet", "a period of ten years",
+        "to refuse to believe", "a woman who rules a kingdom", "a long narrow road",
+        "the seed of an oak", "a container for liquids", "extreme tiredness",
+        "a journey by sea", "to shine brightly", "an insect that makes honey",
+        "a sharp pain in the head", "the edge of a river", "written rules of a country",
+        "to grow old", "a building where films are shown", "a tall grass like plant",
+        "to draw a picture with paint"],
+    "python": [
+        "how do I read a file line by line", "sort a list of dictionaries by a key",
+        "format a number with two decimals", "run a shell command and get its output",
+        "parse command line arguments", "what is a generator", "handle an exception",
+        "create a virtual environment", "convert a string to a date", "read a csv file",
+        "serialize an object to json", "make an http request", "regular expression groups",
+        "difference between a list and a tuple", "default argument values",
+        "copy a dictionary", "iterate over two lists at once", "write unit tests",
+        "start a thread", "measure how long code takes", "random number in a range",
+        "join paths on any operating system", "list the files in a folder",
+        "remove duplicates from a list", "count the words in a text", "what is a decorator",
+        "read environment variables", "compress a file with gzip", "log messages to a file",
+        "compare floating point numbers", "define a class with properties",
+        "what does the with statement do", "unpack a tuple", "lambda functions",
+        "string methods to split and join", "working with dates and time zones",
+        "run code when a module is executed as a script", "type hints for functions",
+        "an ordered dictionary", "queue between threads", "read a file in binary mode",
+        "check if a key is in a dictionary", "add an element to a set", "exit the program",
+        "read input from the user", "pretty print nested data", "sum of a list of numbers",
+        "call a function with keyword arguments", "the global interpreter lock",
+        "asynchronous functions with async and await", "memory used by an object",
+        "unicode strings and encodings", "copy a file", "temporary files",
+        "enumerate items with their index", "integer division and remainder",
+        "reverse a string", "infinite loops and break", "import a module from a folder",
+        "data classes"],
+}
 
 
 def _ready(page, url):
     page.goto(url)
-    page.wait_for_function("['ready', 'error'].includes(document.querySelector('#app').dataset.state)",
-                           timeout=300_000)
+    page.wait_for_function("['ready', 'error'].includes(document.querySelector('#app')?.dataset.state)",
+                           timeout=600_000)
     if page.evaluate("document.querySelector('#app').dataset.state") != "ready":
         raise RuntimeError(page.inner_text("#app"))
 
 
+def _ask(page, query):
+    """Type ``query`` at once; the widget's own measurements of its answer."""
+    n = int(page.evaluate("Number(document.querySelector('#app').dataset.answers || 0)"))
+    page.fill("#app input", query)
+    page.wait_for_function(f"Number(document.querySelector('#app').dataset.answers || 0) > {n} "
+                           "|| document.querySelector('.lorann-status').textContent.includes('failed')",
+                           timeout=120_000)
+    status = page.inner_text(".lorann-status")
+    if "Search failed" in status:
+        raise RuntimeError(f"{query!r}: {status}")
+    data = page.evaluate("({...document.querySelector('#app').dataset})")
+    return {"query": query, "ms": float(data["latency"]), "rounds": json.loads(data["rounds"]),
+            "python_ms": json.loads(data["python"]),
+            "ids": [int(i) for i in data["ids"].split()] if data.get("ids") else []}
+
+
+def _pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def _reference(site, queries):
+    """CPython's ids for ``queries``, as the site's page asks for them."""
+    from lorann_wasm import LorannIndex
+    from lorann_wasm.embed.minilm import MiniLM
+
+    manifest = json.load(open(os.path.join(site, "site.json")))
+    s = manifest["search"]
+    index = LorannIndex.load(os.path.join(site, s["index"]))
+    with open(os.path.join(site, s["model"]), "rb") as f:
+        model = MiniLM.from_bytes(f.read())
+    k = min(10 if s["documents"] == s["passages"] else 30, s["n"])
+    return {q: [int(i) for i in index.search(model.encode(q), k)] for q in queries}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--site", default="site")
+    ap.add_argument("--site", default="site", help="the folder to serve")
     ap.add_argument("--page", default="", help="the search page's path under --site")
-    ap.add_argument("--queries", nargs="*", default=QUERIES)
-    ap.add_argument("--screenshot", default=os.path.join("docs", "demo.png"))
-    ap.add_argument("--json", help="write the measurements here")
-    ap.add_argument("--facet", action="append", default=[], metavar="NAME=VALUE",
-                    help="choose this facet's value before the queries (repeatable)")
+    ap.add_argument("--queries", choices=sorted(QUERIES), default="wordnet")
+    ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--rate-mbit", type=float, default=None)
+    ap.add_argument("--cold", type=int, default=20, help="cold queries, each on a new page")
+    ap.add_argument("--json", help="write every measurement here")
+    ap.add_argument("--screenshot", help="save the first visit's page here")
     args = ap.parse_args(argv)
     os.environ["LORANN_SERVE_QUIET"] = "1"
-    counter = Counter()
-    counter.install()
-    server, root = serve.serve_in_background(args.site)
+    site_dir = os.path.join(args.site, args.page)
+    queries = QUERIES[args.queries]
+    cold_q = queries[:args.cold]
+    after_q = queries[args.cold:args.cold + 20]
+    offline_q = queries[args.cold + 20:args.cold + 40]
+    want = _reference(site_dir, queries)
+    server, root = serve.serve_in_background(args.site, latency_ms=args.latency_ms,
+                                             rate_mbit=args.rate_mbit)
     url = root + args.page
-    out = {}
+    stats = server.stats
+    out = {"link": {"latency_ms": args.latency_ms, "rate_mbit": args.rate_mbit}}
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1100, "height": 900})
+        # 1. first visit
         page = context.new_page()
         t0 = time.perf_counter()
         _ready(page, url)
-        out["cold_ready_s"] = time.perf_counter() - t0
-        out["cold_bytes"] = counter.bytes
-        for facet in args.facet:
-            name, _, value = facet.partition("=")
-            page.select_option(f"select[data-facet='{name}']", value)
-        rows = []
-        for i, query in enumerate(args.queries):
-            before = counter.bytes
-            t = time.perf_counter()
-            embed, search = _ask(page, query, i + 1)
-            if args.facet and "filtered" not in page.inner_text(".lorann-status"):
-                raise RuntimeError(f"{query!r} was not filtered: {page.inner_text('.lorann-status')}")
-            if i == 0:
-                out["cold_first_answer_s"] = time.perf_counter() - t0
-            rows.append((query, embed, search, counter.bytes - before, time.perf_counter() - t))
-        out["queries"] = rows
-        page.wait_for_timeout(1000)
-        os.makedirs(os.path.dirname(args.screenshot) or ".", exist_ok=True)
-        page.screenshot(path=args.screenshot, full_page=True)
-        before, t = counter.bytes, time.perf_counter()
-        _ready(page, url)  # a second visit: the service worker answers
-        _ask(page, args.queries[0], 1)
-        out["warm_first_answer_s"], out["warm_bytes"] = time.perf_counter() - t, counter.bytes - before
+        out["first_visit"] = {"ready_s": time.perf_counter() - t0, "ready_bytes": stats["bytes"],
+                              "ready_requests": stats["requests"]}
+        first = _ask(page, queries[0])
+        out["first_visit"].update(first_answer_s=time.perf_counter() - t0,
+                                  first_answer_bytes=stats["bytes"])
+        if args.screenshot:
+            page.wait_for_timeout(500)
+            page.screenshot(path=args.screenshot, full_page=True)
+        page.close()
+        # 2. cold queries, each on a new page
+        cold = []
+        for q in cold_q:
+            page = context.new_page()
+            _ready(page, url)
+            before = dict(stats)
+            row = _ask(page, q)
+            row["server"] = {k: stats[k] - before[k] for k in before}
+            cold.append(row)
+            page.close()
+        out["cold"] = cold
+        # 3. background completion, then new queries with no request, then offline
+        page = context.new_page()
+        _ready(page, url)
+        _ask(page, queries[1])
+        t, before = time.perf_counter(), dict(stats)
+        page.wait_for_function("document.querySelector('#app').dataset.offline === 'done'",
+                               timeout=1_800_000)
+        out["completion"] = {"s": time.perf_counter() - t, "bytes": stats["bytes"] - before["bytes"],
+                             "requests": stats["requests"] - before["requests"]}
+        before = dict(stats)
+        after = [_ask(page, q) for q in after_q]
+        out["after_completion"] = {"queries": after,
+                                   "requests": stats["requests"] - before["requests"]}
         server.shutdown()
         server.server_close()
-        context.set_offline(True)
-        t = time.perf_counter()
-        _ready(page, url)
-        _ask(page, args.queries[0], 1)
-        out["offline_first_answer_s"] = time.perf_counter() - t
+        offline = [_ask(page, q) for q in offline_q]
+        page.reload()
+        page.wait_for_function("['ready', 'error'].includes(document.querySelector('#app')?.dataset.state)",
+                               timeout=600_000)
+        reloaded = _ask(page, offline_q[0]) if page.evaluate(
+            "document.querySelector('#app').dataset.state") == "ready" else None
+        out["offline"] = {"queries": offline, "reload_answered": reloaded is not None}
         context.close()
-    print(f"first visit: ready {out['cold_ready_s']:.1f} s, first answer {out['cold_first_answer_s']:.1f} s "
-          f"(query typed as soon as ready), {out['cold_bytes'] / 1e6:.1f} MB downloaded")
-    print(f"{'query':36} {'embed ms':>9} {'search ms':>10} {'fetched kB':>11}")
-    for q, e, s, b, _ in rows:
-        print(f"{q[:36]:36} {e:9.0f} {s:10.0f} {b / 1e3:11.1f}")
-    print(f"second visit: first answer {out['warm_first_answer_s']:.1f} s, "
-          f"{out['warm_bytes'] / 1e3:.1f} kB downloaded")
-    print(f"server stopped, browser offline: first answer {out['offline_first_answer_s']:.1f} s")
-    print(f"screenshot: {args.screenshot}")
+    same = [r["ids"] == want[r["query"]] for r in cold + after + offline]
+    out["ids_equal_cpython"] = f"{sum(same)} of {len(same)}"
+    _report(out, args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
     return 0
+
+
+def _report(out, args):
+    link = (f"{args.latency_ms:g} ms, {args.rate_mbit:g} Mbit/s" if args.rate_mbit
+            else "localhost")
+    f = out["first_visit"]
+    print(f"link: {link}")
+    print(f"first visit: ready {f['ready_s']:.1f} s ({f['ready_bytes'] / 1e6:.1f} MB, "
+          f"{f['ready_requests']} requests); first answer {f['first_answer_s']:.1f} s "
+          f"({f['first_answer_bytes'] / 1e6:.1f} MB)")
+    cold = out["cold"]
+    ms = [r["ms"] for r in cold]
+    print(f"cold queries ({len(cold)}): typed -> shown p50 {statistics.median(ms):.0f} ms, "
+          f"p90 {_pct(ms, 90):.0f} ms")
+    rounds = max(len(r["rounds"]) for r in cold)
+    print(f"  rounds per query: at most {rounds}")
+    for i in range(rounds):
+        got = [r["rounds"][i] for r in cold if len(r["rounds"]) > i]
+        print(f"  round {i + 1}: requests median {statistics.median(g['requests'] for g in got):.0f} "
+              f"(max {max(g['requests'] for g in got)}), kB median "
+              f"{statistics.median(g['bytes'] for g in got) / 1e3:.0f} (max "
+              f"{max(g['bytes'] for g in got) / 1e3:.0f}), ms median "
+              f"{statistics.median(g['ms'] for g in got):.0f}")
+    srv = [r["server"] for r in cold]
+    print(f"  at the server per query: requests median {statistics.median(s['requests'] for s in srv):.0f} "
+          f"(max {max(s['requests'] for s in srv)}), kB median "
+          f"{statistics.median(s['bytes'] for s in srv) / 1e3:.0f} (max {max(s['bytes'] for s in srv) / 1e3:.0f})")
+    py = [sum(r["python_ms"]) for r in cold]
+    print(f"  in Python (plan, supplies, finish): median {statistics.median(py):.0f} ms")
+    c = out["completion"]
+    print(f"background completion: {c['s']:.1f} s, {c['bytes'] / 1e6:.1f} MB in {c['requests']} requests")
+    a = out["after_completion"]
+    ms = [r["ms"] for r in a["queries"]]
+    print(f"after it, {len(ms)} new queries: {a['requests']} requests; p50 "
+          f"{statistics.median(ms):.0f} ms, max {max(ms):.0f} ms")
+    o = out["offline"]
+    ms = [r["ms"] for r in o["queries"]]
+    print(f"server stopped: {len(ms)} new queries answered, p50 {statistics.median(ms):.0f} ms; "
+          f"a reload answers: {o['reload_answered']}")
+    print(f"ids equal CPython's: {out['ids_equal_cpython']}")
 
 
 if __name__ == "__main__":

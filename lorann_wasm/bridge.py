@@ -143,11 +143,23 @@ class Session:
         return json.dumps({**self._next(plan), "path": plan.path, "passing": plan.passing})
 
     def supply(self, buffers):
-        """Hand over the responses to the ranges asked for (a list of byte buffers);
-        returns what is needed next as :meth:`plan` does (the candidates' vector
-        rows after the clusters), no ranges when :meth:`finish` can run."""
+        """Hand over the responses to the ranges asked for: a list of byte buffers,
+        or one buffer holding them back to back (one copy out of JS, not one per
+        range: 500 ranges one by one took 40 ms in Pyodide). Returns what is needed
+        next as :meth:`plan` does (the candidates' vector rows after the clusters),
+        no ranges when :meth:`finish` can run."""
         plan = self._require_plan()
-        parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
+        if not (hasattr(buffers, "to_bytes") or isinstance(buffers, (bytes, bytearray,
+                                                                    memoryview))):
+            parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
+        else:  # one typed array (JS) or buffer: the responses back to back
+            joined = memoryview(_buffer(buffers)).cast("B")
+            sizes = [b - a for a, b in plan.ranges]
+            if sum(sizes) != joined.nbytes:
+                raise ValueError(f"the responses hold {joined.nbytes} bytes; the ranges asked "
+                                 f"for {sum(sizes)}")
+            ends = np.cumsum([0] + sizes).tolist()
+            parts = [joined[a:b] for a, b in zip(ends[:-1], ends[1:])]
         self.index.supply(plan, parts)
         return json.dumps(self._next(plan))
 

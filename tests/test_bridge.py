@@ -79,3 +79,29 @@ def test_text_search_through_the_bridge(session_and_index):
         session.embed(json.dumps("a cat"))
     with pytest.raises(ValueError, match="not a lorann_wasm-minilm weights file|invalid"):
         session.load_encoder(index.to_bytes())
+
+
+def test_supply_takes_the_responses_back_to_back_in_one_buffer(tmp_path):
+    """The worker hands a round's responses over in one buffer (one copy out of JS):
+    the same answer as one buffer per range; a buffer of the wrong length is refused."""
+    from lorann_wasm.bridge import Session
+    from lorann_wasm.lazy import FileReader
+
+    data = np.random.default_rng(2).standard_normal((3000, 24)).astype(np.float32)
+    LorannIndex(data, rank=8, seed=1).build(target_recall=None).save(tmp_path / "i.lorann")
+    raw = (tmp_path / "i.lorann").read_bytes()
+    answers = []
+    for joined in (False, True):
+        session = Session()
+        session.load_lazy(FileReader(str(tmp_path / "i.lorann")))
+        need = json.loads(session.plan(data[:3].tobytes(), 3, 5))
+        while need["ranges"]:
+            parts = [raw[a:b] for a, b in need["ranges"]]
+            need = json.loads(session.supply(b"".join(parts) if joined else parts))
+        answers.append(session.finish()[0].tolist())
+    assert answers[0] == answers[1] and len(answers[0]) == 15
+    session = Session()
+    session.load_lazy(FileReader(str(tmp_path / "i.lorann")))
+    need = json.loads(session.plan(data[:1].tobytes(), 1, 5))
+    with pytest.raises(ValueError, match="bytes"):
+        session.supply(b"".join(raw[a:b] for a, b in need["ranges"]) + b"x")

@@ -40,6 +40,9 @@ def site(tmp_path_factory):
     truth = ExactIndex(data, distance="l2").search(queries, 10)
     del both, data
     queries.tofile(os.path.join(root, "indexes", "big.queries.bin"))
+    old = os.path.join(os.path.dirname(__file__), "data", "made-before-the-redesign.lorann")
+    with open(old, "rb") as src, open(os.path.join(root, "indexes", "old.lorann"), "wb") as dst:
+        dst.write(src.read())
     raw = bytearray((work / "small.lorann").read_bytes())
     raw[-10] ^= 0x40  # inside the last cluster's vectors
     with open(os.path.join(root, "indexes", "corrupt.lorann"), "wb") as f:
@@ -159,3 +162,21 @@ def test_lazy_errors_are_clear(page, site):
     assert got["stage"] == "search" and "truncated response" in got["error"], got
     got = page.evaluate(OPEN_AND_SEARCH, ["indexes/missing.lorann", good.tolist(), 1])
     assert got["stage"] == "open" and "HTTP 404" in got["error"], got
+
+
+def test_a_file_of_an_older_format_answers_lazily_as_in_cpython(page, site):
+    """The fixture saved before the format's redesign (tensor-major, whole clusters, no
+    row checksums) searched lazily in Chromium gives its stored answers."""
+    from conftest import clustered
+    folder = os.path.join(os.path.dirname(__file__), "data")
+    want = np.load(os.path.join(folder, "made-before-the-redesign.ids.npy"))
+    queries = clustered(400, 16, seed=41)[:20] + 0.01
+    got = page.evaluate("""async ([url, flat, count]) => {
+      const engine = await window.LorannEngine.create({});
+      const info = await engine.loadIndex(url, { lazy: true });
+      const r = await engine.searchBatch(Float32Array.from(flat), count, 5);
+      engine.terminate();
+      return { lazy: info.lazy, ids: Array.from(r.ids), rounds: r.rounds.length };
+    }""", ["indexes/old.lorann", queries.ravel().tolist(), len(queries)])
+    assert got["lazy"] and got["rounds"] <= 2
+    assert np.array_equal(np.array(got["ids"]).reshape(want.shape), want)

@@ -60,7 +60,7 @@ def wordnet(tmp_path_factory):
                title="WordNet subset", facets=("pos", "lexname"))
     index, model, _ = _reference(work / "site")
     server, url = serve_in_background(str(work / "site"))
-    yield {"url": url, "index": index, "model": model, "subset": subset}
+    yield {"url": url, "index": index, "model": model, "subset": subset, "dir": work / "site"}
     server.shutdown()
 
 
@@ -123,11 +123,12 @@ def _open(page, url, selector="#app"):
 
 def _ask(page, query, selector="#app"):
     """Type a query as a person does; returns the ids the page searched out."""
-    before = int(page.evaluate(f"document.querySelector('{selector}').dataset.answers || 0"))
     page.fill(f"{selector} input", "")
     page.type(f"{selector} input", query, delay=15)
-    page.wait_for_function(f"Number(document.querySelector('{selector}').dataset.answers || 0) > {before}")
-    page.wait_for_timeout(400)  # a later keystroke's answer replaces an earlier one
+    # every keystroke may search (the newest waits for the one running): wait for
+    # the answer to the whole query
+    page.wait_for_function(f"document.querySelector('{selector}').dataset.query === "
+                           f"{json.dumps(query)}")
     return [int(x) for x in page.evaluate(f"document.querySelector('{selector}').dataset.ids").split()]
 
 
@@ -328,3 +329,49 @@ def test_a_host_missing_a_file_still_searches_online(browser, tmp_path):
         assert page.evaluate("document.body.dataset.offline") == "install failed"
         _ask(page, "birds of the night")
         assert page.inner_text(".lorann-link") == "Owls"
+
+
+def _fill(page, query, selector="#app"):
+    """Paste a whole query (one input event, one search): its answer's ids, its rounds."""
+    page.fill(f"{selector} input", query)
+    page.wait_for_function(f"document.querySelector('{selector}').dataset.query === "
+                           f"{json.dumps(query)}")
+    data = page.evaluate(f"({{...document.querySelector('{selector}').dataset}})")
+    return [int(x) for x in data["ids"].split()], json.loads(data["rounds"])
+
+
+def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser, wordnet):
+    """A lazily loaded site answers a cold query in at most two network rounds of a few
+    requests (index, offsets and records together); after its first answer the page
+    downloads the rest, then answers new queries with no request at all, with the
+    server stopped too, and after a reload with the server stopped."""
+    server, url = serve_in_background(str(wordnet["dir"]))
+    want = lambda q: list(wordnet["index"].search(wordnet["model"].encode(q), 10))
+    try:
+        with local_page(browser, url) as page:
+            _open(page, url)
+            for query in ("a large domestic cat", "musical instrument with strings"):
+                ids, rounds = _fill(page, query)
+                assert ids == want(query)
+                assert 1 <= len(rounds) <= 2, rounds
+                assert sum(r["requests"] for r in rounds) <= 8, rounds
+                assert all(r["bytes"] > 0 for r in rounds), rounds
+            page.wait_for_function("document.querySelector('#app').dataset.offline === 'done'",
+                                   timeout=BOOT_MS)
+            assert "searches need no network" in page.inner_text(".lorann-status")
+            before = dict(server.stats)
+            for query in ("a machine that flies", "feeling of great happiness", "to sing"):
+                ids, rounds = _fill(page, query)
+                assert ids == want(query) and rounds == []
+            assert server.stats == before  # not one request
+            server.shutdown()
+            server.server_close()
+            for query in ("the study of stars", "a young dog", "very cold weather"):
+                ids, rounds = _fill(page, query)
+                assert ids == want(query) and rounds == []
+            _open(page, url)  # a reload, the server gone: the site's cache answers
+            assert page.evaluate("window.lorannSite.info.local") is True
+            ids, rounds = _fill(page, "a place where books are kept")
+            assert ids == want("a place where books are kept") and rounds == []
+    finally:
+        server.shutdown()

@@ -142,6 +142,11 @@ export class LorannEngine {
     return this.encoder;
   }
 
+  // Run the text query path once, fetching nothing, so the first real query is fast.
+  warm() {
+    return this.call("warm");
+  }
+
   // Unit-length embeddings of strings, flat Float32Array (texts.length * 384).
   async embed(texts) {
     const { vectors } = await this.call("embed", { texts });

@@ -80,6 +80,7 @@ export async function openSite(base, onStatus = () => {}) {
     recordsUrl: url(s.records), offsetsUrl: url(s.offsets), count: s.n,
     width: s.offset_bytes || 8, whole: s.whole || Boolean(handle.info.rangeFallback),
     cacheName: cache, sizes: [size(s.records), size(s.offsets)] });
+  if (s.model) await engine.warm();
   if (handle.info.rangeFallback) {
     handle.notices.push("This host does not support HTTP Range requests, so the whole index " +
                         "was downloaded.");
@@ -291,11 +292,30 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
   said = `${s.documents.toLocaleString()} documents ready to search.`;
   show();
   input.disabled = false;
-  const facets = facetControls(s.facets || [], () => run(input.value));
+  const facets = facetControls(s.facets || [], () => request(input.value));
   if ((s.facets || []).length) input.after(facets.node);
   let latest = 0;
   const isLatest = (token) => token === latest;
-  async function run(query) {
+  // Search as you type with no fixed delay: a query starts at once when none
+  // runs; typed meanwhile, only the newest waits for it, then starts.
+  let running = false;
+  let queued = null;
+  async function pump() {
+    while (queued) {
+      const [query, typed] = queued;
+      queued = null;
+      await run(query, typed);
+    }
+    running = false;
+  }
+  function request(query) {
+    queued = [query, performance.now()];
+    if (!running) {
+      running = true;
+      pump();
+    }
+  }
+  async function run(query, typed = performance.now()) {
     const token = ++latest;
     if (!query.trim()) {
       list.replaceChildren();
@@ -314,9 +334,11 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       said = `${found.groups.length} results · embed ${found.embedMs.toFixed(0)} ms · ` +
         `search ${found.searchMs.toFixed(0)} ms${filtered}`;
       show();
+      element.dataset.latency = String(performance.now() - typed);  // typed -> shown
       element.dataset.path = found.path;
       element.dataset.rounds = JSON.stringify(found.rounds || []);
       element.dataset.python = JSON.stringify(found.pythonMs || []);
+      element.dataset.query = query;  // the query these results answer
       element.dataset.answers = String(Number(element.dataset.answers || 0) + 1);
       element.dataset.ids = found.ids.join(" ");
     } catch (err) {
@@ -326,11 +348,7 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       }
     }
   }
-  let timer = null;
-  input.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => run(input.value), 150);
-  });
+  input.addEventListener("input", () => request(input.value));
   element.addEventListener("keydown", (ev) => {
     const links = [...list.querySelectorAll(".lorann-link")];
     const at = links.indexOf(document.activeElement);
@@ -341,11 +359,11 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       else if (links[Math.min(next, links.length - 1)]) links[Math.min(next, links.length - 1)].focus();
     } else if (ev.key === "Escape") {
       input.value = "";
-      run("");
+      request("");
       input.focus();
     }
   });
-  handle.search = run;
+  handle.search = request;
   return handle;
 }
 
