@@ -131,8 +131,8 @@ def _by_sampled_threshold(values, k):
     answer is either right or None.
     """
     n = values.shape[-1]
-    if values.ndim == 2 and values.size > SAMPLED_BLOCK:
-        step = max(1, SAMPLED_BLOCK // n)
+    if values.ndim == 2 and values.size > SAMPLED_BLOCK and len(values) > 1:
+        step = max(1, SAMPLED_BLOCK // n)  # (a row longer than a block: one at a time)
         parts = []
         for s in range(0, len(values), step):
             part = _by_sampled_threshold(values[s:s + step], k)

@@ -173,3 +173,21 @@ def test_the_benchmarks_floor_answers_as_the_engine(distance):
         np.testing.assert_array_equal(floor.batch_query(queries, 10, **setting), engine)
         single = np.array([floor.query(q, 10, **setting) for q in queries])
         np.testing.assert_array_equal(single, engine)
+
+
+def test_rows_longer_than_a_selection_block(monkeypatch):
+    """A query scoring more points than the sampled selection's block (262,144) once
+    recursed forever: a default build of 400,000 points crashed in tuning. Any row
+    length works: a lone long row, a batch of them, a search and a tuned build."""
+    rng = np.random.default_rng(4)
+    for shape in ((1, topk.SAMPLED_BLOCK + 5), (3, topk.SAMPLED_BLOCK // 2 + 7)):
+        values = rng.standard_normal(shape).astype(np.float32)
+        picked = topk.unordered_smallest_k(values, 64)
+        want = np.sort(np.argpartition(values, 63, axis=1)[:, :64], axis=1)
+        assert np.array_equal(np.sort(picked.reshape(shape[0], 64) % shape[1], axis=1), want)
+    monkeypatch.setattr(topk, "SAMPLED_BLOCK", 4096)  # rows of ~6,000 scores: past it
+    data = clustered(8000, 24, seed=9)
+    index = LorannIndex(data, n_clusters=16, rank=8, seed=1).build()  # tunes: long rows
+    queries = data[:5] + 0.01
+    found = index.search(queries, 10, clusters_to_search=16, points_to_rerank=8000)
+    assert np.array_equal(found, index.exact_search(queries, 10))
