@@ -43,9 +43,18 @@ OPERATORS = {
 }
 
 
+#: the integers an int attribute compares with
+INT64 = (-2 ** 63, 2 ** 63 - 1)
+
+
+def _integer(x):
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
 def _number(x):
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
-        x, (bool, np.bool_)) and math.isfinite(x)
+    if _integer(x):
+        return True  # (math.isfinite of a huge int raises OverflowError)
+    return isinstance(x, (float, np.floating)) and math.isfinite(x)
 
 
 def _both(estimate, other, sizes):
@@ -82,17 +91,21 @@ class _Condition:
         return est, full & (sizes > 0)
 
     def _numeric(self, op, arg, summary, sizes):
-        lo, hi = summary[:, 0].astype(np.float64), summary[:, 1].astype(np.float64)
-        width = hi - lo
+        # Comparisons read the summaries as stored (int64 against an int operand is
+        # exact); shares are float64 of halves, which cannot overflow, so values near
+        # +-1.8e308 give no inf - inf = NaN (once read as "nothing here")
+        lo, hi = summary[:, 0], summary[:, 1]
+        half_lo, half_hi = lo.astype(np.float64) / 2, hi.astype(np.float64) / 2
+        half_width = half_hi - half_lo
         if op in ("eq", "in", "ne", "nin"):
             points = [arg] if op in ("eq", "ne") else arg
             hit = np.zeros(len(sizes))
             certain = np.zeros(len(sizes), dtype=bool)  # every point equals one of them
             for v in points:
                 inside = (lo <= v) & (v <= hi)
-                share = (1 / (width + 1)) if self.kind == "int" else np.zeros(len(sizes))
+                share = (1 / (2 * half_width + 1)) if self.kind == "int" else np.zeros(len(sizes))
                 hit += np.where(inside, np.maximum(sizes * share, 1.0), 0.0)
-                certain |= (width == 0) & (lo == v)
+                certain |= (lo == hi) & (lo == v)
             hit = np.minimum(np.where(certain, sizes, hit), sizes)
             if op in ("eq", "in"):
                 return hit, certain
@@ -103,8 +116,8 @@ class _Condition:
         disjoint = (hi < low) | (lo > high) | (strict & ((hi == low) | (lo == high)))
         inside = (lo >= low) & (hi <= high) & ~(strict & ((lo == low) | (hi == high)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            share = (np.minimum(hi, high) - np.maximum(lo, low)) / width
-        share = np.where(width > 0, share, 1.0)
+            share = (np.minimum(half_hi, high / 2) - np.maximum(half_lo, low / 2)) / half_width
+        share = np.where(half_width > 0, share, 1.0)
         est = np.where(disjoint, 0.0, np.where(inside, sizes, np.maximum(sizes * share, 1.0)))
         return np.minimum(est, sizes), inside
 
@@ -168,14 +181,16 @@ class _Condition:
 
 
 def _compare(op, arg, rows):
+    """The points' values ``rows`` (int64 or float64) against an operand: ints
+    compare exactly with an int column (2**53 + 1 is not 2**53)."""
     if op == "eq":
         return rows == arg
     if op == "ne":
         return rows != arg
-    if op == "in":
-        return np.isin(rows, np.array(arg, dtype=np.float64))
-    if op == "nin":
-        return ~np.isin(rows, np.array(arg, dtype=np.float64))
+    if op in ("in", "nin"):
+        exact = rows.dtype.kind == "i" and all(isinstance(v, int) for v in arg)
+        hit = np.isin(rows, np.array(arg, dtype=np.int64 if exact else np.float64))
+        return hit if op == "in" else ~hit
     return {"gt": np.greater, "gte": np.greater_equal, "lt": np.less,
             "lte": np.less_equal}[op](rows, arg)
 
@@ -193,14 +208,24 @@ def _operand(name, kind, op, arg):
     for v in items:
         if kind in ("int", "float") and not _number(v):
             _fail(name, f"{op!r} compares numbers; got {v!r}")
+        if kind == "int" and _integer(v) and not INT64[0] <= int(v) <= INT64[1]:
+            _fail(name, f"{v} is outside the range of integers an attribute holds "
+                        f"(-2**63 .. 2**63 - 1)")
         if kind == "bool" and not isinstance(v, (bool, np.bool_)):
             _fail(name, f"a bool attribute compares with true or false; got {v!r}")
         if kind in ("string", "strings") and not isinstance(v, str):
             _fail(name, f"a {kind} attribute compares with strings; got {v!r}")
-    if kind in ("int", "float"):
-        items = [float(v) for v in items]
+    if kind == "int":  # ints stay ints: compared exactly with the stored int64
+        items = [int(v) if _integer(v) else float(v) for v in items]
+    elif kind == "float":
+        try:
+            items = [float(v) for v in items]
+        except OverflowError:
+            _fail(name, f"{op!r}: a number too large for a float")
     elif kind == "bool":
         items = [bool(v) for v in items]
+    if listed:  # operands are a set: a value given twice counts once in the estimates
+        items = list(dict.fromkeys(items))
     return items if listed else items[0]
 
 
@@ -226,6 +251,8 @@ def _condition(col, spec):
 def as_allowed(allow, n):
     """``allow`` (ids, or a boolean mask of n) as a boolean mask over ids."""
     arr = np.asarray(allow)
+    if arr.dtype == object and arr.ndim == 1 and all(_integer(v) for v in arr.tolist()):
+        raise ValueError(f"allow holds ids outside [0, {n}) (too large for int64)")
     if arr.dtype == bool:
         if arr.shape != (n,):
             raise ValueError(f"allow as a boolean mask must have shape ({n},), got {arr.shape}")

@@ -242,11 +242,13 @@ class QueryEngine:
                              where, allow, filter_path)
         self.last_plan = plan
         try:
-            if plan.stage == "clusters":  # not supplied: read through the reader
-                self._store.fetch_missing(plan.probed, plan.fetched)
-                self._received(plan)
-            if plan.stage == "vectors":
-                self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
+            # not supplied: read through the reader, as many rounds as the plan needs
+            # (a filtered query that found too few probes further: clusters again)
+            while plan.stage != "ready":
+                if plan.stage == "clusters":
+                    self._store.fetch_missing(plan.probed, plan.fetched)
+                else:
+                    self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
                 self._received(plan)
             ids, dists = self._finish(plan)
         finally:

@@ -92,6 +92,8 @@ def plan_filtered(plan, bounded, filter_path, params, sizes, fetching):
         bounded.weights = cluster_weights(factors, bounded.estimate, sizes)
         bounded.factors, bounded.paths = factors, {}
     plan.budget = plan.settings.clusters_to_search * params.n / params.n_clusters
+    if plan.settings.clusters_to_search >= params.n_clusters:
+        plan.budget = np.inf  # every cluster asked for: each that may hold a passing point
     plan.filter, plan.passing, plan.bounded = bounded.filter, float(bounded.estimate.sum()), bounded
     if not filter_path:  # the same settings choose the same path: choose once
         key = (plan.budget, plan.settings.points_to_rerank, fetching)
@@ -181,6 +183,9 @@ def finish_exact(plan, arrays, distance):
     """``(ids, distances)`` of an exact search over the passing rows' vectors, kept
     side by side (``plan.bounded.subset``), unpadded."""
     subset, positions, k = plan.bounded.subset, plan.bounded.positions, plan.settings.k
+    if not len(positions):  # the summaries could not rule it out, but no point passes
+        shape = (0,) if plan.single else (len(plan.queries), 0)
+        return np.zeros(shape, np.int64), np.zeros(shape, np.float32)
     rows, dists = brute_force(subset, plan.queries, min(k, len(positions)), distance)
     if distance == "l2":
         rows, dists = exact_l2(subset, plan.queries, rows, dists)
