@@ -72,10 +72,15 @@ def test_inputs_of_every_kind(tmp_path):
         ("x", "T", None, {"pos": "n"}), ("1", "", "https://e.org/2", {"pos": None})]
     (doc,) = read_inputs([str(tmp_path / "b.csv")], Fields(text="body", title="name"))
     assert (doc.title, doc.sections) == ("Row one", [("", None, "Csv text")])
-    # a built site, the search page inside it: links relative to the search page
+    # a built site, the search page inside it: links relative to the search page; its
+    # pages are its HTML files (the .md beside them is a source, not a page) ...
     docs = {d.id: d for d in read_inputs([str(site)], html_root=str(site),
                                          link_base=str(site / "search"))}
-    assert docs["docs/index.html"].url == "../docs/" and docs["notes.md"].url is None
+    assert docs["docs/index.html"].url == "../docs/" and "notes.md" not in docs
+    # ... unless given as an input itself
+    docs = {d.id: d for d in read_inputs([str(site), str(site / "notes.md")],
+                                         html_root=str(site), link_base=str(site / "search"))}
+    assert docs["notes.md"].url is None and docs["notes.md"].title == "Notes"
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -252,7 +257,7 @@ def test_rebuild_replaces_a_site_but_never_other_folders(small_site, tmp_path):
     with pytest.raises(builder.SiteError, match="not a site made by lorann-wasm"):
         builder.build_site([str(work / "docs.jsonl")], str(mine))
     assert (mine / "thesis.tex").read_text() == "precious"
-    with pytest.raises(builder.SiteError, match="is an input"):
+    with pytest.raises(builder.SiteError, match="holds the input"):
         builder.build_site([str(work)], str(work))
 
 

@@ -57,12 +57,23 @@ def _log(msg):
     print(f"site: {msg}", file=sys.stderr, flush=True)
 
 
-def _check_out(out, inputs):
-    """Refuse an output folder whose loss would hurt: one that is not a previous site."""
-    real = os.path.realpath(out)
-    for path in inputs:
-        if os.path.realpath(path) == real:
-            raise SiteError(f"the output folder {out} is an input; choose another -o")
+def _inside(path, folder):
+    """Whether ``path`` is ``folder`` or lies below it (both resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_out(out, inputs, html_root=None):
+    """Refuse, before any work, an output folder whose replacement would lose or break
+    something: one that is not a previous site, that holds an input (replacing it
+    would delete the input), or that holds the current directory."""
+    for path in list(inputs) + ([html_root] if html_root else []):
+        if _inside(path, out):
+            raise SiteError(f"the output folder {out} holds the input {path}: replacing the "
+                            "site would delete it; choose another -o")
+    if _inside(os.getcwd(), out):
+        raise SiteError(f"the output folder {out} holds the current directory, which cannot "
+                        "be replaced; choose another -o (a folder of its own)")
     if os.path.isdir(out) and os.listdir(out):
         try:
             with open(os.path.join(out, "site.json")) as f:
@@ -76,14 +87,54 @@ def _check_out(out, inputs):
         raise SiteError(f"{out} exists and is not a folder")
 
 
+#: the staging folders of site builds, beside -o: a build holds a lock on its own
+#: (STAGING_LOCK inside it), so one whose lock can be taken was left by a build
+#: that was killed, and the next build beside it removes it
+STAGING_PREFIX = ".lorann-site-"
+STAGING_LOCK = ".lorann-building"
+
+
+def _staging(parent):
+    """A new staging folder in ``parent``, locked by this process: ``(path, lock file)``.
+    Stale ones left by killed builds are removed first."""
+    import fcntl
+
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
+            continue
+        try:
+            fd = os.open(os.path.join(path, STAGING_LOCK), os.O_RDWR)
+        except OSError:
+            continue  # no lock file: not (or not yet) one of ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # another build is using it
+        _log(f"removing {path}, left by a build that was stopped")
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+    fd = os.open(os.path.join(staging, STAGING_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return staging, fd
+
+
 def _embed(passages, vectors_path, n_docs, encoder, executor, workers):
     if vectors_path is not None:
+        from .._checks import as_matrix
         from ..io import load_npy
-        vectors = load_npy(vectors_path)
-        if vectors.ndim != 2 or len(vectors) != n_docs:
-            raise SiteError(f"{vectors_path}: expected one vector per document ({n_docs} rows), "
-                            f"got shape {vectors.shape}")
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        from ..metrics import check_nonzero_rows
+        try:
+            vectors = as_matrix(load_npy(vectors_path), "the vectors")
+            check_nonzero_rows(vectors, "the vectors")  # (the site searches them by cosine)
+        except (TypeError, ValueError) as exc:
+            raise SiteError(f"--vectors {vectors_path}: {exc}") from None
+        if len(vectors) != n_docs:
+            raise SiteError(f"--vectors {vectors_path}: expected one vector per document "
+                            f"({n_docs} rows), got shape {vectors.shape}")
+        return vectors
     from ..embed.parallel import embed_collection
     return embed_collection([p.embed_text for p in passages], encoder,
                             cache_dir=user_cache("embeddings"), executor=executor,
@@ -143,7 +194,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     inputs = list(inputs) or ([html_root] if html_root else [])
     if not inputs:
         raise SiteError("no input: give JSONL, CSV, Markdown or HTML files or folders")
-    _check_out(out, inputs)
+    _check_out(out, inputs, html_root)
     if vectors is None:
         from ..embed.encoders import check_encoder
         try:
@@ -177,18 +228,21 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     _log(f"indexing {len(embeddings):,} vectors of dimension {embeddings.shape[1]}")
     distance = "ip" if vectors is None else "cosine"
     try:
-        index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
-                            rank=min(32, embeddings.shape[1]), **SITE_INDEX,
-                            n_clusters=site_clusters(len(embeddings)),
-                            attributes=_facet_columns(passages, docs, facets))
+        columns = _facet_columns(passages, docs, facets)
+        from ..filtering.columns import AttributeTable
+        if columns is not None:
+            AttributeTable.from_columns(columns, len(passages))
     except (TypeError, ValueError) as exc:
         raise SiteError(f"--facet-field: {exc}") from None
+    index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
+                        rank=min(32, embeddings.shape[1]), **SITE_INDEX,
+                        n_clusters=site_clusters(len(embeddings)), attributes=columns)
     index.build(target_recall=target_recall, executor=executor)
     old_ids = index.number_by_position()
 
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".lorann-site-", dir=parent)
+    staging, lock = _staging(parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a site is an ordinary folder
@@ -196,11 +250,14 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
                              title or _default_title(inputs), fields, runtime, prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
+        os.remove(os.path.join(staging, STAGING_LOCK))  # (not part of the site)
         _finish_manifest(staging, manifest)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
     _log(f"{out}: {len(docs):,} documents, {len(passages):,} passages, "
          f"{manifest['bytes'] / 1e6:.1f} MB in all ({time.perf_counter() - t0:.1f} s)")
     return manifest

@@ -29,10 +29,16 @@ BODY_MARKERS = ("data-lorann-body", "main", "article")
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 
 
+#: open elements kept at most: deeper ones are read as if they had no end (a page
+#: nested this deep is broken or hostile; the stack must not grow with it)
+MAX_DEPTH = 256
+
+
 class _Reader(html.parser.HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.stack = []  # (tag, id, skipped, markers)
+        self.open = {}  # tag -> how many of the stack's elements it names
         self.title = []
         self.in_title = False
         self.pieces = []  # (text, markers, section number)
@@ -63,8 +69,9 @@ class _Reader(html.parser.HTMLParser):
             anchor = attrs.get("id") or next((e[1] for e in reversed(self.stack) if e[1]), None)
             self.sections.append(["", anchor])
             self.heading = (len(self.stack), [], markers)
-        if tag not in VOID:
+        if tag not in VOID and len(self.stack) < MAX_DEPTH:
             self.stack.append((tag, attrs.get("id"), skipped, markers))
+            self.open[tag] = self.open.get(tag, 0) + 1
 
     def handle_startendtag(self, tag, attrs):
         if tag in BLOCKS:
@@ -73,15 +80,15 @@ class _Reader(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag == "title":
             self.in_title = False
-        if tag in VOID:
-            return
-        # pop to the matching open tag; stray end tags are ignored
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                del self.stack[i:]
+        if tag in VOID or not self.open.get(tag):
+            return  # a stray end tag: ignored, without looking through the stack
+        # pop to the matching open tag: each element is popped once, so reading is
+        # linear however the tags nest (the scan for every stray end tag was quadratic)
+        while True:
+            popped = self.stack.pop()[0]
+            self.open[popped] -= 1
+            if popped == tag:
                 break
-        else:
-            return
         if self.heading is not None and len(self.stack) <= self.heading[0]:
             self.sections[-1][0] = _SPACE.sub(" ", "".join(self.heading[1])).strip()
             self.heading = None

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 #: the encoder reads 256 tokens, two of them [CLS] and [SEP]
 WINDOW = 254
-_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
+#: where sentences end: after . ! ? … and white space, or right after the full-width
+#: marks of Chinese and Japanese (。！？), which no space follows; and at line ends
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？｡])|\n+")
 
 
 @dataclass
@@ -40,11 +42,31 @@ class TokenCounter:
         return len(text) <= limit or self(text) <= limit
 
 
+def _cut_word(word, count, limit):
+    """A run of characters longer than ``limit`` tokens (text without spaces: Chinese,
+    Japanese, Thai) cut into runs that fit: the last resort, so no text is dropped."""
+    out = []
+    while word:
+        size = max(1, len(word) * limit // max(count(word), 1))
+        while size > 1 and count(word[:size]) > limit:
+            size = max(1, size * 3 // 4)
+        out.append(word[:size])
+        word = word[size:]
+    return out
+
+
 def _pieces(sentence, count, limit):
-    """A sentence longer than ``limit`` tokens, cut between words."""
+    """A sentence longer than ``limit`` tokens, cut between words (and inside a word
+    that alone is longer)."""
     words, out, current, used = sentence.split(), [], [], 0
     for word in words:
         n = count(word)
+        if n > limit:
+            if current:
+                out.append(" ".join(current))
+                current, used = [], 0
+            out.extend(_cut_word(word, count, limit))
+            continue
         if current and used + n > limit:
             out.append(" ".join(current))
             current, used = [], 0
