@@ -321,3 +321,22 @@ def test_filters_with_rerank_vectors_in_a_basis(distance):
                                clusters_to_search=40, points_to_rerank=N)
             same = [got[got >= 0].tolist() == want.tolist() for got, want in zip(ids, truth)]
             assert np.mean(same) >= 0.95, (where, path)  # float32 rounding may swap near-ties
+
+
+def test_the_empty_string_is_a_value_not_a_missing_one():
+    """NumPy drops trailing NULs, so the "\\0" that stood for None read as "": points
+    whose value was the empty string were stored as having none, and filtering on ""
+    found nothing."""
+    data = clustered(40, 8, seed=2)
+    kind = ["", None, "a"] * 13 + [""]
+    index = LorannIndex(data, attributes={"kind": kind}, n_clusters=4, rank=4).build(
+        target_recall=None)
+    assert index.params["attributes"][0]["values"] == ["", "a"]
+    for value, want in (("", 14), ("a", 13)):
+        found = index.search(data[0], 40, where={"kind": value}, clusters_to_search=4,
+                             points_to_rerank=40)
+        assert sorted(found[found >= 0].tolist()) == [i for i, v in enumerate(kind) if v == value]
+        assert len(found[found >= 0]) == want
+    found = index.search(data[0], 40, where={"kind": {"ne": ""}}, clusters_to_search=4,
+                         points_to_rerank=40)
+    assert sorted(found[found >= 0].tolist()) == [i for i, v in enumerate(kind) if v != ""]

@@ -132,6 +132,16 @@ def _ask(page, query, selector="#app"):
     return [int(x) for x in page.evaluate(f"document.querySelector('{selector}').dataset.ids").split()]
 
 
+def _choose_facet(page, name, value):
+    """Choose a facet's value on the page, as a person picks it from the menu."""
+    page.evaluate("""([name, value]) => {
+      const select = document.querySelector(`select[data-facet=${name}]`);
+      const label = value === "" ? "(empty) (" : `${value} (`;
+      select.value = [...select.options].find((o) => o.textContent.startsWith(label)).value;
+      select.dispatchEvent(new Event("change"));
+    }""", [name, value])
+
+
 def _expect(ref, query, shown):
     want = list(ref["index"].search(ref["model"].encode(query), len(shown)))
     assert shown[0] == want[0] and len(set(shown[:10]) & set(want[:10])) >= 9, (query, shown, want)
@@ -165,7 +175,7 @@ def test_facet_filters_match_cpython(browser, wordnet, tmp_path):
     lazy = LazyIndex(FileReader(tmp_path / "index.lorann"))
     with local_page(browser, wordnet["url"]) as page:
         _open(page, wordnet["url"])
-        page.select_option("select[data-facet=pos]", "verb")
+        _choose_facet(page, "pos", "verb")
         query = "a large domestic cat"
         shown = _ask(page, query)
         want = list(lazy.search(wordnet["model"].encode(query), len(shown), where={"pos": "verb"}))
@@ -373,5 +383,41 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
             assert page.evaluate("window.lorannSite.info.local") is True
             ids, rounds = _fill(page, "a place where books are kept")
             assert ids == want("a place where books are kept") and rounds == []
+    finally:
+        server.shutdown()
+
+
+def test_an_empty_facet_value_filters_and_a_blocked_service_worker_is_survived(browser, tmp_path):
+    """[21] a facet value "" was an option, but choosing it gave unfiltered results (it
+    collided with "Any"); [23] where service workers are blocked the page could not
+    start ("Cannot read properties of undefined"): it must work online and say so."""
+    docs = [{"title": f"Doc {i}", "text": text, "kind": kind} for i, (text, kind) in enumerate([
+        ("Owls hunt mice at night.", ""), ("Hawks hunt by day.", "bird"),
+        ("Bats hunt insects at dusk.", ""), ("Cats hunt birds in gardens.", "mammal")])]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "site"), facets=("kind",))
+    server, url = serve_in_background(str(tmp_path / "site"))
+    try:
+        context = browser.new_context(service_workers="block")
+        from build_scripts.browser import LocalOnly
+        guard = LocalOnly(url)
+        context.route("**/*", guard)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        _open(page, url)
+        assert "no offline copy" in page.inner_text(".lorann-notice")
+        options = page.eval_on_selector_all("select[data-facet=kind] option",
+                                            "os => os.map(o => o.textContent)")
+        assert options == ["Any kind", "(empty) (2)", "bird (1)", "mammal (1)"]
+        _choose_facet(page, "kind", "")
+        _ask(page, "animals that hunt")
+        titles = page.eval_on_selector_all(".lorann-link", "e => e.map(x => x.textContent)")
+        assert set(titles) == {"Doc 0", "Doc 2"}, titles
+        page.select_option("select[data-facet=kind]", "")  # "Any kind" again
+        _ask(page, "animals that hunt at night")
+        assert page.eval_on_selector_all(".lorann-link", "e => e.length") == 4
+        assert errors == [] and guard.blocked == []
+        context.close()
     finally:
         server.shutdown()

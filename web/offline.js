@@ -17,6 +17,8 @@ export async function registerOffline(base, version, { waitMs = 60000 } = {}) {
   } catch (err) {
     return `failed: ${err.message}`;
   }
+  // a browser or policy that blocks service workers may answer with nothing
+  if (!registration) return "failed: no service worker registration";
   if (container.controller) return "controlled";
   return new Promise((resolve) => {
     container.addEventListener("controllerchange", () => resolve("controlled"), { once: true });

@@ -14,8 +14,16 @@ async function main() {
                                                           { href: link.href, textContent: link.text }));
   }
   app.querySelector(".lorann-status").textContent = "Preparing offline use…";
-  document.body.dataset.offline = await registerOffline(document.baseURI, site.version);
+  const offline = await registerOffline(document.baseURI, site.version);
+  document.body.dataset.offline = offline;
   const handle = await mount(app, { base: "./", placeholder: "Describe what you are looking for…" });
+  if (offline.startsWith("failed") || offline === "unsupported") {
+    const notice = app.querySelector(".lorann-notice");
+    notice.textContent = [notice.textContent, "This browser keeps no offline copy of the site " +
+      `(${offline === "unsupported" ? "service workers need HTTPS" : offline.slice(8)}): ` +
+      "search works while online."].filter(Boolean).join(" ");
+    notice.hidden = false;
+  }
   window.lorannSite = handle;
   document.body.dataset.ready = "true";
   const q = new URLSearchParams(location.search).get("q");

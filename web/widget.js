@@ -133,23 +133,28 @@ export async function searchSite(handle, text, k = 10, where = null) {
            passing: result.passing };
 }
 
-// One <select> per facet of the site ("" = any value); onChange() when one changes.
+// One <select> per facet of the site; onChange() when one changes. An option's
+// value is its place in the facet's list ("" = any value), so a document value
+// "" is an option of its own, shown as "(empty)".
 function facetControls(facets, onChange) {
   const selects = facets.map(({ name, values }) => {
     const select = el("select", { className: "lorann-facet" },
                       el("option", { value: "", textContent: `Any ${name}` }),
-                      ...values.map(([value, count]) => el("option", {
-                        value, textContent: `${value} (${count.toLocaleString()})` })));
+                      ...values.map(([value, count], i) => el("option", {
+                        value: String(i),
+                        textContent: `${value === "" ? "(empty)" : value} (${count.toLocaleString()})` })));
     select.dataset.facet = name;
     select.setAttribute("aria-label", `Filter by ${name}`);
     select.addEventListener("change", onChange);
-    return select;
+    return { select, values: values.map(([value]) => value) };
   });
   const where = () => {
-    const chosen = selects.filter((s) => s.value !== "");
-    return chosen.length ? Object.fromEntries(chosen.map((s) => [s.dataset.facet, s.value])) : null;
+    const chosen = selects.filter(({ select }) => select.value !== "");
+    return chosen.length ? Object.fromEntries(chosen.map(({ select, values }) =>
+      [select.dataset.facet, values[Number(select.value)]])) : null;
   };
-  return { node: el("div", { className: "lorann-facets" }, ...selects), where };
+  return { node: el("div", { className: "lorann-facets" }, ...selects.map((s) => s.select)),
+           where };
 }
 
 function pieces(text) {

@@ -41,6 +41,9 @@ MAX_LIST_VALUES = 1024
 MAX_VALUES_JSON = 256 << 10
 #: int64 values beyond this lose precision in the float arithmetic of estimates
 MAX_INT = 2 ** 53
+#: a string column's "no value" while it is read (no string holds a NUL; a lone NUL
+#: would not do: NumPy drops trailing NULs, so it read as "", the empty string)
+NO_VALUE = "\0none"
 
 
 def point_tensor(name):
@@ -221,12 +224,12 @@ def _encode(name, column, n):
             raise ValueError(f"{where}: the value of point {int(bad[0])} is {arr[bad[0]]}; "
                              "numbers must be finite (no NaN for a missing value)")
         return {"name": name, "kind": "float"}, arr
-    if kind == "U":  # strings: None was mapped to "\0" (no value)
-        values = sorted(set(arr.tolist()) - {"\0"})
+    if kind == "U":  # strings: None was mapped to NO_VALUE
+        values = sorted(set(arr.tolist()) - {NO_VALUE})
         col = check_schema([{"name": name, "kind": "string", "values": values}])[0]
         codes = np.searchsorted(np.array(values, dtype=arr.dtype), arr) if values else \
             np.zeros(n, np.intp)
-        codes = np.where(arr == "\0", len(values), codes)
+        codes = np.where(arr == NO_VALUE, len(values), codes)
         return col, codes.astype(code_dtype(len(values)))
     # lists of strings
     lists = arr.tolist()
@@ -243,7 +246,7 @@ def _encode(name, column, n):
 
 def _array_of_items(where, items):
     """Classify a Python list of values: a NumPy array of bool, int, float, str
-    (``None`` -> "\\0") or of tuples of str (lists)."""
+    (``None`` -> :data:`NO_VALUE`) or of tuples of str (lists)."""
     types = {type(v) for v in items}
     if types <= {bool, np.bool_}:
         return np.array(items, dtype=bool)
@@ -259,7 +262,7 @@ def _array_of_items(where, items):
     if types <= {str, np.str_, type(None)}:
         if any(v is not None and "\0" in v for v in items):
             raise ValueError(f"{where}: strings may not contain NUL characters")
-        return np.array(["\0" if v is None else v for v in items])
+        return np.array([NO_VALUE if v is None else v for v in items])
     if types <= {list, tuple, type(None)}:
         out = np.empty(len(items), dtype=object)
         for i, item in enumerate(items):
