@@ -268,6 +268,12 @@ def test_second_visit_works_with_the_server_gone(browser, mixed):
         page = context.new_page()
         _open(page, url + "project/search/")
         assert page.evaluate("document.body.dataset.offline") == "controlled"
+        # a first visit asks for site.json twice (the page, the service worker's
+        # install), and the worker's install for the page once (it fetched site.json
+        # five times, and the page twice, as ./ and index.html)
+        assert server.paths.get("/project/search/site.json") == 2, server.paths
+        assert server.paths.get("/project/search/") == 1, server.paths  # the navigation
+        assert server.paths.get("/project/search/index.html") == 1, server.paths
         online = _ask(page, "bicycle maintenance")
         # Chromium's offline switch does not stop a service worker's own fetches:
         # stop the server too, so only the cache can answer

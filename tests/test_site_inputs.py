@@ -202,3 +202,16 @@ def test_bad_vectors_are_reported_as_vectors_not_as_facets(inputs):
     with pytest.raises(builder.SiteError, match=r"--vectors .*z.npy"):
         builder.build_site([str(inputs / "docs.jsonl")], str(inputs / "out"),
                            vectors=str(inputs / "z.npy"))
+
+
+def test_the_hint_serves_what_makes_the_result_links_work(tmp_path, capsys):
+    """[19] after `site --html-root public -o public/search/` the hint said to serve
+    public/search/, where every result link (../page.html) went to 404."""
+    from lorann_wasm.site.serve import find_sites
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "page.html").write_text("<title>Page</title><p>Owls hunt at night.</p>")
+    assert main(["site", "--html-root", str(public), "-o", str(public / "search")]) == 0
+    hint = capsys.readouterr().out.strip().splitlines()[-1]
+    assert hint.endswith(f"Try it: lorann-wasm serve {public}"), hint
+    assert find_sites(public) == ["search/"]  # served from there, it opens the search page

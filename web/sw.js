@@ -26,11 +26,12 @@ self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
     const response = await fetch(new URL("site.json", BASE), { cache: "no-store" });
     if (!response.ok) throw new Error(`site.json: HTTP ${response.status}`);
+    const cache = await caches.open(CACHE);
+    await cache.put(new URL("site.json", BASE).href, response.clone());
     const site = await response.json();
     const s = site.search || {};
     const lazy = new Set(s.whole ? [] : [s.index, s.records, s.offsets]);
-    const files = ["site.json", ...Object.keys(site.files || {}).filter((f) => !lazy.has(f))];
-    const cache = await caches.open(CACHE);
+    const files = Object.keys(site.files || {}).filter((f) => !lazy.has(f));
     await cache.addAll(files.map((f) => new URL(f, BASE).href));
     const page = await cache.match(new URL("index.html", BASE).href);  // the folder's page too
     if (page) await cache.put(BASE, page);

@@ -139,6 +139,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if stats is not None:
             with self.server.stats_lock:
                 stats["requests"] += 1
+                path = self.path.split("?")[0]
+                self.server.paths[path] = self.server.paths.get(path, 0) + 1
         latency = getattr(self.server, "latency", 0)
         if latency:
             time.sleep(latency)  # the request's way there and the answer's first byte back
@@ -258,7 +260,8 @@ class Server(http.server.ThreadingHTTPServer):
 def make_server(folder, port=0, ranges=True, latency_ms=0, rate_mbit=None):
     """A threading HTTP server for ``folder`` on 127.0.0.1 (not started).
 
-    ``stats`` counts the requests and body bytes it has answered;
+    ``stats`` counts the requests and body bytes it has answered, ``paths`` the
+    requests per path;
     ``latency_ms`` and ``rate_mbit`` emulate a slower link (see the module)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0-65535, got {port}")
@@ -270,6 +273,7 @@ def make_server(folder, port=0, ranges=True, latency_ms=0, rate_mbit=None):
     server.latency = latency_ms / 1000
     server.pacer = Pacer(rate_mbit * 1e6 / 8) if rate_mbit else None
     server.stats, server.stats_lock = {"requests": 0, "bytes": 0}, threading.Lock()
+    server.paths = {}  # requests per path
     return server
 
 
