@@ -34,7 +34,7 @@ from ..filtering.planner import filtered_probes
 from ..params import SearchSettings
 from .candidates import candidates_blocked, candidates_single
 from .filtered import (RecentFilters, filtered_candidates, finish_exact, plan_filtered,
-                       probe_further)
+                       probe_further, settle_probes)
 from .rerank import rerank, rerank_one
 
 
@@ -74,6 +74,8 @@ class Plan:
     passing: float = None
     bounded: object = None
     budget: float = None  # adaptive probing's, in (weighted) points
+    distances: np.ndarray = None  # (b, C) to the centroids, for adaptive probing
+    widened: bool = False  # a query found too few: every cluster that may hold one
 
     @property
     def probed(self):
@@ -160,8 +162,10 @@ class QueryEngine:
                                              ordered=False)
         elif plan.path == "filtered":
             count = 1 if single else len(queries)
-            distances = self._prefix.distances(plan.reduced.reshape(count, -1))
-            plan.probes = filtered_probes(distances, bounded.weights, plan.budget)
+            plan.distances = self._prefix.distances(plan.reduced.reshape(count, -1))
+            plan.probes = filtered_probes(plan.distances, bounded.weights, plan.budget)
+            if self._store.resident:  # every cluster's passing points are counted
+                settle_probes(plan, self._prefix.sizes)
         plan.runs, plan.ranges = self._store.missing(plan.probed)
         self._advance(plan)
         return plan
@@ -182,6 +186,10 @@ class QueryEngine:
                 plan.candidates = self._candidates(plan)
             else:
                 plan.candidates = filtered_candidates(plan, self._store)
+                if plan.path == "filtered" and settle_probes(plan, self._prefix.sizes):
+                    plan.runs, plan.ranges = self._store.missing(plan.probed)
+                    self._advance(plan)
+                    return
                 if probe_further(plan):
                     plan.runs, plan.ranges = self._store.missing(plan.probed)
                     self._advance(plan)

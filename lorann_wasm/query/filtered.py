@@ -18,7 +18,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..filtering.planner import DENSE, choose_path, cluster_weights, passing_clusters
+from ..filtering.planner import (DENSE, choose_path, cluster_weights, filtered_probes,
+                                 passing_clusters)
 from ..filtering.predicates import compile_filter, filter_key
 from .candidates import candidates_filtered, candidates_single
 from .rerank import brute_force, exact_l2
@@ -46,6 +47,9 @@ class BoundedFilter:
     weights: np.ndarray = None  # toward the probing budget (planner.cluster_weights)
     factors: list = None  # the tuned factors the weights were made with
     paths: dict = dataclasses.field(default_factory=dict)  # (budget, R, fetching) -> path
+    #: each cluster's passing points as counted, NaN until its points were tested
+    #: (every cluster's at once for a resident index; a lazy one's as they arrive)
+    counts: np.ndarray = None
 
 
 class RecentFilters:
@@ -69,12 +73,14 @@ class RecentFilters:
         # From the prefix's summaries alone, also when every point is at hand: a
         # lazily loaded index then plans the same probes and finds the same points.
         estimate, everyone = flt.bounds(prefix.summaries, prefix.sizes)
-        bounded = BoundedFilter(flt, estimate, bool(everyone[prefix.sizes > 0].all()))
+        bounded = BoundedFilter(flt, estimate, bool(everyone[prefix.sizes > 0].all()),
+                                counts=np.full(len(estimate), np.nan))
         if store.resident:  # test every point once per filter
             arrays = store.arrays
             bounded.mask = flt.passes(arrays)
             bounded.positions = np.flatnonzero(bounded.mask)
             bounded.owners = np.searchsorted(arrays.offsets, bounded.positions, side="right") - 1
+            bounded.counts = np.bincount(bounded.owners, minlength=len(estimate)).astype(float)
         if key is not None:
             self._cache[key] = bounded
             while len(self._cache) > self.KEPT:
@@ -129,6 +135,8 @@ def filtered_candidates(plan, store):
         mask = plan.filter.passes(arrays)
         passing = np.flatnonzero(mask)
         owner = np.searchsorted(arrays.offsets, passing, side="right") - 1
+        seen = np.array([c.j for c in arrays.clusters], dtype=np.intp)
+        bounded.counts[seen] = np.bincount(owner, minlength=len(seen))
     if plan.path == "exact":  # every passing point, the same for every query
         found = [passing] * count
         v = arrays.vectors
@@ -159,6 +167,29 @@ def filtered_candidates(plan, store):
     return out
 
 
+def settle_probes(plan, sizes):
+    """Adaptive probing again, with each cluster's passing points as counted where
+    they have been (estimated from the summaries elsewhere): the estimates of a
+    range, or of conditions taken as independent, can be far off, and a query far
+    from the passing points (one class's images asked for from another's) then
+    stopped short. Returns whether the probes changed: a lazily loaded index
+    fetches the clusters now wanted and settles again, until every cluster its
+    probes count on has been counted, so it ends with the resident index's probes."""
+    bounded = plan.bounded
+    known = ~np.isnan(bounded.counts)
+    if plan.widened or not known.any():  # (probe_further's widening is final)
+        return False
+    passing = np.where(known, bounded.counts, bounded.estimate)
+    weights = cluster_weights(bounded.factors, passing, sizes)
+    probes = filtered_probes(plan.distances, weights, plan.budget)
+    if len(probes) == len(plan.probes) and all(
+            np.array_equal(a, b) for a, b in zip(probes, plan.probes)):
+        return False
+    plan.probes = probes
+    plan.view, plan.candidates = None, None
+    return True
+
+
 def probe_further(plan):
     """Estimates can be high (numeric ranges, several conditions): a query whose
     probes held fewer than k passing points probes every cluster that may hold
@@ -176,6 +207,7 @@ def probe_further(plan):
             more = True
     if more:
         plan.view, plan.candidates = None, None
+        plan.widened = True
     return more
 
 
