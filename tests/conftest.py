@@ -78,3 +78,22 @@ def local_page(browser, url):
     context.close()
     assert guard.blocked == [], f"requests left 127.0.0.1: {guard.blocked}"
     assert errors == [], f"uncaught page errors: {errors}"
+
+
+#: modules that run headless Chromium
+BROWSER_MODULES = {"test_browser", "test_site_browser", "test_lazy_browser"}
+#: modules whose tests take seconds each (real data sets, models, site builds, process
+#: pools and Dask clusters, the wheel built and installed)
+SLOW_MODULES = BROWSER_MODULES | {"test_cli", "test_parallel_build", "test_embed",
+                                  "test_real_data", "test_packaging", "test_site",
+                                  "test_reference"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark browser and slow tests, so `pytest -m "not slow"` is a quick run."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+        if module in SLOW_MODULES or "fashion" in item.name or "real" in item.name:
+            item.add_marker(pytest.mark.slow)

@@ -325,3 +325,41 @@ def test_format_4_files_leave_out_what_nothing_reads_and_older_versions_refuse_t
         target_recall=None).to_bytes(), _set_param("stores_norms", False))
     with pytest.raises(ValueError, match="squared norms"):
         LorannIndex.from_bytes(l2)
+
+
+def _documented_tensors():
+    """docs/format.md's tensor table: name -> (dtype text, shape text)."""
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "format.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and re.fullmatch(r"`[\w.]+`", cells[0]):
+            rows[cells[0].strip("`")] = (cells[2], cells[3])
+    return rows
+
+
+def test_the_documented_tensor_table_matches_the_code():
+    """docs/format.md is the normative table: every tensor any index has is in it,
+    with its dtype, and every row of it is a tensor some index has."""
+    from lorann_wasm.params import IndexParams
+    documented = _documented_tensors()
+    assert len(documented) >= 19
+    schema = [{"name": "i", "kind": "int"}, {"name": "f", "kind": "float"},
+              {"name": "b", "kind": "bool"}, {"name": "s", "kind": "string", "values": ["a"]},
+              {"name": "t", "kind": "strings", "values": ["x", "y"]}]
+    seen = set()
+    for kw in [dict(distance="ip"), dict(distance="l2", quantization_bits=None),
+               dict(distance="cosine", quantization_bits=4, rerank_dtype="int8",
+                    int8_scales="vector"),
+               dict(distance="ip", rerank_dtype="int8", rerank_dims=8, attributes=schema)]:
+        p = IndexParams.for_data(100, 40, n_clusters=4, global_dim=16, rank=6, **kw)
+        for positional in (False, True):
+            for name, (dtype, shape) in index_file.expected_tensors(
+                    p.replace(positional_ids=positional)).items():
+                key = name if name in documented else name.split(".")[0] + ".NAME"
+                assert key in documented, f"{name} is not in docs/format.md"
+                assert dtype.name in documented[key][0], (name, dtype, documented[key][0])
+                seen.add(key)
+    assert seen == set(documented), set(documented) - seen

@@ -46,3 +46,32 @@ def test_the_browser_entry_point_loads_only_the_query_side():
     loaded = ast.literal_eval(out)
     assert "lorann_wasm.query.engine" in loaded and "lorann_wasm.format.index_file" in loaded
     assert not [m for m in loaded if m.startswith("lorann_wasm.training")], loaded
+
+
+def test_the_readme_parameter_table_matches_the_code():
+    """Every build parameter of IndexParams.for_data is in the README's table, with its
+    default as the code has it (computed defaults are named by their rule)."""
+    import inspect
+    import re
+
+    from lorann_wasm.params import IndexParams
+    readme = (PACKAGE.parent / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        m = re.fullmatch(r"\|\s*`(\w+)`\s*\|(.*)\|(.*)\|\s*", line)
+        if m:
+            rows[m.group(1)] = m.group(3).strip()
+    params = inspect.signature(IndexParams.for_data).parameters
+    for name, p in params.items():
+        if name in ("n", "dim", "attributes") or p.kind != p.KEYWORD_ONLY:
+            continue
+        assert name in rows, f"README's parameter table lacks {name}"
+        default = rows[name]
+        if name == "n_clusters":
+            assert "sqrt(n)" in default
+        elif name == "global_dim":
+            assert "128" in default and "256" in default
+        else:
+            want = f'"{p.default}"' if isinstance(p.default, str) else str(p.default)
+            assert want in default, (name, want, default)
+    assert set(rows) - set(params) == set(), set(rows) - set(params)

@@ -119,15 +119,26 @@ def test_lazy_and_full_loading_refuse_repeated_ids(small, monkeypatch, tmp_path)
     with pytest.raises(ValueError, match="permutation|another cluster"):
         LazyIndex(FileReader(tmp_path / "z.lorann")).search(data[0], 5)
     # ids distinct within each cluster but repeated across two: only a lazy reader that
-    # remembers which cluster holds which id can tell
+    # remembers which cluster holds which id can tell (fetched in one round, the two
+    # clusters' ids are checked together; fetched apart, against the one before)
     ids = index._tensors["ids"].copy()
     off = index._tensors["cluster_offsets"]
     ids[off[1]] = ids[off[0]]
     raw = _resign(dict(index._tensors, ids=ids), index._params, monkeypatch)
     (tmp_path / "y.lorann").write_bytes(raw)
     lazy = LazyIndex(FileReader(tmp_path / "y.lorann"))
-    with pytest.raises(ValueError, match="another cluster"):
+    with pytest.raises(ValueError, match="another cluster|occurs twice"):
         lazy.search(data[:50], 5, clusters_to_search=20)
+    store = LazyIndex(FileReader(tmp_path / "y.lorann"))._store
+    counts = {"bytes": 0, "requests": 0, "clusters": 0}
+
+    def supply(j):  # cluster j alone, in a round of its own
+        store.supply([[j, j + 1]], [memoryview(raw)[a:b] for a, b in store._ranges([[j, j + 1]])],
+                     counts)
+
+    supply(0)
+    with pytest.raises(ValueError, match="another cluster"):
+        supply(1)
 
 
 @pytest.mark.parametrize("bad", [7, -1, float("nan"), True, "0.9"])
