@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 
+from lorann_wasm.site.builder import finish_manifest
 from lorann_wasm.site.bundle import package_wheel, web_folder
 from lorann_wasm.site.runtime import AssetError, copy_runtime
 from lorann_wasm.user_cache import user_cache
@@ -86,7 +87,9 @@ def _write_json(path, data):
 
 
 def add_to_site(site, indexes=(), explorer=False):
-    """Add the pages and indexes to a ``lorann-wasm site`` folder; site.json changes last."""
+    """Add the pages and indexes to a ``lorann-wasm site`` folder; site.json changes
+    last, listing every file and with a new version (the service worker's cache
+    then covers the added pages, and a redeploy replaces it)."""
     with open(os.path.join(site, "site.json")) as f:
         manifest = json.load(f)
     web = web_folder()
@@ -94,7 +97,7 @@ def add_to_site(site, indexes=(), explorer=False):
         shutil.copy(os.path.join(web, name), os.path.join(site, name))
     manifest["indexes"] = _entries(site, indexes, explorer)
     manifest["links"] = [{"href": "explorer.html", "text": "Vector explorer"}]
-    _write_json(os.path.join(site, "site.json"), manifest)
+    finish_manifest(site, manifest)
     return manifest
 
 

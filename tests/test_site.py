@@ -419,3 +419,24 @@ def test_a_rebuild_embeds_only_the_edited_documents_passages(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "1 passage to embed" in err and "(2 from the cache)" in err
     assert "embedded 1 passage in" in err
+
+
+def test_pages_added_to_a_site_are_covered_by_its_version(small_site, tmp_path):
+    """The demo adds the explorer to the WordNet site after `lorann-wasm site`: site.json
+    used to be rewritten without listing the new files, so the service worker's version
+    did not cover them (a redeploy of the explorer alone was never seen)."""
+    import shutil
+
+    from build_scripts.build_site import add_to_site
+    _, out, manifest = small_site
+    site = tmp_path / "site"
+    shutil.copytree(out, site)
+    index_path = tmp_path / "x.lorann"
+    LorannIndex(np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32),
+                n_clusters=4, rank=4).build(target_recall=None).save(index_path)
+    added = add_to_site(str(site), [("x", str(index_path), "X")])
+    on_disk = json.loads((site / "site.json").read_text())
+    assert on_disk["version"] == added["version"] != manifest["version"]
+    assert {"explorer.html", "explorer.js", "indexes/x.lorann"} <= set(on_disk["files"])
+    assert set(on_disk["files"]) == {str(p.relative_to(site)) for p in site.rglob("*")
+                                     if p.is_file() and p.name != "site.json"}

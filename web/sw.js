@@ -30,7 +30,9 @@ self.addEventListener("install", (event) => {
     await cache.put(new URL("site.json", BASE).href, response.clone());
     const site = await response.json();
     const s = site.search || {};
-    const lazy = new Set(s.whole ? [] : [s.index, s.records, s.offsets]);
+    // fetched when needed: a lazily loaded site's data, the explorer's indexes
+    const lazy = new Set([...(s.whole ? [] : [s.index, s.records, s.offsets]),
+                          ...(site.indexes || []).map((entry) => entry.file)]);
     const files = Object.keys(site.files || {}).filter((f) => !lazy.has(f));
     await cache.addAll(files.map((f) => new URL(f, BASE).href));
     const page = await cache.match(new URL("index.html", BASE).href);  // the folder's page too

@@ -251,7 +251,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
                              title or _default_title(inputs), fields, runtime, prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
         os.remove(os.path.join(staging, STAGING_LOCK))  # (not part of the site)
-        _finish_manifest(staging, manifest)
+        finish_manifest(staging, manifest)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -331,8 +331,10 @@ def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title,
             "search": search, "indexes": []}
 
 
-def _finish_manifest(staging, manifest):
-    """List every file with its size and hash; the site's version is the hash of that list."""
+def finish_manifest(staging, manifest):
+    """List every file of the site folder ``staging`` with its size and hash in
+    ``manifest``, whose version is the hash of that list, and write it as site.json
+    (after anything is added to a site: the version covers every file it serves)."""
     files = {}
     for folder, _, names in os.walk(staging):
         for name in names:
@@ -344,5 +346,6 @@ def _finish_manifest(staging, manifest):
     manifest["version"] = hashlib.sha256(listing).hexdigest()[:16]
     manifest["files"] = dict(sorted(files.items()))
     manifest["bytes"] = sum(f["bytes"] for f in files.values())
-    with open(os.path.join(staging, "site.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
+    from ..atomic import atomic_output
+    with atomic_output(os.path.join(staging, "site.json")) as f:
+        f.write(json.dumps(manifest, indent=1).encode())
