@@ -123,25 +123,10 @@ def _executor(args, n):
     if workers == 1:
         yield None
         return
-    import concurrent.futures
-    import multiprocessing
+    from .training.parallel import process_pool
     print(f"regressions in a pool of {workers} worker processes", file=sys.stderr)
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
-    try:
+    with process_pool(workers) as pool:
         yield pool
-    except BaseException:
-        # interrupted or failed: stop the workers now rather than let them finish
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _worker_init():
-    """Pool workers leave Ctrl-C and SIGTERM to the parent, which stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _attributes(args, n):
@@ -380,6 +365,16 @@ def cmd_serve(args):
         sys.exit(code)
 
 
+def _parallel_arguments(parser, work, threshold, same):
+    """--workers and --dask-scheduler for ``work``."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"processes for {work} (default: one per CPU {threshold}, else "
+                             f"1); {same} for any count")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS",
+                        help=f"run {work} on this Dask cluster (e.g. tcp://host:8786); {same} "
+                             "as a local run")
+
+
 def make_parser():
     ap = _Parser(prog="lorann-wasm", description="LoRANN approximate nearest-neighbour search: "
                  "build index files offline, search them here or in the browser.")
@@ -407,11 +402,8 @@ def make_parser():
                    help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--workers", type=int, default=None,
-                   help="processes for the per-cluster regressions (default: one per CPU "
-                        f"from {POOL_MIN_VECTORS:,} vectors up, else 1); same file for any count")
-    b.add_argument("--dask-scheduler", metavar="ADDRESS",
-                   help="run the regressions on this Dask cluster (e.g. tcp://host:8786)")
+    _parallel_arguments(b, "the per-cluster regressions", f"from {POOL_MIN_VECTORS:,} vectors "
+                        "up", "the same file")
     b.add_argument("--attributes", metavar="FILE",
                    help="filterable columns, row i for vector i: .jsonl, .csv or .npz "
                         "(search them with --where)")
@@ -477,12 +469,8 @@ def make_parser():
                    help="what embeds the passages: numpy (the reference, default) or torch "
                         "(the same model in PyTorch, if installed: 3-4x faster where the CPU "
                         "has bfloat16 products)")
-    t.add_argument("--workers", type=int, default=None,
-                   help="processes that embed (default: one per CPU from 1,000 passages "
-                        "to embed up, else 1); the same site for any count")
-    t.add_argument("--dask-scheduler", metavar="ADDRESS",
-                   help="embed (and fit the regressions) on this Dask cluster, e.g. "
-                        "tcp://host:8786; the same site as a local run")
+    _parallel_arguments(t, "embedding (and the regressions, on Dask)",
+                        "from 1,000 passages to embed up", "the same site")
     t.add_argument("--cache-dir", metavar="DIR",
                    help="where embeddings, the browser model and the Pyodide runtime are "
                         "cached (default: $LORANN_WASM_CACHE, else ~/.cache/lorann_wasm)")

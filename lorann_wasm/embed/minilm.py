@@ -91,6 +91,18 @@ def length_batches(lengths, budget=BATCH_TOKENS, most=BATCH_SEQUENCES):
     return out
 
 
+def pad_batch(batch):
+    """A list of token-id lists as ``(ids, mask)``, both (b, longest): ids padded with
+    0, mask 1 on tokens and 0 on padding."""
+    length = max(len(ids) for ids in batch)
+    ids = np.zeros((len(batch), length), dtype=np.intp)
+    mask = np.zeros((len(batch), length), dtype=np.float32)
+    for row, seq in enumerate(batch):
+        ids[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+    return ids, mask
+
+
 class MiniLM:
     """The encoder: ``encode(texts) -> (n, 384)`` unit-length float32 embeddings."""
 
@@ -191,12 +203,8 @@ class MiniLM:
     def embed_ids(self, batch):
         """Embeddings of a list of token-id lists (padded together), (b, hidden)."""
         w = self.w
-        length = max(len(ids) for ids in batch)
-        ids = np.zeros((len(batch), length), dtype=np.intp)
-        mask = np.zeros((len(batch), length), dtype=np.float32)
-        for row, seq in enumerate(batch):
-            ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
+        ids, mask = pad_batch(batch)
+        length = ids.shape[1]
         x = w["embeddings.word_embeddings.weight"][ids]
         x += w["embeddings.position_embeddings.weight"][:length]
         x += w["embeddings.token_type_embeddings.weight"][0]

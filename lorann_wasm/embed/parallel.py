@@ -12,13 +12,12 @@ Progress is reported at least every :data:`REPORT_SECONDS`.
 
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections import deque
 
+from ..training.parallel import ONE_THREAD, executor_width, process_pool
 from .cache import EmbeddingCache
 from .encoders import cache_name, check_encoder, encode_unit
 
@@ -32,10 +31,6 @@ UNIT_TEXTS = 512
 REPORT_SECONDS = 2.0
 #: below this many texts to embed, one process (starting a pool costs ~2 s)
 POOL_MIN_TEXTS = 1_000
-#: environment of pool workers: one BLAS / OpenMP thread each, since the
-#: processes share the cores (more would oversubscribe them)
-WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                      "MKL_NUM_THREADS": "1"}
 
 
 def units(texts):
@@ -51,35 +46,6 @@ def units(texts):
         out.append(order[start:stop])
         start = stop
     return out
-
-
-def _ignore_interrupts():
-    """Pool workers leave Ctrl-C to the parent, which stops them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def local_pool(workers):
-    """A pool of ``workers`` processes with one BLAS thread each; on an error or
-    an interrupt its workers are stopped at once."""
-    saved = {k: os.environ.get(k) for k in WORKER_ENVIRONMENT}
-    os.environ.update(WORKER_ENVIRONMENT)  # inherited by the workers as they start
-    pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
-    try:
-        yield pool
-    except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    pool.shutdown(wait=True)
 
 
 def _count(n, unit):
@@ -153,11 +119,11 @@ def embed_collection(texts, encoder="numpy", *, cache_dir, executor=None, worker
         if executor is None and workers is None:
             workers = (os.cpu_count() or 1) if len(missing) >= POOL_MIN_TEXTS else 1
         if executor is not None:
-            where, threads, width = "on the Dask cluster", 1, _width(executor)
+            where, threads, width = "on the Dask cluster", 1, executor_width(executor)
             context = contextlib.nullcontext(executor)
         elif workers > 1:
             where, threads, width = f"in {workers} processes", 1, workers
-            context = local_pool(workers)
+            context = process_pool(workers, ONE_THREAD)  # the processes share the cores
         else:
             where, threads, width = "in this process", None, 1
             context = concurrent.futures.ThreadPoolExecutor(1)
@@ -172,11 +138,6 @@ def embed_collection(texts, encoder="numpy", *, cache_dir, executor=None, worker
                        f"{_count(2, unit)[2:]}/s, {encoder} encoder {where}); "
                        f"{len(texts) - len(missing):,} came from the cache")
     return cache.vectors(texts)
-
-
-def _width(executor):
-    from ..training.parallel import executor_width
-    return executor_width(executor)
 
 
 def _run(cache, missing, encoder, pool, threads, width, progress):

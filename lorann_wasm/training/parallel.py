@@ -1,6 +1,47 @@
-"""Running the per-cluster regressions, in process or through any executor."""
+"""Running the per-cluster regressions, in process or through any executor, and the
+local process pools that builds (and embedding) use."""
+
+import contextlib
+import os
+import signal
 
 from .regression import fit_cluster_scorer_gram
+
+#: environment of pool workers that share the cores: one BLAS / OpenMP thread each
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _ignore_interrupts():
+    """Pool workers leave Ctrl-C to the parent, which stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def process_pool(workers, environment=None):
+    """A pool of ``workers`` spawned processes, with ``environment`` set for them as
+    they start; on an error or an interrupt its workers are stopped at once rather
+    than left to finish."""
+    import concurrent.futures
+    import multiprocessing
+
+    saved = {k: os.environ.get(k) for k in environment or {}}
+    os.environ.update(environment or {})  # inherited by the workers as they start
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_interrupts)
+    try:
+        yield pool
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    pool.shutdown(wait=True)
 
 
 #: clusters fitted per task when an executor runs the regressions
