@@ -275,8 +275,11 @@ def test_second_visit_works_with_the_server_gone(browser, mixed):
         assert server.paths.get("/project/search/") == 1, server.paths  # the navigation
         assert server.paths.get("/project/search/index.html") == 1, server.paths
         online = _ask(page, "bicycle maintenance")
-        # Chromium's offline switch does not stop a service worker's own fetches:
-        # stop the server too, so only the cache can answer
+        # after its first answer the page downloads the rest; once done, it needs
+        # no network (Chromium's offline switch does not stop a service worker's
+        # own fetches: stop the server too, so only the cache can answer)
+        page.wait_for_function("document.querySelector('#app').dataset.offline === 'done'",
+                               timeout=BOOT_MS)
         server.shutdown()
         server.server_close()
         context.set_offline(True)
