@@ -156,10 +156,6 @@ class FetchedClusters:
     """
 
     resident = False
-    #: candidate vector rows closer than this are fetched as one range. 0: only
-    #: rows side by side; the browser asks for all of a search's ranges in one
-    #: request, where a range costs a part header of ~110 bytes, less than a row
-    MERGE_GAP_BYTES = 0
 
     def __init__(self, reader, params, prefix, point_tensors, cache_bytes):
         self.reader, self.params, self.prefix = reader, params, prefix
@@ -307,9 +303,11 @@ class FetchedClusters:
         owner, row = owner[need], row[need]
         if not len(row):
             return [], []
-        row_bytes = sum(t[2] for t in self.vector_tensors)
-        gap = max(1, self.MERGE_GAP_BYTES // max(row_bytes, 1))
-        cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(row) > gap)) + 1
+        # a range per run of rows side by side, none between candidates: the browser
+        # asks for all of a search's ranges in one request, where a range costs a
+        # part header of ~110 bytes, less than any row (merging rows within 4 kB of
+        # each other fetched 70 % more bytes on the WordNet site)
+        cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(row) > 1)) + 1
         starts = np.concatenate([[0], cut])
         ends = np.concatenate([cut, [len(row)]])
         runs = [(view.clusters[owner[a]].j, int(row[a]), int(row[b - 1]) + 1)
