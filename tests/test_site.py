@@ -232,7 +232,9 @@ def test_site_files_records_and_manifest(small_site):
     on_disk = json.loads((out / "site.json").read_text())
     assert on_disk["version"] == manifest["version"] and len(manifest["version"]) == 16
     assert set(on_disk["files"]) == {str(p.relative_to(out)) for p in out.rglob("*")
-                                     if p.is_file() and p.name != "site.json"}
+                                     if p.is_file() and p.name != "site.json"
+                                     and p.suffix != ".gz"}
+    _check_gzip_siblings(out, on_disk)
     records = read_records((out / s["records"]).read_bytes(), (out / s["offsets"]).read_bytes(),
                            range(5))
     assert sorted(r["t"] for r in records) == [f"Doc {i}" for i in range(5)]
@@ -243,6 +245,20 @@ def test_site_files_records_and_manifest(small_site):
     index = LorannIndex.load(out / s["index"])
     (best,) = index.search(model.encode("a violin"), 1)
     assert records[best]["t"] == "Doc 4"
+
+
+def _check_gzip_siblings(out, manifest):
+    """Files fetched whole travel gzipped when that pays (the runtime's wasm, the pages,
+    site.json itself); the lazily read data never does, nor files zip already packs."""
+    import gzip
+    s = manifest["search"]
+    packed = {str(p.relative_to(out))[:-3] for p in out.rglob("*.gz")}
+    assert {"pyodide/pyodide.asm.wasm", "pyodide/pyodide.asm.js", "worker.js",
+            "site.json"} <= packed
+    assert not packed & {s["index"], s["records"], s["offsets"], manifest["wheel"]}
+    assert packed <= set(manifest["files"]) | {"site.json"}
+    for name in packed:
+        assert gzip.decompress((out / (name + ".gz")).read_bytes()) == (out / name).read_bytes()
 
 
 def test_rebuild_replaces_a_site_but_never_other_folders(small_site, tmp_path):
@@ -439,4 +455,6 @@ def test_pages_added_to_a_site_are_covered_by_its_version(small_site, tmp_path):
     assert on_disk["version"] == added["version"] != manifest["version"]
     assert {"explorer.html", "explorer.js", "indexes/x.lorann"} <= set(on_disk["files"])
     assert set(on_disk["files"]) == {str(p.relative_to(site)) for p in site.rglob("*")
-                                     if p.is_file() and p.name != "site.json"}
+                                     if p.is_file() and p.name != "site.json"
+                                     and p.suffix != ".gz"}
+    _check_gzip_siblings(site, on_disk)

@@ -274,6 +274,12 @@ def test_second_visit_works_with_the_server_gone(browser, mixed):
         assert server.paths.get("/project/search/site.json") == 2, server.paths
         assert server.paths.get("/project/search/") == 1, server.paths  # the navigation
         assert server.paths.get("/project/search/index.html") == 1, server.paths
+        # the runtime and the pages travel gzipped (their .gz siblings): the visit
+        # cost at least 7 MB less than the files it keeps (the wasm alone saves 7)
+        manifest = json.loads((mixed["www"] / "project" / "search" / "site.json").read_text())
+        lazy = {manifest["search"][k] for k in ("index", "records", "offsets")}
+        kept = sum(f["bytes"] for name, f in manifest["files"].items() if name not in lazy)
+        assert server.stats["bytes"] < kept - 7e6, (server.stats, kept)
         online = _ask(page, "bicycle maintenance")
         # after its first answer the page downloads the rest; once done, it needs
         # no network (Chromium's offline switch does not stop a service worker's

@@ -82,6 +82,36 @@ def test_server_ranges(server):
     assert status == 206 and body == blob[1020:]
 
 
+def test_server_sends_gzip_siblings_only_for_whole_files(tmp_path):
+    """A file with a ``.gz`` sibling goes gzipped to a client that accepts gzip and asks
+    for the whole file; a Range request, or a client without gzip, gets the plain bytes."""
+    import gzip
+    plain = b"lorann " * 5000
+    (tmp_path / "a.js").write_bytes(plain)
+    (tmp_path / "a.js.gz").write_bytes(gzip.compress(plain, mtime=0))
+    (tmp_path / "b.js").write_bytes(plain)
+    srv, _ = serve_in_background(str(tmp_path))
+    port = srv.server_address[1]
+    try:
+        status, headers, body = _get(port, "/a.js", {"Accept-Encoding": "gzip, deflate, br"})
+        assert status == 200 and headers["content-encoding"] == "gzip"
+        assert headers["content-type"] == "text/javascript" and "accept-encoding" in headers["vary"].lower()
+        assert int(headers["content-length"]) == len(body) < len(plain) // 10
+        assert gzip.decompress(body) == plain
+        for accept in ("", "identity", "gzip;q=0, br", "*;q=0"):
+            status, headers, body = _get(port, "/a.js", {"Accept-Encoding": accept})
+            assert status == 200 and body == plain and "content-encoding" not in headers, accept
+        status, headers, body = _get(port, "/a.js", {"Accept-Encoding": "gzip",
+                                                     "Range": "bytes=7-13"})
+        assert status == 206 and body == plain[7:14] and "content-encoding" not in headers
+        status, headers, body = _get(port, "/b.js", {"Accept-Encoding": "gzip"})
+        assert status == 200 and body == plain and "content-encoding" not in headers
+        status, _, body = _get(port, "/a.js.gz")  # the sibling itself is a file too
+        assert status == 200 and gzip.decompress(body) == plain
+    finally:
+        srv.shutdown()
+
+
 def _multipart(headers, body):
     """The parts of a multipart/byteranges body: [(start, stop, total, bytes)]."""
     import re

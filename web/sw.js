@@ -3,7 +3,8 @@
 //
 // - Installing caches the pages, the runtime, the wheel, the model (and, for
 //   a site downloaded whole, its data) under a cache named by the site's
-//   version (a hash of every file); activating drops older versions' caches.
+//   version (a hash of every file), telling the pages its progress;
+//   activating drops older versions' caches.
 // - Pages, scripts and site.json: network first (a redeploy is seen at once),
 //   the cache when offline. Everything else: cache first.
 // - Range requests (a lazily loaded index and records) go to the network:
@@ -34,12 +35,52 @@ self.addEventListener("install", (event) => {
     const lazy = new Set([...(s.whole ? [] : [s.index, s.records, s.offsets]),
                           ...(site.indexes || []).map((entry) => entry.file)]);
     const files = Object.keys(site.files || {}).filter((f) => !lazy.has(f));
-    await cache.addAll(files.map((f) => new URL(f, BASE).href));
+    try {
+      await fetchAll(cache, files, site.files);
+    } catch (err) {
+      await caches.delete(CACHE);  // all or nothing, as cache.addAll
+      throw err;
+    }
     const page = await cache.match(new URL("index.html", BASE).href);  // the folder's page too
     if (page) await cache.put(BASE, page);
     await self.skipWaiting();
   })());
 });
+
+// Fetch every file into the cache at once, telling the site's pages how far it
+// is ({ lorannInstall: { loaded, total } } in bytes as read, at most 5 times a
+// second): on a first visit the page waits for this before it starts.
+async function fetchAll(cache, files, sizes) {
+  const total = files.reduce((sum, f) => sum + ((sizes[f] || {}).bytes || 0), 0);
+  let loaded = 0;
+  let told = 0;
+  const tell = async (force = false) => {
+    const now = Date.now();
+    if (!force && now - told < 200) return;
+    told = now;
+    for (const client of await self.clients.matchAll({ includeUncontrolled: true })) {
+      client.postMessage({ lorannInstall: { loaded, total } });
+    }
+  };
+  await Promise.all(files.map(async (f) => {
+    const url = new URL(f, BASE).href;
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`${f}: HTTP ${response.status}`);
+    const chunks = [];
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      loaded += value.length;
+      tell();
+    }
+    const headers = new Headers(response.headers);
+    for (const h of ["Content-Encoding", "Content-Length"]) headers.delete(h);  // body is decoded
+    await cache.put(url, new Response(new Blob(chunks), { status: 200, headers }));
+  }));
+  await tell(true);
+}
 
 self.addEventListener("activate", (event) => {
   event.waitUntil((async () => {

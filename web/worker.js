@@ -54,7 +54,9 @@ async function fetchBytes(url, stage) {
 
 // Read a whole response body, reporting progress under ``stage``.
 async function readBody(response, stage) {
-  const total = Number(response.headers.get("Content-Length")) || 0;
+  // an encoded body's Content-Length counts the bytes sent, not the bytes read here
+  const total = response.headers.get("Content-Encoding") ? 0
+    : Number(response.headers.get("Content-Length")) || 0;
   if (!response.body) return new Uint8Array(await response.arrayBuffer());
   const reader = response.body.getReader();
   const chunks = [];

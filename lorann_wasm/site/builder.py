@@ -23,6 +23,7 @@ from ..user_cache import user_cache
 from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
 from .documents import Fields, read_inputs
 from .passages import Passage, check_passage_tokens, split_documents
+from .precompress import is_sibling, write_siblings
 from .records import encode_record, write_records
 from .runtime import sha256
 
@@ -334,13 +335,15 @@ def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title,
 def finish_manifest(staging, manifest):
     """List every file of the site folder ``staging`` with its size and hash in
     ``manifest``, whose version is the hash of that list, and write it as site.json
-    (after anything is added to a site: the version covers every file it serves)."""
+    (after anything is added to a site: the version covers every file it serves);
+    then write the gzip siblings of the files visitors fetch whole (see
+    :mod:`.precompress`; they are how those files travel, not files of the site)."""
     files = {}
     for folder, _, names in os.walk(staging):
         for name in names:
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, staging).replace(os.sep, "/")
-            if rel != "site.json":
+            if rel != "site.json" and not is_sibling(staging, rel):
                 files[rel] = {"bytes": os.path.getsize(path), "sha256": sha256(path)}
     listing = json.dumps(sorted((k, v["sha256"]) for k, v in files.items())).encode()
     manifest["version"] = hashlib.sha256(listing).hexdigest()[:16]
@@ -349,3 +352,7 @@ def finish_manifest(staging, manifest):
     from ..atomic import atomic_output
     with atomic_output(os.path.join(staging, "site.json")) as f:
         f.write(json.dumps(manifest, indent=1).encode())
+    s = manifest.get("search") or {}
+    ranged = set() if s.get("whole") else {s.get("index"), s.get("records"), s.get("offsets")}
+    ranged |= {entry.get("file") for entry in manifest.get("indexes") or []}
+    write_siblings(staging, [name for name in [*files, "site.json"] if name not in ranged])

@@ -11,7 +11,10 @@ link: every response waits one round trip before its first byte, and all
 bodies share one paced rate, so a site can be tried as a visitor far away
 would see it (Chromium's own throttling does not slow a service worker's
 fetches). Only regular files inside the folder are served: a link that
-leads outside it is answered 404.
+leads outside it is answered 404. A file asked for whole by a client that
+accepts gzip is sent as its sibling ``name.gz`` when there is one (as nginx's
+``gzip_static`` does; the site builder writes them, see ``precompress.py``);
+a ``Range`` request always gets the plain file's bytes.
 """
 
 import argparse
@@ -71,6 +74,23 @@ def parse_ranges(header, size):
     return out
 
 
+def accepts_gzip(header):
+    """True if an ``Accept-Encoding`` header accepts gzip (by name or ``*``, q > 0)."""
+    quality = {}
+    for item in header.lower().split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        quality[name.strip()] = q
+    return quality.get("gzip", quality.get("x-gzip", quality.get("*", 0.0))) > 0
+
+
 def _order(digits):
     """A key that orders decimal strings as their values, however long."""
     digits = digits.lstrip("0") or "0"
@@ -123,6 +143,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self):
         if self.ranges:
             self.send_header("Accept-Ranges", "bytes")
+        if getattr(self, "_vary", False):
+            self.send_header("Vary", "Accept-Encoding")
+            self._vary = False
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 
@@ -166,9 +189,11 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if os.path.exists(path) and not os.path.isfile(path):
             self.send_error(404, "File not found")  # a pipe or device is not a page
             return None
+        packed = self._sibling(path)
+        self._vary = packed is not None or os.path.isfile(path + ".gz")
         header = self.headers.get("Range") if self.ranges else None
         if header is None:
-            return super().send_head()
+            return self._send_packed(path, packed) if packed else super().send_head()
         try:
             f = open(path, "rb")
         except OSError:
@@ -178,7 +203,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         ranges = parse_ranges(header, size)
         if ranges is None:
             f.close()
-            return super().send_head()
+            return self._send_packed(path, packed) if packed else super().send_head()
         if not ranges:
             f.close()
             self.send_response(416)
@@ -205,6 +230,31 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                                                + len(tail)))
         self.end_headers()
         return _Parts(f, parts, tail)
+
+    def _sibling(self, path):
+        """``path.gz`` when the client accepts gzip and it is a regular file beside
+        ``path`` inside the folder (written by the site builder), else None."""
+        if not accepts_gzip(self.headers.get("Accept-Encoding", "")) or not os.path.isfile(path):
+            return None
+        packed = path + ".gz"
+        root = os.path.realpath(self.directory)
+        if not os.path.isfile(packed) or not os.path.realpath(packed).startswith(root + os.sep):
+            return None
+        return packed
+
+    def _send_packed(self, path, packed):
+        """Answer 200 with ``packed``'s bytes as ``path`` encoded with gzip."""
+        try:
+            f = open(packed, "rb")
+        except OSError:
+            return super().send_head()
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+        self.send_header("Last-Modified", self.date_time_string(int(os.path.getmtime(path))))
+        self.end_headers()
+        return f
 
     def copyfile(self, source, outputfile):
         pacer = getattr(self.server, "pacer", None)
