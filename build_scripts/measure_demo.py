@@ -113,13 +113,12 @@ def _pct(values, p):
 def _reference(site, queries):
     """CPython's ids for ``queries``, as the site's page asks for them."""
     from lorann_wasm import LorannIndex
-    from lorann_wasm.embed.minilm import MiniLM
+    from lorann_wasm.site.bundle import site_encoder
 
     manifest = json.load(open(os.path.join(site, "site.json")))
     s = manifest["search"]
     index = LorannIndex.load(os.path.join(site, s["index"]))
-    with open(os.path.join(site, s["model"]), "rb") as f:
-        model = MiniLM.from_bytes(f.read())
+    model = site_encoder(site, s)
     k = min(10 if s["documents"] == s["passages"] else 30, s["n"])
     return {q: [int(i) for i in index.search(model.encode(q), k)] for q in queries}
 

@@ -241,11 +241,42 @@ class Session:
     # -- text queries ---------------------------------------------------------
 
     def load_encoder(self, data):
-        """Load MiniLM weights (see lorann_wasm.embed.minilm.export_weights); returns JSON."""
-        from .embed.minilm import MiniLM
+        """Load MiniLM weights (see lorann_wasm.embed.minilm.export_weights); returns JSON,
+        with ``token_row_bytes`` when the word-piece rows beyond the file's head are read
+        from a token-rows file (:meth:`token_ranges`, :meth:`add_tokens`)."""
+        from .embed.minilm import WORD_ROWS, MiniLM
         buf = _buffer(data)
         self.encoder = MiniLM.from_bytes(buf)
-        return json.dumps({"bytes": len(buf), **self.encoder.config})
+        info = {"bytes": len(buf), **self.encoder.config}
+        if self.encoder.known_tokens is not None:
+            info["token_row_bytes"] = self.encoder.w[WORD_ROWS].shape[1] + 4
+        return json.dumps(info)
+
+    def token_ranges(self, texts_json):
+        """JSON ``{"ids": [...], "ranges": [[start, stop], ...]}``: the word pieces of the
+        texts whose rows are not loaded, and their byte ranges in the token-rows file."""
+        self._require_encoder()
+        ids = self.encoder.missing_tokens(self._texts(texts_json))
+        width = self.encoder.w["embeddings.word_embeddings.weight"].shape[1] + 4
+        return json.dumps({"ids": ids.tolist(),
+                           "ranges": [[i * width, (i + 1) * width] for i in ids.tolist()]})
+
+    def add_tokens(self, ids_json, data):
+        """Load word-piece rows: ``data`` is the rows of the JSON list ``ids`` back to
+        back, or the whole token-rows file when ``ids_json`` is ``"all"``."""
+        self._require_encoder()
+        if self.encoder.known_tokens is None:
+            return
+        ids = (np.arange(len(self.encoder.known_tokens)) if ids_json == "all"
+               else np.asarray(json.loads(ids_json), dtype=np.intp))
+        self.encoder.add_token_rows(ids, _buffer(data))
+
+    @staticmethod
+    def _texts(texts_json):
+        texts = json.loads(texts_json)
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("texts must be a JSON list of strings")
+        return texts
 
     def _require_encoder(self):
         if self.encoder is None:
@@ -254,7 +285,4 @@ class Session:
     def embed(self, texts_json):
         """Embeddings of a JSON list of strings, flat float32 (n * hidden)."""
         self._require_encoder()
-        texts = json.loads(texts_json)
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ValueError("texts must be a JSON list of strings")
-        return self.encoder.encode(texts).ravel()
+        return self.encoder.encode(self._texts(texts_json)).ravel()

@@ -77,6 +77,20 @@ def test_text_search_through_the_bridge(session_and_index):
     assert float(vecs[0] @ data[0]) > 0.99 and float(vecs[1] @ data[2]) > 0.99
     with pytest.raises(ValueError, match="JSON list of strings"):
         session.embed(json.dumps("a cat"))
+    # a site's model: the word pieces beyond its head are asked for, then supplied
+    from lorann_wasm.embed.minilm import split_token_rows
+    small, rows = split_token_rows(export_weights(model, "int8"), [0, 100, 101, 102])
+    info = json.loads(session.load_encoder(small))
+    assert info["token_row_bytes"] == 388
+    need = json.loads(session.token_ranges(json.dumps(["a violin"])))
+    assert len(need["ids"]) == 2 and need["ranges"][0] == [need["ids"][0] * 388,
+                                                          need["ids"][0] * 388 + 388]
+    with pytest.raises(ValueError, match="not loaded"):
+        session.embed(json.dumps(["a violin"]))
+    session.add_tokens(json.dumps(need["ids"]), b"".join(rows[a:b] for a, b in need["ranges"]))
+    assert np.allclose(session.embed(json.dumps(["a violin"])), vecs[1], atol=1e-6)
+    session.add_tokens("all", rows)
+    assert json.loads(session.token_ranges(json.dumps(["zygomorphic"]))) == {"ids": [], "ranges": []}
     with pytest.raises(ValueError, match="not a lorann_wasm-minilm weights file|invalid"):
         session.load_encoder(index.to_bytes())
 

@@ -107,6 +107,33 @@ def test_int8_weights_small_and_faithful(model, glosses):
     assert np.sum(full * f16.encode(queries), axis=1).min() >= 0.9999
 
 
+def test_word_piece_rows_split_off_and_read_when_needed(model, glosses):
+    """A site's model keeps the rows of its frequent word pieces; a query's other rows
+    come from the token-rows file (by Range in the page) and give the same vectors."""
+    from lorann_wasm.embed.minilm import WORD_ROWS, split_token_rows
+    blob = export_weights(model, "int8")
+    whole = MiniLM.from_bytes(blob)
+    head_ids = [0, 100, 101, 102, *range(1996, 3000)]
+    small, rows = split_token_rows(blob, head_ids)
+    width = 384 + 4
+    assert len(rows) == len(model.tokenizer.vocab) * width and len(small) < len(blob) - 10e6
+    part = MiniLM.from_bytes(small)
+    texts = [g.split(":")[0] for g in glosses[:50]]
+    missing = part.missing_tokens(texts)
+    assert len(missing) and not np.isin(missing, head_ids).any()
+    with pytest.raises(ValueError, match="not loaded"):
+        part.encode(texts)
+    part.add_token_rows(missing, b"".join(rows[i * width:(i + 1) * width] for i in missing))
+    assert not len(part.missing_tokens(texts))
+    assert np.array_equal(part.encode(texts), whole.encode(texts))
+    full = MiniLM.from_bytes(small, tokens=rows)
+    assert full.known_tokens is None and np.array_equal(full.w[WORD_ROWS], whole.w[WORD_ROWS])
+    with pytest.raises(ValueError, match="token rows"):
+        part.add_token_rows([5, 6], rows[:width])
+    with pytest.raises(ValueError, match="token rows"):
+        part.add_token_rows([10 ** 6], rows[:width])
+
+
 def test_weights_file_is_validated(model):
     blob = bytearray(export_weights(model, "int8"))
     blob[len(blob) // 2] ^= 1

@@ -15,7 +15,7 @@ from lorann_wasm.embed.cache import EmbeddingCache
 from lorann_wasm.embed.minilm import minilm_model_dir
 from lorann_wasm.embed.tokenizer import WordPieceTokenizer
 from lorann_wasm.site import builder
-from lorann_wasm.site.bundle import package_wheel
+from lorann_wasm.site.bundle import package_wheel, site_encoder
 from lorann_wasm.site.documents import Fields, read_inputs, read_markdown
 from lorann_wasm.site.html_text import read_html
 from lorann_wasm.site.passages import TokenCounter, split_documents
@@ -240,8 +240,7 @@ def test_site_files_records_and_manifest(small_site):
     assert sorted(r["t"] for r in records) == [f"Doc {i}" for i in range(5)]
     assert all(r["u"] == f"p{r['t'][-1]}.html" and r["f"]["kind"] in ("odd", "even") for r in records)
     # the index's ids are record numbers
-    from lorann_wasm.embed.minilm import MiniLM
-    model = MiniLM.from_bytes((out / s["model"]).read_bytes())
+    model = site_encoder(out, s)
     index = LorannIndex.load(out / s["index"])
     (best,) = index.search(model.encode("a violin"), 1)
     assert records[best]["t"] == "Doc 4"
@@ -255,7 +254,7 @@ def _check_gzip_siblings(out, manifest):
     packed = {str(p.relative_to(out))[:-3] for p in out.rglob("*.gz")}
     assert {"pyodide/pyodide.asm.wasm", "pyodide/pyodide.asm.js", "worker.js",
             "site.json"} <= packed
-    assert not packed & {s["index"], s["records"], s["offsets"], manifest["wheel"]}
+    assert not packed & {s["index"], s["records"], s["offsets"], s["tokens"], manifest["wheel"]}
     assert packed <= set(manifest["files"]) | {"site.json"}
     for name in packed:
         assert gzip.decompress((out / (name + ".gz")).read_bytes()) == (out / name).read_bytes()
@@ -370,8 +369,7 @@ def test_real_documentation_pages_python3_doc(tokenizer, tmp_path):
     assert len(passages) > 40 and all(count(p.embed_text) <= 254 for p in passages)
     manifest = builder.build_site([], str(root / "search"), html_root=str(root))
     s = manifest["search"]
-    from lorann_wasm.embed.minilm import MiniLM
-    model = MiniLM.from_bytes((root / "search" / s["model"]).read_bytes())
+    model = site_encoder(root / "search", s)
     index = LorannIndex.load(root / "search" / s["index"])
     records = read_records((root / "search" / s["records"]).read_bytes(),
                            (root / "search" / s["offsets"]).read_bytes(), range(s["n"]))

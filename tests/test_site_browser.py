@@ -18,6 +18,7 @@ from conftest import local_page
 from lorann_wasm import LorannIndex
 from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM
+from lorann_wasm.site.bundle import site_encoder
 from lorann_wasm.lazy import FileReader, LazyIndex
 from lorann_wasm.site.builder import build_site
 from lorann_wasm.site.documents import Fields
@@ -42,7 +43,7 @@ def _reference(site_dir):
     manifest = json.loads((site_dir / "site.json").read_text())
     s = manifest["search"]
     return (LorannIndex.load(site_dir / s["index"]),
-            MiniLM.from_bytes((site_dir / s["model"]).read_bytes()), manifest)
+            site_encoder(site_dir, s), manifest)
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +376,16 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
     try:
         with local_page(browser, url) as page:
             _open(page, url)
+            # word pieces the site's model file lacks: one small request before the search
+            rare = "a quixotic zeppelin"
+            s = json.loads((wordnet["dir"] / "site.json").read_text())["search"]
+            missing = MiniLM.from_bytes((wordnet["dir"] / s["model"]).read_bytes()
+                                        ).missing_tokens([rare])
+            assert len(missing)
+            ids, rounds = _fill(page, rare)
+            assert ids == want(rare) and 2 <= len(rounds) <= 3, rounds
+            assert rounds[0]["requests"] == 1, rounds
+            assert 388 * len(missing) <= rounds[0]["bytes"] < 388 * len(missing) + 1000, rounds
             for query in ("a large domestic cat", "musical instrument with strings"):
                 ids, rounds = _fill(page, query)
                 assert ids == want(query)

@@ -137,8 +137,15 @@ export class LorannEngine {
   }
 
   // Load (or replace) the MiniLM text encoder weights; resolves to its config.
-  async loadEncoder(url) {
-    this.encoder = await this.call("loadEncoder", { url: new URL(url, document.baseURI).href });
+  // { tokensUrl, tokensSize, whole, cacheName }: a site's word-piece rows file
+  // (site.json search.tokens), read whole when whole, else the rows a query
+  // needs by Range; a copy completed in the cache cacheName is used instead.
+  async loadEncoder(url, { tokensUrl = null, tokensSize = 0, whole = false,
+                           cacheName = null } = {}) {
+    this.encoder = await this.call("loadEncoder", {
+      url: new URL(url, document.baseURI).href,
+      tokensUrl: tokensUrl && new URL(tokensUrl, document.baseURI).href,
+      tokensSize, whole, cacheName });
     return this.encoder;
   }
 

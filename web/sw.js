@@ -32,7 +32,7 @@ self.addEventListener("install", (event) => {
     const site = await response.json();
     const s = site.search || {};
     // fetched when needed: a lazily loaded site's data, the explorer's indexes
-    const lazy = new Set([...(s.whole ? [] : [s.index, s.records, s.offsets]),
+    const lazy = new Set([...(s.whole ? [] : [s.index, s.records, s.offsets, s.tokens]),
                           ...(site.indexes || []).map((entry) => entry.file)]);
     const files = Object.keys(site.files || {}).filter((f) => !lazy.has(f));
     try {

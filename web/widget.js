@@ -75,7 +75,11 @@ export async function openSite(base, onStatus = () => {}) {
   const url = (name) => new URL(name, siteBase).href;
   handle.info = await engine.loadIndex(url(s.index), { lazy: !s.whole, cacheName: cache,
                                                         size: size(s.index) });
-  if (s.model) await engine.loadEncoder(url(s.model));
+  if (s.model) {
+    await engine.loadEncoder(url(s.model), {
+      tokensUrl: s.tokens ? url(s.tokens) : null, tokensSize: size(s.tokens),
+      whole: s.whole || Boolean(handle.info.rangeFallback), cacheName: cache });
+  }
   const records = await engine.openRecords({
     recordsUrl: url(s.records), offsetsUrl: url(s.offsets), count: s.n,
     width: s.offset_bytes || 8, whole: s.whole || Boolean(handle.info.rangeFallback),
@@ -86,10 +90,14 @@ export async function openSite(base, onStatus = () => {}) {
                         "was downloaded.");
   }
   const limit = s.prefetch_limit ?? PREFETCH_LIMIT;
-  const lazy = !s.whole && !handle.info.rangeFallback && !(handle.info.local && records.whole);
+  const byRange = Boolean(engine.encoder) && engine.encoder.tokens === "by range";
+  const lazy = !s.whole && !handle.info.rangeFallback
+    && !(handle.info.local && records.whole && !byRange);
   handle.completion = lazy && limit > 0
-    ? [["index", s.index], ["records", s.records], ["offsets", s.offsets]]
-      .filter(([role]) => role === "index" ? !handle.info.local : !records.whole)
+    ? [["index", s.index], ["records", s.records], ["offsets", s.offsets],
+       ["tokens", s.tokens]]
+      .filter(([role, name]) => name && (role === "index" ? !handle.info.local
+        : role === "tokens" ? byRange : !records.whole))
       .map(([role, name]) => ({ role, url: url(name), size: size(name) }))
     : [];
   handle.records = records;  // { whole }: the records are all here

@@ -20,6 +20,7 @@ let pyodide = null;
 let session = null;
 let index = null;  // while lazy: { url, file: RangeFile }
 let records = null;  // a site's Records
+let tokens = null;  // while word-piece rows are read by Range: { url, file: RangeFile }
 let searching = 0;  // searches running: background fetches wait for none
 let background = null;  // { controller } of the chunk being fetched
 
@@ -318,13 +319,55 @@ function vectors({ ids }) {
   return { vectors: take(session.vectors(ids)) };
 }
 
-async function loadEncoder({ url }) {
+// The model; with tokensUrl, its word-piece rows beyond the model file's head
+// are read from that file: whole if a completed copy is in the cache, the
+// site is read whole or the host ignores Range, else a query's rows by Range
+// (see loadTokens) until the background completion brings the whole file.
+async function loadEncoder({ url, tokensUrl = null, tokensSize = 0, whole = false,
+                             cacheName = null }) {
   const bytes = await fetchBytes(url, "model");
   progress("model-prepare", bytes.length, bytes.length);
-  return JSON.parse(session.load_encoder(bytes));
+  const info = JSON.parse(session.load_encoder(bytes));
+  tokens = null;
+  if (info.token_row_bytes && tokensUrl) {
+    const cached = tokensSize ? await cachedFile(await openCache(cacheName), tokensUrl,
+                                                 tokensSize) : null;
+    let all = cached || (whole ? await fetchBytes(tokensUrl, "model") : null);
+    if (!all) {
+      const opened = await RangeFile.open(tokensUrl, (response) => readBody(response, "model"));
+      if (opened.whole) all = opened.whole;
+      else tokens = { url: tokensUrl, file: opened.file };
+    }
+    if (all) session.add_tokens("all", all);
+    info.tokens = tokens ? "by range" : "whole";
+  }
+  return info;
 }
 
-function embed({ texts }) {
+// Fetch the word-piece rows the texts need and the model lacks: one request,
+// none for most queries (the model file holds the site's frequent ones).
+// Returns the round ({ requests, bytes, ms }) or null if nothing was needed.
+async function loadTokens(texts) {
+  if (!tokens) return null;
+  const { ids, ranges } = JSON.parse(session.token_ranges(JSON.stringify(texts)));
+  if (!ids.length) return null;
+  const start = performance.now();
+  const before = { ...tokens.file.stats };
+  searching += 1;
+  if (background && background.controller) background.controller.abort();
+  let parts;
+  try {
+    parts = await tokens.file.read(ranges);
+  } finally {
+    searching -= 1;
+  }
+  session.add_tokens(JSON.stringify(ids), join(parts, parts.reduce((s, p) => s + p.length, 0)));
+  return { requests: tokens.file.stats.requests - before.requests,
+           bytes: tokens.file.stats.bytes - before.bytes, ms: performance.now() - start };
+}
+
+async function embed({ texts }) {
+  await loadTokens(texts);
   return { vectors: take(session.embed(JSON.stringify(texts))) };
 }
 
@@ -332,10 +375,15 @@ async function searchText({ text, k, clustersToSearch = 0, pointsToRerank = 0, f
                             withRecords = false }) {
   if (typeof text !== "string" || !text.trim()) throw new Error("the query text is empty");
   const start = performance.now();
+  const tokenRound = await loadTokens([text]);
   const vector = take(session.embed(JSON.stringify([text])));
   const embedded = performance.now();
   const out = await planAndFinish(vector, 1, k, clustersToSearch, pointsToRerank, filter,
                                   withRecords);
+  if (tokenRound) {  // a round before the search's own
+    out.rounds.unshift(tokenRound);
+    for (const key of ["requests", "bytes", "ms"]) out.fetched[key] += tokenRound[key];
+  }
   out.embedMs = embedded - start;
   out.searchMs = performance.now() - embedded;
   out.ms = performance.now() - start;
@@ -377,7 +425,7 @@ async function fetchChunk(url, i, size) {
 
 // Everything a lazily opened site still lacks: each file in chunks, kept in
 // the site's cache; then the index and the records are held whole. files:
-// [{ url, size, role: "index" | "records" | "offsets" }].
+// [{ url, size, role: "index" | "records" | "offsets" | "tokens" }].
 async function complete({ files, cacheName = null, limit = 0 }) {
   const total = files.reduce((s, f) => s + f.size, 0);
   if (!files.length || (limit && total > limit)) return { skipped: true, total };
@@ -405,6 +453,11 @@ async function complete({ files, cacheName = null, limit = 0 }) {
       }
       whole[role] = join(chunks, size);
       if (cache) await cache.put(doneKey(url), new Response("1"));
+      if (role === "tokens" && tokens !== null && tokens.url === url) {
+        await idle();
+        session.add_tokens("all", whole.tokens);
+        tokens = null;
+      }
       if (role === "index" && index !== null && index.url === url) {
         await idle();
         loadWhole(whole.index, true);  // searches need no network from here on
@@ -424,8 +477,9 @@ async function complete({ files, cacheName = null, limit = 0 }) {
 // Run the text query path once on a made-up query (no fetch), while the page
 // still says it is loading: its first real query then runs in code the
 // WebAssembly engine has already compiled (measured: 40-50 ms faster).
-function warm() {
+async function warm() {
   const start = performance.now();
+  await loadTokens(["warming up the search"]);
   const vector = take(session.embed(JSON.stringify(["warming up the search"])));
   if (index !== null) session.plan(vector, 1, 1, 0, 0, "");
   return { ms: performance.now() - start };

@@ -16,6 +16,8 @@ from ..quantization import quantize_int8
 from .tokenizer import WordPieceTokenizer
 
 FORMAT_NAME = "lorann_wasm-minilm"
+#: the word-piece embedding table: half of the int8 model (11.7 of 23.3 MB)
+WORD_ROWS = "embeddings.word_embeddings.weight"
 _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
@@ -141,15 +143,22 @@ class MiniLM:
         return cls(tensors, os.path.join(folder, "vocab.txt"), config)
 
     @classmethod
-    def from_bytes(cls, buf):
-        """Load a compact file written by :func:`export_weights`; ValueError if invalid."""
+    def from_bytes(cls, buf, tokens=None):
+        """Load a compact file written by :func:`export_weights` (or, with only the
+        head of its word-piece table, by :func:`split_token_rows`: ``tokens`` is then
+        the token-rows file, or None to add rows later with :meth:`add_token_rows`);
+        ValueError if invalid."""
         tensors, meta = safetensors_io.decode(buf)
         if meta.get("format") != FORMAT_NAME:
             raise ValueError(f"not a {FORMAT_NAME} weights file (format={meta.get('format')!r})")
         try:
             config = json.loads(meta["config"])
             vocab = bytes(tensors.pop("vocab")).decode("utf-8").split("\n")
-        except (KeyError, ValueError) as exc:
+            head_ids = tensors.pop(WORD_ROWS + ".head_ids", None)
+            if head_ids is not None:
+                table = json.loads(meta["tokens"])
+                rows, row_bytes = int(table["rows"]), int(table["row_bytes"])
+        except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"invalid {FORMAT_NAME} file: {exc}") from None
         weights = {}
         for name, arr in tensors.items():
@@ -161,7 +170,53 @@ class MiniLM:
                     raise ValueError(f"invalid {FORMAT_NAME} file: {name} has no row scales")
                 arr = arr.astype(np.float32) * scale[:, None]
             weights[name] = arr
-        return cls(weights, vocab, config)
+        if head_ids is None:
+            return cls(weights, vocab, config)
+        head = weights.pop(WORD_ROWS + ".head", None)
+        if (head is None or len(head) != len(head_ids) or rows != len(vocab)
+                or row_bytes != head.shape[1] + 4 or len(head_ids)
+                and not 0 <= head_ids.min() <= head_ids.max() < rows):
+            raise ValueError(f"invalid {FORMAT_NAME} file: its word-piece head does not fit")
+        weights[WORD_ROWS] = np.zeros((rows, head.shape[1]), np.float32)
+        weights[WORD_ROWS][head_ids] = head
+        model = cls(weights, vocab, config)
+        model.known_tokens = np.zeros(rows, bool)
+        model.known_tokens[head_ids] = True
+        if tokens is not None:
+            model.add_token_rows(np.arange(rows), tokens)
+        return model
+
+    # -- word-piece rows read when a query needs them ----------------------
+
+    #: which rows of the word-piece table are loaded; None: all of them
+    known_tokens = None
+
+    def missing_tokens(self, texts):
+        """Sorted ids of the word pieces of ``texts`` whose rows are not loaded yet."""
+        if self.known_tokens is None:
+            return np.zeros(0, np.intp)
+        ids = np.unique(np.concatenate([np.asarray(self.tokenizer.encode(t), np.intp)
+                                        for t in texts] or [np.zeros(0, np.intp)]))
+        return ids[~self.known_tokens[ids]]
+
+    def add_token_rows(self, ids, data):
+        """Load the rows of word pieces ``ids`` from ``data``: their rows of the
+        token-rows file (see :func:`split_token_rows`), back to back in that order."""
+        table = self.w["embeddings.word_embeddings.weight"]
+        ids = np.asarray(ids, np.intp)
+        width = table.shape[1]
+        raw = np.frombuffer(data, np.uint8)
+        if len(raw) != len(ids) * (width + 4) or len(ids) and not (
+                0 <= ids.min() and ids.max() < len(table)):
+            raise ValueError(f"expected {len(ids)} token rows of {width + 4} bytes, "
+                             f"got {len(raw)} bytes")
+        raw = raw.reshape(len(ids), width + 4)
+        scale = raw[:, width:].copy().view("<f4")
+        table[ids] = raw[:, :width].view(np.int8).astype(np.float32) * scale
+        if self.known_tokens is not None:
+            self.known_tokens[ids] = True
+            if self.known_tokens.all():
+                self.known_tokens = None
 
     # -- the forward pass --------------------------------------------------
 
@@ -233,6 +288,11 @@ class MiniLM:
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be strings")
         tokens = [self.tokenizer.encode(t) for t in texts]
+        if self.known_tokens is not None:
+            need = np.unique(np.concatenate([np.asarray(t, np.intp) for t in tokens]))
+            if not self.known_tokens[need].all():
+                raise ValueError("the rows of some word pieces are not loaded: "
+                                 "add them first (missing_tokens, add_token_rows)")
         out = np.empty((len(texts), self.config["hidden_size"]), dtype=np.float32)
         done = 0
         for rows in length_batches(np.array([len(t) for t in tokens], dtype=np.intp)):
@@ -265,6 +325,30 @@ def export_weights(model, dtype="int8"):
     head, chunks = safetensors_io.encode(tensors, {"format": FORMAT_NAME,
                                                    "config": json.dumps(model.config)})
     return b"".join([head, *chunks])
+
+
+def split_token_rows(blob, head_ids):
+    """Split a file of :func:`export_weights` (int8) in two: ``(model, tokens)``.
+
+    ``tokens`` holds every row of the word-piece table, row ``t`` at byte
+    ``t * (hidden + 4)``: its ``hidden`` int8 codes, then its float32 scale
+    (little-endian), so a page reads the rows a query needs by HTTP Range.
+    ``model`` is the rest, plus the rows of ``head_ids`` (the word pieces most
+    queries use) so that most queries need none."""
+    tensors, meta = safetensors_io.decode(blob)
+    codes, scale = tensors.pop(WORD_ROWS), tensors.pop(WORD_ROWS + ".scale")
+    if codes.dtype != np.int8:
+        raise ValueError("only an int8 model's word-piece table can be split")
+    head_ids = np.unique(np.asarray(head_ids, np.int32))
+    tokens = np.concatenate([codes.view(np.uint8),
+                             scale.astype("<f4").view(np.uint8).reshape(-1, 4)], axis=1)
+    tensors.update({WORD_ROWS + ".head": codes[head_ids],
+                    WORD_ROWS + ".head.scale": scale[head_ids],
+                    WORD_ROWS + ".head_ids": head_ids})
+    meta["tokens"] = json.dumps({"rows": len(codes), "row_bytes": tokens.shape[1]})
+    ordered = sorted(tensors.items(), key=lambda t: (-t[1].dtype.itemsize, t[0]))
+    head, chunks = safetensors_io.encode(ordered, meta)
+    return b"".join([head, *chunks]), tokens.tobytes()
 
 
 def minilm_model_dir():

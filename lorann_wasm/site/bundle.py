@@ -87,3 +87,15 @@ def browser_model(cache_folder, dtype="int8"):
         with atomic_output(path) as f:
             f.write(data)
     return path
+
+
+def site_encoder(folder, search):
+    """The text encoder of the site in ``folder`` (``search``: its site.json's search
+    entry), as the page runs it, in CPython."""
+    from ..embed.minilm import MiniLM
+
+    def read(name):
+        with open(os.path.join(folder, name), "rb") as f:
+            return f.read()
+    tokens = read(search["tokens"]) if search.get("tokens") else None
+    return MiniLM.from_bytes(read(search["model"]), tokens=tokens)

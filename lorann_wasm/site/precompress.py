@@ -5,7 +5,8 @@ Static hosts that serve precompressed files (nginx ``gzip_static``, Caddy
 ``Content-Encoding: gzip`` when the browser accepts it and asks for the whole
 file; a ``Range`` request gets the plain file, since ranges of an encoded body
 would be ranges of the gzip stream. So the files read by Range (a lazily
-loaded index, its records and offsets) get no sibling. Measured on the
+loaded index, its records and offsets, the model's word-piece rows) get no
+sibling. Measured on the
 WordNet site: the runtime's ``pyodide.asm.wasm`` 10.1 -> 3.1 MB,
 ``pyodide.asm.js`` 1.26 -> 0.24 MB, the MiniLM weights 23.3 -> 21.2 MB; the
 NumPy wheel and the standard library are zip files already (1-2 %).
