@@ -43,9 +43,10 @@ export class LorannEngine {
 
   // Boot the runtime (and load an index if indexUrl is given). baseUrl is the
   // site root holding site.json, pyodide/ and the wheel; config is its
-  // site.json when the caller has read it already.
+  // site.json when the caller has read it already. prefetch: files (e.g. the
+  // model for loadEncoder) to download while the runtime starts.
   static async create({ indexUrl = null, baseUrl = new URL(".", document.baseURI).href,
-                        config = null, onProgress = () => {} } = {}) {
+                        config = null, prefetch = [], onProgress = () => {} } = {}) {
     const base = new URL(baseUrl, document.baseURI).href;
     if (!config) {
       const response = await fetch(new URL("site.json", base));
@@ -55,7 +56,8 @@ export class LorannEngine {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     const engine = new LorannEngine(worker, config);
     engine.onProgress = onProgress;
-    await engine.call("boot", { baseUrl: base, wheel: config.wheel });
+    await engine.call("boot", { baseUrl: base, wheel: config.wheel,
+                                prefetch: prefetch.map((u) => new URL(u, base).href) });
     if (indexUrl) await engine.loadIndex(new URL(indexUrl, base).href);
     return engine;
   }

@@ -4,19 +4,11 @@
 // installing fails (a file missing on the host), the page goes on without it.
 // Service workers need HTTPS (or localhost): elsewhere the site works online only.
 
-// onProgress(loaded, total) hears how many bytes the installing worker has read.
-export async function registerOffline(base, version, { waitMs = 60000, onProgress = null } = {}) {
+export async function registerOffline(base, version, { waitMs = 60000 } = {}) {
   if (!("serviceWorker" in navigator) || !window.isSecureContext) return "unsupported";
   const scope = new URL("./", base);
   if (!location.href.startsWith(scope.href)) return "out of scope";
   const container = navigator.serviceWorker;
-  if (onProgress) {
-    container.addEventListener("message", (event) => {
-      const p = event.data && event.data.lorannInstall;
-      if (p) onProgress(p.loaded, p.total);
-    });
-    container.startMessages();
-  }
   let registration;
   try {  // register() can also never settle (service workers blocked): not forever
     registration = await Promise.race([

@@ -13,13 +13,8 @@ async function main() {
     document.querySelector("#links").append(Object.assign(document.createElement("a"),
                                                           { href: link.href, textContent: link.text }));
   }
-  const status = app.querySelector(".lorann-status");
-  status.textContent = "Preparing offline use…";
-  const offline = await registerOffline(document.baseURI, site.version, {
-    onProgress: (loaded, total) => {
-      status.textContent = `Loading the search engine: ${(loaded / 1e6).toFixed(1)} of ` +
-        `${(total / 1e6).toFixed(1)} MB…`;
-    } });
+  app.querySelector(".lorann-status").textContent = "Preparing offline use…";
+  const offline = await registerOffline(document.baseURI, site.version);
   document.body.dataset.offline = offline;
   const handle = await mount(app, { base: "./", placeholder: "Describe what you are looking for…" });
   if (offline.startsWith("failed") || offline === "unsupported") {

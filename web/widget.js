@@ -55,7 +55,7 @@ export async function openSite(base, onStatus = () => {}) {
   if (!s) throw new Error("site.json describes no search index");
   const handle = { site, notices: [], k: 10, offline: null };
   const engine = await LorannEngine.create({
-    baseUrl: siteBase, config: site,
+    baseUrl: siteBase, config: site, prefetch: s.model ? [s.model] : [],
     onProgress: ({ stage, loaded, total }) => {
       if (stage === "offline") {
         handle.offline = { loaded, total };

@@ -82,7 +82,22 @@ function join(chunks, length) {
   return bytes;
 }
 
-async function boot({ baseUrl, wheel }) {
+// Files fetched while the runtime starts (url -> promise of the bytes): the
+// model's download overlaps Pyodide's start-up instead of following it.
+const early = new Map();
+
+function fetchEarly(url, stage) {
+  const pending = early.get(url);
+  early.delete(url);
+  return pending || fetchBytes(url, stage);
+}
+
+async function boot({ baseUrl, wheel, prefetch = [] }) {
+  for (const url of prefetch) {
+    const pending = fetchBytes(url, "model");
+    pending.catch(() => {});  // (reported when it is used)
+    early.set(url, pending);
+  }
   progress("runtime");
   const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", baseUrl).href);
   pyodide = await loadPyodide({ indexURL: new URL("pyodide/", baseUrl).href });
@@ -325,7 +340,7 @@ function vectors({ ids }) {
 // (see loadTokens) until the background completion brings the whole file.
 async function loadEncoder({ url, tokensUrl = null, tokensSize = 0, whole = false,
                              cacheName = null }) {
-  const bytes = await fetchBytes(url, "model");
+  const bytes = await fetchEarly(url, "model");
   progress("model-prepare", bytes.length, bytes.length);
   const info = JSON.parse(session.load_encoder(bytes));
   tokens = null;
