@@ -6,6 +6,7 @@ exit code (2 for bad usage, 1 otherwise), never a traceback.
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ import time
 import numpy as np
 
 from . import __version__
+from .metrics import DISTANCES
+from .params import INT8_SCALES, QUANTIZATION_BITS, RERANK_DTYPES, TARGET_RECALL, IndexParams
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 
@@ -140,13 +143,49 @@ def _attributes(args, n):
         raise CliError(str(exc)) from None
 
 
+#: help of each build option; its default and choices come from
+#: IndexParams.for_data and params.py, so they are stated once
+BUILD_HELP = {
+    "distance": "the distance searched",
+    "n_clusters": "IVF clusters (default: about sqrt(n), see the README)",
+    "global_dim": "dimension of the global projection (default: from the data's)",
+    "rank": "rank of each cluster's scorer",
+    "train_size": "training points per cluster for each regression, as a multiple",
+    "quantization_bits": "bits per value of each point's scorer row (4 halves what a lazy "
+                         "query fetches per probed point, for a little recall)",
+    "rerank_dtype": "how the rerank vectors are stored",
+    "int8_scales": "int8 rerank vectors: a scale per dimension or per vector",
+    "rerank_dims": "store rerank vectors along the data's top S principal directions "
+                   "(fewer bytes per point; default: every dimension)",
+    "seed": "random seed of the build",
+}
+_CHOICES = {"distance": DISTANCES, "rerank_dtype": RERANK_DTYPES, "int8_scales": INT8_SCALES,
+            "quantization_bits": QUANTIZATION_BITS}
+
+
+def _build_options(parser):
+    """The options of :func:`IndexParams.for_data` (``--n-clusters`` ...), with its defaults."""
+    signature = inspect.signature(IndexParams.for_data).parameters
+    for name, text in BUILD_HELP.items():
+        default = signature[name].default
+        choices = _CHOICES.get(name)
+        kind = dict(type=_number_or_none) if name == "quantization_bits" else (
+            dict() if choices else dict(type=int))
+        if choices:
+            kind["choices"] = choices
+        shown = "none" if default is None and choices else default
+        metavar = {"rerank_dims": "S", "quantization_bits": "{8,4,none}"}.get(name)
+        parser.add_argument("--" + name.replace("_", "-"), default=default, metavar=metavar,
+                            help=text + (f" (default {shown})" if shown is not None else ""),
+                            **kind)
+
+
+def _number_or_none(text):
+    return None if text == "none" else int(text) if text.isdigit() else text
+
+
 def _build_kwargs(args):
-    return dict(n_clusters=args.n_clusters, global_dim=args.global_dim, rank=args.rank,
-                train_size=args.train_size,
-                quantization_bits=(None if args.quantization_bits == "none"
-                                   else int(args.quantization_bits)),
-                distance=args.distance, seed=args.seed, rerank_dtype=args.rerank_dtype,
-                int8_scales=args.int8_scales, rerank_dims=args.rerank_dims)
+    return {name: getattr(args, name) for name in BUILD_HELP}
 
 
 def cmd_build(args):
@@ -385,23 +424,11 @@ def make_parser():
     b.add_argument("input", help=".npy, .fvecs, .bvecs or ann-benchmarks .hdf5")
     b.add_argument("-o", "--output", required=True, help="the .lorann file to write")
     b.add_argument("--key", default="train", help="HDF5 dataset holding the vectors (train)")
-    b.add_argument("--distance", choices=("ip", "cosine", "l2"), default="ip")
-    b.add_argument("--n-clusters", type=int)
-    b.add_argument("--global-dim", type=int)
-    b.add_argument("--rank", type=int, default=32)
-    b.add_argument("--train-size", type=int, default=5)
-    b.add_argument("--quantization-bits", choices=("8", "4", "none"), default="8",
-                   help="bits per value of each point's scorer row (default 8; 4 halves "
-                        "what a lazy query fetches per probed point, for a little recall)")
-    b.add_argument("--rerank-dtype", choices=("float32", "float16", "int8"), default="float32")
-    b.add_argument("--int8-scales", choices=("dimension", "vector"), default="dimension")
-    b.add_argument("--rerank-dims", type=int, metavar="S",
-                   help="store rerank vectors along the data's top S principal directions "
-                        "(fewer bytes per point; default: every dimension)")
-    b.add_argument("--target-recall", type=_recall_or_none, default=0.95,
-                   help="tune search parameters for this recall@10 (default 0.95; 'none' skips)")
+    _build_options(b)
+    b.add_argument("--target-recall", type=_recall_or_none, default=TARGET_RECALL,
+                   help=f"tune search parameters for this recall@10 (default {TARGET_RECALL}; "
+                        "'none' skips)")
     b.add_argument("--training-queries", help="example queries (same formats)")
-    b.add_argument("--seed", type=int, default=0)
     _parallel_arguments(b, "the per-cluster regressions", f"from {POOL_MIN_VECTORS:,} vectors "
                         "up", "the same file")
     b.add_argument("--attributes", metavar="FILE",
@@ -459,8 +486,8 @@ def make_parser():
     t.add_argument("--whole", action="store_true",
                    help="the page downloads index and records whole (small collections)")
     t.add_argument("--title", help="the search page's title")
-    t.add_argument("--target-recall", type=_recall, default=0.95,
-                   help="tune the index for this recall@10 (default 0.95)")
+    t.add_argument("--target-recall", type=_recall, default=TARGET_RECALL,
+                   help=f"tune the index for this recall@10 (default {TARGET_RECALL})")
     t.add_argument("--prefetch-limit", type=float, default=150, metavar="MB",
                    help="after its first answer the page downloads the rest of the index and "
                         "records for offline use when they take at most this many MB "

@@ -9,7 +9,7 @@ from .atomic import atomic_output
 from .filtering.columns import AttributeTable
 from .format.index_file import cluster_crcs, decode_index, encode_index
 from .metrics import check_nonzero_rows, prepare
-from .params import IndexParams, check_target_recall, lookup, lookup_target
+from .params import TARGET_RECALL, IndexParams, check_target_recall, lookup, lookup_target
 from .query.engine import QueryEngine
 from .query.prefix import Prefix
 from .query.rerank import brute_force
@@ -57,7 +57,7 @@ class LorannIndex(QueryEngine):
 
     # -- construction -----------------------------------------------------
 
-    def build(self, training_queries=None, verbose=False, target_recall=0.95,
+    def build(self, training_queries=None, verbose=False, target_recall=TARGET_RECALL,
               tuning_queries=500, executor=None):
         """Train the index; returns ``self``.
 

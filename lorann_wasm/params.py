@@ -15,9 +15,11 @@ from typing import NamedTuple, Optional
 
 from ._checks import as_int, check_k
 from .filtering.columns import check_schema
-from .metrics import check_distance
+from .metrics import check_distance, is_euclidean
 
 RERANK_DTYPES = ("float32", "float16", "int8")
+#: the recall@10 a build tunes its default search settings for, unless told
+TARGET_RECALL = 0.95
 INT8_SCALES = ("dimension", "vector")
 QUANTIZATION_BITS = (8, 4, None)
 
@@ -130,7 +132,7 @@ class IndexParams:
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
                    points_to_rerank=r, row_checksums=True, residual_scorers=True,
-                   stores_norms=distance == "l2",
+                   stores_norms=is_euclidean(distance),
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
                        rerank_dims, "rerank_dims", low=1, high=dim))
@@ -175,7 +177,7 @@ class IndexParams:
         for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not self.stores_norms and self.distance == "l2":
+        if not self.stores_norms and is_euclidean(self.distance):
             raise ValueError("an l2 index needs its squared norms (stores_norms)")
         if self.attributes is not None:
             check_schema(self.attributes)

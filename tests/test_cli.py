@@ -182,3 +182,22 @@ def test_bench_skips_a_peer_that_refuses_the_data(tmp_path):
     assert "lorann (C++): cannot index this data, skipped" in result.stderr
     data = json.loads((tmp_path / "r" / "results.json").read_text())
     assert {r["method"] for r in data["rows"]} == {"lorann_wasm"}
+
+
+def test_build_options_are_the_index_parameters():
+    """Every build parameter of IndexParams.for_data is a `lorann-wasm build` option with
+    the library's own default (stated once, in the signature), and parses to it."""
+    import inspect
+
+    from lorann_wasm.cli import BUILD_HELP, _build_kwargs, make_parser
+    from lorann_wasm.params import IndexParams
+
+    params = {k: p.default for k, p in inspect.signature(IndexParams.for_data).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and k != "attributes"}  # (--attributes FILE)
+    assert set(BUILD_HELP) == set(params)
+    args = make_parser().parse_args(["build", "x.npy", "-o", "x.lorann"])
+    assert _build_kwargs(args) == params
+    args = make_parser().parse_args(["build", "x.npy", "-o", "x.lorann", "--quantization-bits",
+                                     "none", "--rank", "8", "--distance", "l2"])
+    assert _build_kwargs(args) == {**params, "quantization_bits": None, "rank": 8,
+                                   "distance": "l2"}

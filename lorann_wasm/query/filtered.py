@@ -21,6 +21,7 @@ import numpy as np
 from ..filtering.planner import (DENSE, choose_path, cluster_weights, filtered_probes,
                                  passing_clusters)
 from ..filtering.predicates import compile_filter, filter_key
+from ..metrics import is_euclidean
 from .candidates import candidates_filtered, candidates_single
 from .rerank import brute_force, exact_l2
 from .vectors import RerankVectors
@@ -219,7 +220,7 @@ def finish_exact(plan, arrays, distance):
         shape = (0,) if plan.single else (len(plan.queries), 0)
         return np.zeros(shape, np.int64), np.zeros(shape, np.float32)
     rows, dists = brute_force(subset, plan.queries, min(k, len(positions)), distance)
-    if distance == "l2":
+    if is_euclidean(distance):
         rows, dists = exact_l2(subset, plan.queries, rows, dists)
     ids = arrays.ids[positions[rows]]
     return (ids[0], dists[0]) if plan.single else (ids, dists)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..kernels import times_transposed
+from ..metrics import is_euclidean
 from ..quantization import dequantize_int8
 from ..topk import smallest_k
 
@@ -18,7 +19,7 @@ class Prefix:
 
     def __init__(self, tensors, params):
         t = tensors
-        self.euclidean = params.distance == "l2"
+        self.euclidean = is_euclidean(params.distance)
         factor = -2.0 if self.euclidean else -1.0
         A = (dequantize_int8(t["A"], t["A_scales"], axis=1) if params.quantization_bits
              else t["A"])

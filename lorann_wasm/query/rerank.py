@@ -7,7 +7,7 @@ Used twice: to rerank LoRANN's candidates, and for brute-force search
 import numpy as np
 
 from ..kernels import einsum
-from ..metrics import from_inner_products
+from ..metrics import from_inner_products, is_euclidean
 from ..topk import smallest_k
 
 #: float32 values gathered per reranking step: small enough to stay in cache
@@ -22,7 +22,7 @@ def query_terms(vectors, queries, distance):
     coordinates as the vectors are stored, and for Euclidean distances over a
     basis their squared norms (..., 1), else None."""
     q_sq = None
-    if distance == "l2" and vectors.basis is not None:
+    if is_euclidean(distance) and vectors.basis is not None:
         q_sq = einsum("...j,...j->...", queries, queries)[..., None]
     return vectors.in_basis(queries), q_sq
 
@@ -43,7 +43,7 @@ def candidate_distances(vectors, queries, rows, distance, terms=None):
     distance within the basis plus the energy of both outside it.
     """
     coords, q_sq = terms or query_terms(vectors, queries, distance)
-    if distance == "l2" and vectors.basis is None:
+    if is_euclidean(distance) and vectors.basis is None:
         diff = vectors.decode(rows)
         diff -= coords[..., None, :]
         return einsum("...j,...j->...", diff, diff)

@@ -30,6 +30,7 @@ import numpy as np
 from ..filtering.columns import is_point_tensor
 from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, cluster_crc,
                                  invalid, vector_checks)
+from ..metrics import is_euclidean
 from ..quantization import dequantize_rows
 from .clusters import ClusterArrays, scorer_matrix
 from .vectors import RerankVectors
@@ -59,7 +60,7 @@ def _point_arrays(parts, params):
     """(B rows as float32, bias) of a cluster's (or the index's) stored per-point tensors."""
     B = dequantize_rows(parts["B"], parts.get("B_scales"), params.quantization_bits,
                         params.rank)
-    bias = parts["sq_norms"] if params.distance == "l2" else np.zeros(len(B), np.float32)
+    bias = parts["sq_norms"] if is_euclidean(params.distance) else np.zeros(len(B), np.float32)
     return B, bias
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..params import TARGET_RECALL
 from ..user_cache import user_cache
 from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
 from .documents import Fields, read_inputs
@@ -166,7 +167,7 @@ def _publish(staging, out):
 
 
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
-               passage_tokens=200, whole=False, title=None, target_recall=0.95, facets=(),
+               passage_tokens=200, whole=False, title=None, target_recall=TARGET_RECALL, facets=(),
                encoder="numpy", executor=None, workers=None, prefetch_limit=PREFETCH_LIMIT):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 

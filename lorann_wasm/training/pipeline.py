@@ -28,7 +28,7 @@ import numpy as np
 
 from .._checks import check_magnitudes
 from ..kernels import times
-from ..metrics import prepare
+from ..metrics import is_euclidean, prepare
 from ..quantization import quantize_int4, quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
 from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
@@ -59,7 +59,7 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
     p = params
     n, d = source.n, source.d
     c, g = p.n_clusters, p.global_dim
-    euclidean = p.distance == "l2"
+    euclidean = is_euclidean(p.distance)
     rng = np.random.default_rng(p.seed)
     train_rows = queries or source
 
