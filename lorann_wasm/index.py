@@ -141,10 +141,18 @@ class LorannIndex(QueryEngine):
             clusters_to_search=c, points_to_rerank=r, tuning={
                 "k": k, "queries": int(len(queries)), "leave_one_out": self_ids is not None,
                 "target_recall": target_recall, "table": table})
-        factors = tune_filter_factors(self, queries, self_ids, target_recall, k,
-                                      self._params.seed, truth_vectors)
-        self._params = self._params.replace(tuning=dict(self._params.tuning,
-                                                        filter_factors=factors))
+        tuned = self._params
+
+        def search(queries, allow, factors):  # filtered, with this factor table
+            self._params = tuned.replace(tuning=dict(tuned.tuning, filter_factors=factors))
+            return self.search(queries, k, allow=allow, filter_path="filtered")
+        try:
+            factors = tune_filter_factors(self._store.arrays, search, queries, self_ids,
+                                          target_recall, k, self.distance, tuned.seed,
+                                          truth_vectors)
+        finally:
+            self._params = tuned
+        self._params = tuned.replace(tuning=dict(tuned.tuning, filter_factors=factors))
         log("filtered search: probing budget factors " + ", ".join(
             f"{f} at {s:.0%} passing" for s, f in factors) + f" reach recall@{k} >= "
             f"{target_recall} under random allow lists")

@@ -11,7 +11,8 @@ import numpy as np
 FORMATS = (".npy", ".fvecs", ".bvecs", ".ivecs", ".hdf5", ".h5")
 
 
-def _fail(path, msg):
+def input_error(path, msg):
+    """Raise the ValueError that names a bad input file and what is wrong with it."""
     raise ValueError(f"{path}: {msg}")
 
 
@@ -19,22 +20,22 @@ def read_vecs(path, dtype):
     """Read a TEXMEX ``.fvecs`` / ``.bvecs`` / ``.ivecs`` file: per row an int32 d, then d values."""
     size = os.path.getsize(path)
     if size < 4:
-        _fail(path, "file is too short to hold a vector")
+        input_error(path, "file is too short to hold a vector")
     with open(path, "rb") as f:
         dim = int(np.frombuffer(f.read(4), dtype="<i4")[0])
     itemsize = np.dtype(dtype).itemsize
     if not 0 < dim < 1 << 20:
-        _fail(path, f"first vector claims dimension {dim}; not a {os.path.splitext(path)[1]} file?")
+        input_error(path, f"first vector claims dimension {dim}; not a {os.path.splitext(path)[1]} file?")
     row = 4 + dim * itemsize
     if size % row:
-        _fail(path, f"size {size} is not a multiple of the {row}-byte rows of dimension {dim} "
+        input_error(path, f"size {size} is not a multiple of the {row}-byte rows of dimension {dim} "
                     "(truncated, or mixed dimensions)")
     n = size // row
     raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(n, row))
     dims = raw[:, :4].copy().view("<i4").ravel()
     if np.any(dims != dim):
         bad = int(np.flatnonzero(dims != dim)[0])
-        _fail(path, f"row {bad} has dimension {dims[bad]}, expected {dim}")
+        input_error(path, f"row {bad} has dimension {dims[bad]}, expected {dim}")
     return raw[:, 4:].view(np.dtype(dtype).newbyteorder("<")).reshape(n, dim)
 
 
@@ -47,11 +48,11 @@ def open_hdf5(path, key):
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        _fail(path, f"not a readable HDF5 file ({exc})")
+        input_error(path, f"not a readable HDF5 file ({exc})")
     if key not in f:
         keys = sorted(f.keys())
         f.close()
-        _fail(path, f"has no dataset {key!r} (it has {keys})")
+        input_error(path, f"has no dataset {key!r} (it has {keys})")
     return f, f[key]
 
 
@@ -67,7 +68,7 @@ def load_npy(path):
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
-        _fail(path, f"not a readable .npy array ({exc or 'the file is empty'})")
+        input_error(path, f"not a readable .npy array ({exc or 'the file is empty'})")
 
 
 def read_vectors(path, key="train"):
@@ -87,7 +88,7 @@ def read_vectors(path, key="train"):
     elif ext in (".hdf5", ".h5"):
         arr = read_hdf5(path, key)
     else:
-        _fail(path, f"unknown extension {ext!r}; expected one of {', '.join(FORMATS)}")
+        input_error(path, f"unknown extension {ext!r}; expected one of {', '.join(FORMATS)}")
     if arr.ndim != 2:
-        _fail(path, f"expected a 2-D array of vectors, found shape {arr.shape}")
+        input_error(path, f"expected a 2-D array of vectors, found shape {arr.shape}")
     return arr

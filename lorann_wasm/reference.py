@@ -141,7 +141,8 @@ def model_of(index):
     """The model :func:`search` reads, from a built :class:`.LorannIndex`'s file
     tensors (dequantised, decoded, per cluster): to check the fast query path on
     the very scorers the fast build made."""
-    t, p = index._tensors, index.params
+    from .format.index_file import decode_index
+    t, p = decode_index(index.to_bytes())[0], index.params
     bits = p["quantization_bits"]
     from .quantization import dequantize_int8, dequantize_rows
     A = dequantize_int8(t["A"], t["A_scales"], axis=1) if bits else t["A"]

@@ -75,3 +75,23 @@ def test_the_readme_parameter_table_matches_the_code():
             want = f'"{p.default}"' if isinstance(p.default, str) else str(p.default)
             assert want in default, (name, want, default)
     assert set(rows) - set(params) == set(), set(rows) - set(params)
+
+
+def test_nothing_reads_the_engines_private_state_from_outside():
+    """Benchmarks, profiling and tuning run the engine through its public stage API
+    (``index.stages``), not through its private attributes; and no module imports
+    another's private names."""
+    owners = {"query/engine.py", "index.py", "lazy.py"}
+    private_state = {"_prefix", "_store", "_params", "_tensors"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in private_state
+                    and rel not in owners
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+                found.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
+            if isinstance(node, ast.ImportFrom):
+                found += [f"{rel}:{node.lineno} imports {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, found

@@ -90,30 +90,20 @@ class LorannWasmFloor(LorannWasm):
 
     name = "lorann_wasm stages (floor)"
 
-    def _probed(self, q, clusters_to_search):
-        """``q`` (d,) or (b, d) as the engine prepares it, its reduction and its probes."""
-        if self.index.distance == "cosine":
-            q = _normalize(q.reshape(-1, q.shape[-1])).reshape(q.shape)
-        reduced = self.index._prefix.reduce(q)
-        return q, reduced, self.index._prefix.probe(reduced, clusters_to_search, ordered=False)
+    def fit(self, data, distance):
+        super().fit(data, distance)
+        self.stages = self.index.stages
 
     def query(self, q, k, clusters_to_search, points_to_rerank):
-        from ..query.candidates import candidates_single
-        from ..query.rerank import rerank_one
-        arrays = self.index._store.arrays
-        q, reduced, probes = self._probed(q, clusters_to_search)
-        candidates = candidates_single(arrays, reduced, probes, max(k, points_to_rerank))
-        rows, _ = rerank_one(arrays.vectors, q, candidates, k, self.index.distance)
-        return arrays.ids[rows]
+        stages = self.stages
+        if self.index.distance == "cosine":
+            q = _normalize(q.reshape(-1, q.shape[-1])).reshape(q.shape)
+        reduced = stages.reduce(q)
+        probes = stages.probe(reduced, clusters_to_search)
+        rows, _ = stages.rerank(q, stages.candidates(reduced, probes, max(k, points_to_rerank)), k)
+        return stages.ids(rows)
 
-    def batch_query(self, queries, k, clusters_to_search, points_to_rerank):
-        from ..query.candidates import candidates_blocked
-        from ..query.rerank import rerank
-        arrays = self.index._store.arrays
-        queries, reduced, probes = self._probed(queries, clusters_to_search)
-        candidates = candidates_blocked(arrays, reduced, probes, max(k, points_to_rerank))
-        rows, _ = rerank(arrays.vectors, queries, candidates, k, self.index.distance)
-        return np.where(rows >= 0, arrays.ids[np.maximum(rows, 0)], -1)
+    batch_query = query  # the stages take one query (d,) or several (b, d)
 
 
 class Exact(Algorithm):

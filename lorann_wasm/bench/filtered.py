@@ -66,8 +66,8 @@ def _recall(found, truth, k):
 
 
 def run(args):
-    from .runner import _pin_threads
-    _pin_threads()
+    from .runner import pin_threads
+    pin_threads()
     import numpy as np
 
     from ..exact import ExactIndex
@@ -158,14 +158,7 @@ def run(args):
 
 def _mask(index, where, n):
     """Which points pass ``where``, computed by the index's own per-point test."""
-    import numpy as np
-
-    from ..filtering.predicates import compile_filter
-    flt = compile_filter(where, None, index.params["attributes"], n)
-    arrays = index._store.arrays
-    mask = np.zeros(n, dtype=bool)
-    mask[arrays.ids] = flt.passes(arrays)
-    return mask
+    return index.stages.passing(where)
 
 
 def _write(out, meta, rows):

@@ -49,7 +49,7 @@ def add_arguments(p):
     p.add_argument("--out", help="output folder (default results/DATASET)")
 
 
-def _pin_threads():
+def pin_threads():
     """Re-run this process with one BLAS/OpenMP thread if it was not started so."""
     if all(os.environ.get(v) == "1" for v in THREAD_VARS):
         return
@@ -142,7 +142,7 @@ def _methods(args, n, dim):
 
 
 def run_benchmark(args):
-    _pin_threads()  # (before anything imports NumPy: BLAS reads the variables at import)
+    pin_threads()  # (before anything imports NumPy: BLAS reads the variables at import)
     from .report import write_reports
 
     ds = _load(args)

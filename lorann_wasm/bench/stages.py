@@ -10,10 +10,8 @@ import time
 
 import numpy as np
 
-from .._checks import as_prepared_queries
 from ..kernels import rowwise_dot, vector_times
-from ..query.candidates import _positions, with_one
-from ..query.rerank import rerank_one
+from ..query.candidates import positions_of, with_one
 from ..topk import unordered_smallest_k
 
 
@@ -22,7 +20,8 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
     for single searches of ``queries`` (b, d) at (``clusters``, ``rerank``) on a
     resident :class:`.LorannIndex`: each stage over all queries in turn, best
     of ``passes``; the last row is the whole ``index.search``."""
-    prefix, arrays, p = index._prefix, index._store.arrays, index._params
+    stages = index.stages
+    prefix, arrays, p = stages.prefix, stages.arrays, stages.params
     vectors = arrays.vectors
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
 
@@ -32,19 +31,19 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
 
     steps = []  # each query's intermediate results, so every stage runs on real inputs
     for q in queries:
-        q = as_prepared_queries(q, p.dim, p.distance)[0][0]
+        q = stages.prepare(q)
         reduced = prefix.reduce(q)
         probes = prefix.probe(reduced, clusters, ordered=False)
         t = with_one(rowwise_dot(arrays.A_t[probes], reduced))
         order = probes.tolist()
         scores = np.concatenate([vector_times(row, arrays.scorers[j]) for row, j in zip(t, order)])
         best = select(scores)
-        positions = _positions(arrays, probes, arrays.sizes[probes], best)
+        positions = positions_of(arrays, probes, arrays.sizes[probes], best)
         steps.append((q, reduced, probes, t, order, scores, best, positions))
     points = float(np.mean([len(s[5]) for s in steps]))
     projected = prefix.projection_t is not None
     stages = [
-        ("validation", lambda s: as_prepared_queries(s[0], p.dim, p.distance), None),
+        ("validation", lambda s: stages.prepare(s[0]), None),
         ("projection", lambda s: prefix.reduce(s[0]), p.dim * g if projected else None),
         ("probing", lambda s: prefix.probe(s[1], clusters, ordered=False), p.n_clusters * g),
         ("q A_j", lambda s: with_one(rowwise_dot(arrays.A_t[s[2]], s[1])), clusters * r * g),
@@ -52,8 +51,8 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
             [vector_times(row, arrays.scorers[j]) for row, j in zip(s[3], s[4])]),
          points * (r + 1)),
         (f"select {rerank}", lambda s: select(s[5]), None),
-        ("positions", lambda s: _positions(arrays, s[2], arrays.sizes[s[2]], s[6]), None),
-        ("rerank", lambda s: rerank_one(vectors, s[0], s[7], k, p.distance),
+        ("positions", lambda s: positions_of(arrays, s[2], arrays.sizes[s[2]], s[6]), None),
+        ("rerank", lambda s: stages.rerank(s[0], s[7], k),
          min(rerank, points) * vectors.codes.shape[1]),
         ("whole search", lambda s: index.search(s[0], k, clusters_to_search=clusters,
                                                 points_to_rerank=rerank), None),

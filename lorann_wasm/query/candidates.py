@@ -70,10 +70,10 @@ def candidates_single(arrays, reduced, probes, points_to_rerank, keep=None):
             best = best[approx[best] < np.inf]
     else:
         best = np.arange(approx.size) if keep is None else np.flatnonzero(approx < np.inf)
-    return _positions(arrays, probes, sizes, best)
+    return positions_of(arrays, probes, sizes, best)
 
 
-def _positions(arrays, probes, sizes, picked):
+def positions_of(arrays, probes, sizes, picked):
     """Positions of ``picked``, indices into the probed clusters' points (``sizes``
     of them each) laid back to back in ``probes``' order. (Seven calls on small
     arrays: half the time of concatenating the probed clusters' positions to

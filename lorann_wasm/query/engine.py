@@ -125,6 +125,15 @@ class QueryEngine:
     def distance(self):
         return self._params.distance
 
+    @property
+    def stages(self):
+        """The query path's steps over this index (:class:`.Stages`); resident only."""
+        from .stages import Stages
+        self._check_ready()
+        if not self._store.resident:
+            raise ValueError("stages need every cluster in memory: load the index whole")
+        return Stages(self._prefix, self._store.arrays, self._params)
+
     def cluster_spans(self, clusters):
         """Storage positions ``[first, end)`` of each of ``clusters``, as Python ints."""
         offsets = self._prefix.offsets

@@ -101,7 +101,7 @@ def open_vectors(path, key="train"):
     ``.npy`` files are memory-mapped, HDF5 datasets read by slices (the file
     stays open), ``.fvecs``/``.bvecs`` mapped row by row.
     """
-    from ..io import _fail, load_npy, open_hdf5, read_vecs
+    from ..io import input_error, load_npy, open_hdf5, read_vecs
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -115,5 +115,5 @@ def open_vectors(path, key="train"):
     if ext in (".fvecs", ".bvecs"):
         return RowSource(read_vecs(path, np.float32 if ext == ".fvecs" else np.uint8), name=path)
     if ext != ".npy":
-        _fail(path, f"streaming builds read .npy, .hdf5, .fvecs or .bvecs, not {ext!r}")
+        input_error(path, f"streaming builds read .npy, .hdf5, .fvecs or .bvecs, not {ext!r}")
     return RowSource(load_npy(path), name=path)

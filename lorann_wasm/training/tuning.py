@@ -185,7 +185,8 @@ FILTER_QUERIES = 200
 FILTER_FLAT = 0.003
 
 
-def tune_filter_factors(index, queries, self_ids, target, k, seed=0, truth_vectors=None):
+def tune_filter_factors(arrays, search, queries, self_ids, target, k, distance, seed=0,
+                        truth_vectors=None):
     """``[[share, factor], ...]``: for each of :data:`FILTER_SHARES`, the smallest
     :data:`FILTER_FACTORS` entry at which filtered search of ``queries`` (at most
     :data:`FILTER_QUERIES`) under a random allow list passing that share of the
@@ -193,40 +194,35 @@ def tune_filter_factors(index, queries, self_ids, target, k, seed=0, truth_vecto
     does (the unfiltered setting itself may fall a little short), the first
     within :data:`FILTER_FLAT` of the best recall measured. ``self_ids``
     (queries that are data points) are left out of every allow list.
-    ``truth_vectors`` as for :func:`measure_grid`. The index's parameters are
-    restored afterwards.
+
+    ``arrays`` are the index's :class:`.ClusterArrays`; ``search(queries, allow,
+    [[share, factor]])`` is its filtered search with that factor table;
+    ``truth_vectors`` as for :func:`measure_grid`.
     """
     rng = np.random.default_rng(seed)
     queries = queries[:FILTER_QUERIES]
-    arrays, n = index._store.arrays, index.n
-    params = index._params
+    n = len(arrays.ids)
     table = []
-    try:
-        for share in FILTER_SHARES:
-            allowed = rng.random(n) < share
-            if self_ids is not None:
-                allowed[self_ids[:FILTER_QUERIES]] = False
-            if allowed.sum() < k:
-                continue
-            # exact search over just the allowed rows: half a pass over the data in all
-            rows_allowed = np.flatnonzero(allowed[arrays.ids])
-            rows, _ = brute_force((truth_vectors or arrays.vectors).subset(rows_allowed),
-                                  queries, k, index.distance)
-            truth = arrays.ids[rows_allowed[rows]]
-            recalls = []
-            for factor in FILTER_FACTORS:
-                index._params = params.replace(
-                    tuning=dict(params.tuning, filter_factors=[[share, factor]]))
-                found = index.search(queries, k, allow=allowed, filter_path="filtered")
-                recalls.append(recall_at_k(found, truth, k))
-                if recalls[-1] >= target:
-                    break
-            # the first factor reaching the target; else the first one within
-            # FILTER_FLAT of the best recall seen (more probing no longer helps)
-            best = max(recalls)
-            chosen = next(f for f, rec in zip(FILTER_FACTORS, recalls)
-                          if rec >= min(target, best - FILTER_FLAT))
-            table.append([share, chosen])
-    finally:
-        index._params = params
+    for share in FILTER_SHARES:
+        allowed = rng.random(n) < share
+        if self_ids is not None:
+            allowed[self_ids[:FILTER_QUERIES]] = False
+        if allowed.sum() < k:
+            continue
+        # exact search over just the allowed rows: half a pass over the data in all
+        rows_allowed = np.flatnonzero(allowed[arrays.ids])
+        rows, _ = brute_force((truth_vectors or arrays.vectors).subset(rows_allowed),
+                              queries, k, distance)
+        truth = arrays.ids[rows_allowed[rows]]
+        recalls = []
+        for factor in FILTER_FACTORS:
+            recalls.append(recall_at_k(search(queries, allowed, [[share, factor]]), truth, k))
+            if recalls[-1] >= target:
+                break
+        # the first factor reaching the target; else the first one within
+        # FILTER_FLAT of the best recall seen (more probing no longer helps)
+        best = max(recalls)
+        chosen = next(f for f, rec in zip(FILTER_FACTORS, recalls)
+                      if rec >= min(target, best - FILTER_FLAT))
+        table.append([share, chosen])
     return table
