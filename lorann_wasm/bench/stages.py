@@ -20,8 +20,8 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
     for single searches of ``queries`` (b, d) at (``clusters``, ``rerank``) on a
     resident :class:`.LorannIndex`: each stage over all queries in turn, best
     of ``passes``; the last row is the whole ``index.search``."""
-    stages = index.stages
-    prefix, arrays, p = stages.prefix, stages.arrays, stages.params
+    engine = index.stages
+    prefix, arrays, p = engine.prefix, engine.arrays, engine.params
     vectors = arrays.vectors
     r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
 
@@ -31,7 +31,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
 
     steps = []  # each query's intermediate results, so every stage runs on real inputs
     for q in queries:
-        q = stages.prepare(q)
+        q = engine.prepare(q)
         reduced = prefix.reduce(q)
         probes = prefix.probe(reduced, clusters, ordered=False)
         t = with_one(rowwise_dot(arrays.A_t[probes], reduced))
@@ -43,7 +43,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
     points = float(np.mean([len(s[5]) for s in steps]))
     projected = prefix.projection_t is not None
     stages = [
-        ("validation", lambda s: stages.prepare(s[0]), None),
+        ("validation", lambda s: engine.prepare(s[0]), None),
         ("projection", lambda s: prefix.reduce(s[0]), p.dim * g if projected else None),
         ("probing", lambda s: prefix.probe(s[1], clusters, ordered=False), p.n_clusters * g),
         ("q A_j", lambda s: with_one(rowwise_dot(arrays.A_t[s[2]], s[1])), clusters * r * g),
@@ -52,7 +52,7 @@ def stage_times(index, queries, clusters, rerank, k=10, passes=5):
          points * (r + 1)),
         (f"select {rerank}", lambda s: select(s[5]), None),
         ("positions", lambda s: positions_of(arrays, s[2], arrays.sizes[s[2]], s[6]), None),
-        ("rerank", lambda s: stages.rerank(s[0], s[7], k),
+        ("rerank", lambda s: engine.rerank(s[0], s[7], k),
          min(rerank, points) * vectors.codes.shape[1]),
         ("whole search", lambda s: index.search(s[0], k, clusters_to_search=clusters,
                                                 points_to_rerank=rerank), None),
