@@ -132,15 +132,20 @@ class Session:
         parallel and hands them to :meth:`supply` until no ranges are left, then
         calls :meth:`finish`. ``filter_json`` is "" or ``{"where": {...} or null,
         "allow": [ids] or null}``; the other arguments are those of :meth:`search`."""
+        plan = self._plan(queries, count, k, clusters_to_search, points_to_rerank, filter_json)
+        return json.dumps({**self._next(plan), "path": plan.path, "passing": plan.passing})
+
+    def _plan(self, queries, count, k, clusters_to_search, points_to_rerank, filter_json):
+        """The one way in: the JS arguments checked and turned into a pending :class:`.Plan`."""
         self._require()
         q = _queries(queries, count)
         where, allow = _filter(filter_json)
-        plan = self.index.plan(q[0] if q.shape[0] == 1 else q, _count(k, "k"),
-                               clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
-                               points_to_rerank=_default(points_to_rerank, "points_to_rerank"),
-                               where=where, allow=allow)
-        self._pending = plan
-        return json.dumps({**self._next(plan), "path": plan.path, "passing": plan.passing})
+        self._pending = self.index.plan(
+            q[0] if q.shape[0] == 1 else q, _count(k, "k"),
+            clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
+            points_to_rerank=_default(points_to_rerank, "points_to_rerank"),
+            where=where, allow=allow)
+        return self._pending
 
     def supply(self, buffers):
         """Hand over the responses to the ranges asked for: a list of byte buffers,
@@ -213,17 +218,12 @@ class Session:
         """Approximate search; ``queries`` holds ``count`` float32 vectors back to back.
 
         Returns ``(ids, distances)``, flat (count * k,), best first per query.
-        ``filter_json`` as in :meth:`plan`.
+        ``filter_json`` as in :meth:`plan`. The same plan and finish as the lazy
+        route, in one call: what a lazily loaded index still lacks is read through
+        its reader.
         """
-        self._require()
-        q = _queries(queries, count)
-        where, allow = _filter(filter_json)
-        ids, dists = self.index.search(
-            q[0] if q.shape[0] == 1 else q, _count(k, "k"),
-            clusters_to_search=_default(clusters_to_search, "clusters_to_search"),
-            points_to_rerank=_default(points_to_rerank, "points_to_rerank"), return_distances=True,
-            where=where, allow=allow)
-        return ids.astype(np.int32).ravel(), dists.ravel()
+        self._plan(queries, count, k, clusters_to_search, points_to_rerank, filter_json)
+        return self.finish()
 
     def exact_search(self, queries, count, k):
         """Brute-force search over the stored vectors; same layout as :meth:`search`."""
