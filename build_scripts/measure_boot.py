@@ -14,7 +14,7 @@ import statistics
 import tempfile
 
 from build_scripts.browser import chromium, open_context
-from build_scripts.build_site import build_site
+from build_scripts.explorer_site import build_explorer_site
 from lorann_wasm.site.serve import serve_in_background
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>boot</title>
@@ -32,7 +32,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "site")
-        build_site(root)
+        build_explorer_site(root)
         with open(os.path.join(root, "boot.html"), "w") as f:
             f.write(PAGE)
         server, url = serve_in_background(root)

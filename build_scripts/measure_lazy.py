@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from build_scripts.browser import chromium
-from build_scripts.build_site import build_site
+from build_scripts.explorer_site import build_explorer_site
 from lorann_wasm.site.runtime import default_cache
 from lorann_wasm.site.serve import serve_in_background
 from lorann_wasm.bench.datasets import low_rank_mixture
@@ -103,7 +103,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     path, queries = cached_index(args.n, args.dim)
     size = os.path.getsize(path)
-    build_site(args.site)
+    build_explorer_site(args.site)
     target = os.path.join(args.site, "indexes")
     os.makedirs(target, exist_ok=True)
     os.link(path, os.path.join(target, "big.lorann"))

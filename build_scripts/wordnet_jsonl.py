@@ -11,7 +11,15 @@ import os
 import sys
 
 from lorann_wasm.atomic import atomic_output
-from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
+from lorann_wasm.bench.datasets import POS_NAMES, wordnet_synsets
+
+
+def wordnet_documents(synsets):
+    """The synsets as site records: lemmas as title, gloss as text, part of speech and
+    lexicographer file as fields. ``title: text`` is the benchmark's ``synset_text``,
+    so the site and the benchmark share embeddings."""
+    return [{"id": s["id"], "title": ", ".join(s["lemmas"]), "text": s["gloss"],
+             "pos": POS_NAMES[s["pos"]], "lexname": s["lexname"]} for s in synsets]
 
 
 def main(argv=None):

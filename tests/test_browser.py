@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from build_scripts.browser import open_context
-from build_scripts.build_site import build_site
+from build_scripts.explorer_site import build_explorer_site
 from build_scripts.datasets import fashion_mnist
 from conftest import clustered, local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
@@ -50,7 +50,7 @@ def site(tmp_path_factory):
     work = tmp_path_factory.mktemp("browser")
     cases = _make_cases(str(work))
     root = str(work / "site")
-    build_site(root, [(name, str(work / f"{name}.lorann"), name) for name in cases])
+    build_explorer_site(root, [(name, str(work / f"{name}.lorann"), name) for name in cases])
     raw = bytearray(open(work / "fmnist-l2.lorann", "rb").read())
     raw[len(raw) // 2] ^= 0x40  # one flipped bit in the data section
     with open(os.path.join(root, "indexes", "corrupt.lorann"), "wb") as f:

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from build_scripts.build_site import build_site
+from build_scripts.explorer_site import build_explorer_site
 from conftest import local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 from lorann_wasm.bench.datasets import low_rank_mixture
@@ -34,7 +34,7 @@ def site(tmp_path_factory):
     small = LorannIndex(data[:20000, :64], rank=16, seed=1).build(target_recall=None)
     small.save(work / "small.lorann")
     root = str(work / "site")
-    build_site(root, [("small", str(work / "small.lorann"), "small")])
+    build_explorer_site(root, [("small", str(work / "small.lorann"), "small")])
     big_path = os.path.join(root, "indexes", "big.lorann")
     build_file(data, big_path, distance="l2", seed=0, n_clusters=700)
     truth = ExactIndex(data, distance="l2").search(queries, 10)

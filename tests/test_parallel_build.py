@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import clustered
+from build_scripts.wordnet_jsonl import wordnet_documents
 from lorann_wasm import LorannIndex
-from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
+from lorann_wasm.bench.datasets import wordnet_synsets
 from lorann_wasm.embed.cache import EmbeddingCache
 from lorann_wasm.embed.encoders import cache_name
 from lorann_wasm.cli import main

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from conftest import local_page
+from build_scripts.wordnet_jsonl import wordnet_documents
 from lorann_wasm import LorannIndex
-from lorann_wasm.bench.datasets import wordnet_documents, wordnet_synsets
+from lorann_wasm.bench.datasets import wordnet_synsets
 from lorann_wasm.embed.minilm import MiniLM
 from lorann_wasm.site.bundle import site_encoder
 from lorann_wasm.lazy import FileReader, LazyIndex

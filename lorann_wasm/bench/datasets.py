@@ -145,14 +145,6 @@ def wordnet_synsets():
     return out
 
 
-def wordnet_documents(synsets):
-    """The synsets as site records: lemmas as title, gloss as text, part of speech and
-    lexicographer file as fields. ``title: text`` is :func:`synset_text`, so the site
-    and the benchmark share embeddings."""
-    return [{"id": s["id"], "title": ", ".join(s["lemmas"]), "text": s["gloss"],
-             "pos": POS_NAMES[s["pos"]], "lexname": s["lexname"]} for s in synsets]
-
-
 POS_NAMES = {"n": "noun", "v": "verb", "a": "adjective", "r": "adverb"}
 
 

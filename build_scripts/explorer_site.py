@@ -1,8 +1,8 @@
 """The demo's extra pages: the vector explorer and the benchmark page, with their indexes.
 
 Usage:
-  python -m build_scripts.build_site --into SITE [--explorer] [--index NAME=PATH[:TITLE]]...
-  python -m build_scripts.build_site --out SITE  [--explorer] [--index NAME=PATH[:TITLE]]...
+  python -m build_scripts.explorer_site --into SITE [--explorer] [--index NAME=PATH[:TITLE]]...
+  python -m build_scripts.explorer_site --out SITE  [--explorer] [--index NAME=PATH[:TITLE]]...
 
 ``--into`` adds them to a site made by ``lorann-wasm site`` (the demo's
 WordNet search), linked from its page; ``--out`` makes a site of just these
@@ -101,7 +101,7 @@ def add_to_site(site, indexes=(), explorer=False):
     return manifest
 
 
-def build_site(out, indexes=(), with_scipy=False, explorer=False):
+def build_explorer_site(out, indexes=(), with_scipy=False, explorer=False):
     """A site of just the explorer and benchmark pages, assembled beside ``out`` and
     renamed into place; returns its manifest."""
     staging = out.rstrip("/") + ".partial"
@@ -142,7 +142,7 @@ def main(argv=None):
         if args.into:
             manifest = add_to_site(args.into, args.index, args.explorer)
         else:
-            manifest = build_site(args.out, args.index, args.with_scipy, args.explorer)
+            manifest = build_explorer_site(args.out, args.index, args.with_scipy, args.explorer)
     except (OSError, ValueError, AssetError) as exc:
         print(f"build-site: error: {exc}", file=sys.stderr)
         return 1
