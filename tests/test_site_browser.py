@@ -303,6 +303,8 @@ def test_a_host_without_range_requests_still_works(browser, mixed):
     with _page(browser, mixed["www"], ranges=False) as (page, url):
         _open(page, url + "project/search/")
         assert "does not support HTTP Range" in page.inner_text(".lorann-notice")
+        # the model's word-piece rows came whole too
+        assert page.evaluate("window.lorannSite.engine.encoder.tokens") == "whole"
         shown = _ask(page, "weather and rain")
         _expect(mixed, "weather and rain", shown)
 
@@ -318,6 +320,7 @@ def test_a_whole_site_answers_like_a_lazy_one(browser, mixed, tmp_path):
         _open(page, url)
         assert page.evaluate("window.lorannSite.info.lazy") is None
         assert page.evaluate("window.lorannSite.records.whole") is True
+        assert page.evaluate("window.lorannSite.engine.encoder.tokens") == "whole"
         shown = _ask(page, "steel rails")
         assert shown == list(index.search(model.encode("steel rails"), len(shown)))
         assert page.inner_text(".lorann-link") == "Trains"
