@@ -258,14 +258,24 @@ function pending(plan, withRecords) {
     && plan.candidates.length <= RECORDS_AHEAD && records.missing(plan.candidates).length > 0);
 }
 
-// Plan, fetch what the plan needs round by round, finish; with records, the
-// results' records come too.
-async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter,
-                             withRecords) {
-  withRecords = withRecords && records !== null;
+// Run work(), a search's network rounds, with the background completion paused
+// (its chunk in flight aborted, fetched again later).
+async function asSearch(work) {
   searching += 1;
   if (background && background.controller) background.controller.abort();
   try {
+    return await work();
+  } finally {
+    searching -= 1;
+  }
+}
+
+// Plan, fetch what the plan needs round by round, finish; with records, the
+// results' records come too.
+function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filter,
+                       withRecords) {
+  withRecords = withRecords && records !== null;
+  return asSearch(async () => {
     const rounds = [];
     const python = [];  // ms in each call into Python: plan, supplies, finish
     const timed = (f) => {
@@ -309,9 +319,7 @@ async function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank
                     bytes: rounds.reduce((s, r) => s + r.bytes, 0),
                     ms: rounds.reduce((s, r) => s + r.ms, 0) };
     return out;
-  } finally {
-    searching -= 1;
-  }
+  });
 }
 
 async function search({ queries, count, k, clustersToSearch = 0, pointsToRerank = 0, filter = "",
@@ -368,14 +376,7 @@ async function loadTokens(texts) {
   if (!ids.length) return null;
   const start = performance.now();
   const before = { ...tokens.file.stats };
-  searching += 1;
-  if (background && background.controller) background.controller.abort();
-  let parts;
-  try {
-    parts = await tokens.file.read(ranges);
-  } finally {
-    searching -= 1;
-  }
+  const parts = await asSearch(() => tokens.file.read(ranges));
   session.add_tokens(JSON.stringify(ids), join(parts, parts.reduce((s, p) => s + p.length, 0)));
   return { requests: tokens.file.stats.requests - before.requests,
            bytes: tokens.file.stats.bytes - before.bytes, ms: performance.now() - start };
@@ -489,8 +490,8 @@ async function complete({ files, cacheName = null, limit = 0 }) {
   }
 }
 
-// Run the text query path once on a made-up query (no fetch), while the page
-// still says it is loading: its first real query then runs in code the
+// Run the text query path once on a made-up query (fetching at most its word
+// pieces' rows, not the index's), while the page still says it is loading: its first real query then runs in code the
 // WebAssembly engine has already compiled (measured: 40-50 ms faster).
 async function warm() {
   const start = performance.now();
