@@ -244,12 +244,12 @@ class Session:
         """Load MiniLM weights (see lorann_wasm.embed.minilm.export_weights); returns JSON,
         with ``token_row_bytes`` when the word-piece rows beyond the file's head are read
         from a token-rows file (:meth:`token_ranges`, :meth:`add_tokens`)."""
-        from .embed.minilm import WORD_ROWS, MiniLM
+        from .embed.minilm import MiniLM
         buf = _buffer(data)
         self.encoder = MiniLM.from_bytes(buf)
         info = {"bytes": len(buf), **self.encoder.config}
         if self.encoder.known_tokens is not None:
-            info["token_row_bytes"] = self.encoder.w[WORD_ROWS].shape[1] + 4
+            info["token_row_bytes"] = self.encoder.token_row_bytes
         return json.dumps(info)
 
     def token_ranges(self, texts_json):
@@ -257,7 +257,7 @@ class Session:
         texts whose rows are not loaded, and their byte ranges in the token-rows file."""
         self._require_encoder()
         ids = self.encoder.missing_tokens(self._texts(texts_json))
-        width = self.encoder.w["embeddings.word_embeddings.weight"].shape[1] + 4
+        width = self.encoder.token_row_bytes
         return json.dumps({"ids": ids.tolist(),
                            "ranges": [[i * width, (i + 1) * width] for i in ids.tolist()]})
 

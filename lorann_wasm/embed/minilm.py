@@ -191,26 +191,34 @@ class MiniLM:
     #: which rows of the word-piece table are loaded; None: all of them
     known_tokens = None
 
+    @property
+    def token_row_bytes(self):
+        """Bytes of one row of the token-rows file: int8 codes and a float32 scale."""
+        return self.w[WORD_ROWS].shape[1] + 4
+
     def missing_tokens(self, texts):
         """Sorted ids of the word pieces of ``texts`` whose rows are not loaded yet."""
         if self.known_tokens is None:
             return np.zeros(0, np.intp)
-        ids = np.unique(np.concatenate([np.asarray(self.tokenizer.encode(t), np.intp)
-                                        for t in texts] or [np.zeros(0, np.intp)]))
+        return self._unknown([self.tokenizer.encode(t) for t in texts])
+
+    def _unknown(self, token_lists):
+        ids = np.unique(np.concatenate([np.asarray(t, np.intp) for t in token_lists]
+                                       or [np.zeros(0, np.intp)]))
         return ids[~self.known_tokens[ids]]
 
     def add_token_rows(self, ids, data):
         """Load the rows of word pieces ``ids`` from ``data``: their rows of the
         token-rows file (see :func:`split_token_rows`), back to back in that order."""
-        table = self.w["embeddings.word_embeddings.weight"]
+        table = self.w[WORD_ROWS]
         ids = np.asarray(ids, np.intp)
-        width = table.shape[1]
+        width, row = table.shape[1], self.token_row_bytes
         raw = np.frombuffer(data, np.uint8)
-        if len(raw) != len(ids) * (width + 4) or len(ids) and not (
+        if len(raw) != len(ids) * row or len(ids) and not (
                 0 <= ids.min() and ids.max() < len(table)):
-            raise ValueError(f"expected {len(ids)} token rows of {width + 4} bytes, "
+            raise ValueError(f"expected {len(ids)} token rows of {row} bytes, "
                              f"got {len(raw)} bytes")
-        raw = raw.reshape(len(ids), width + 4)
+        raw = raw.reshape(len(ids), row)
         scale = raw[:, width:].copy().view("<f4")
         table[ids] = raw[:, :width].view(np.int8).astype(np.float32) * scale
         if self.known_tokens is not None:
@@ -288,11 +296,9 @@ class MiniLM:
         if not all(isinstance(t, str) for t in texts):
             raise TypeError("texts must be strings")
         tokens = [self.tokenizer.encode(t) for t in texts]
-        if self.known_tokens is not None:
-            need = np.unique(np.concatenate([np.asarray(t, np.intp) for t in tokens]))
-            if not self.known_tokens[need].all():
-                raise ValueError("the rows of some word pieces are not loaded: "
-                                 "add them first (missing_tokens, add_token_rows)")
+        if self.known_tokens is not None and len(self._unknown(tokens)):
+            raise ValueError("the rows of some word pieces are not loaded: "
+                             "add them first (missing_tokens, add_token_rows)")
         out = np.empty((len(texts), self.config["hidden_size"]), dtype=np.float32)
         done = 0
         for rows in length_batches(np.array([len(t) for t in tokens], dtype=np.intp)):
