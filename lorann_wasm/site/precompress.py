@@ -6,10 +6,10 @@ Static hosts that serve precompressed files (nginx ``gzip_static``, Caddy
 file; a ``Range`` request gets the plain file, since ranges of an encoded body
 would be ranges of the gzip stream. So the files read by Range (a lazily
 loaded index, its records and offsets, the model's word-piece rows) get no
-sibling. Measured on the
-WordNet site: the runtime's ``pyodide.asm.wasm`` 10.1 -> 3.1 MB,
-``pyodide.asm.js`` 1.26 -> 0.24 MB, the MiniLM weights 23.3 -> 21.2 MB; the
-NumPy wheel and the standard library are zip files already (1-2 %).
+sibling. Measured on the WordNet site: the runtime's ``pyodide.asm.wasm``
+10.1 -> 3.1 MB, ``pyodide.asm.js`` 1.26 -> 0.24 MB, the MiniLM model file
+13.0 -> 11.7 MB; the NumPy wheel and the standard library are zip files
+already (1-2 %).
 """
 
 import gzip

@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 
+from .precompress import sibling
+
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
         ".json": "application/json", ".whl": "application/zip", ".zip": "application/zip",
         ".lorann": "application/octet-stream", ".bin": "application/octet-stream",
@@ -190,7 +192,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404, "File not found")  # a pipe or device is not a page
             return None
         packed = self._sibling(path)
-        self._vary = packed is not None or os.path.isfile(path + ".gz")
+        self._vary = packed is not None or os.path.isfile(sibling(path))
         header = self.headers.get("Range") if self.ranges else None
         if header is None:
             return self._send_packed(path, packed) if packed else super().send_head()
@@ -236,7 +238,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         ``path`` inside the folder (written by the site builder), else None."""
         if not accepts_gzip(self.headers.get("Accept-Encoding", "")) or not os.path.isfile(path):
             return None
-        packed = path + ".gz"
+        packed = sibling(path)
         root = os.path.realpath(self.directory)
         if not os.path.isfile(packed) or not os.path.realpath(packed).startswith(root + os.sep):
             return None
