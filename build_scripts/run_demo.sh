@@ -10,9 +10,9 @@ start=$SECONDS
 bash build_scripts/setup.sh
 PYTHON=${PYTHON:-python3}
 CACHE=${LORANN_WASM_CACHE:-$HOME/.cache/lorann_wasm}
-"$PYTHON" -m build_scripts.wordnet_jsonl "$CACHE/wordnet.jsonl"
+"$PYTHON" -m build_scripts.demo.wordnet_jsonl "$CACHE/wordnet.jsonl"
 "$PYTHON" -m lorann_wasm site "$CACHE/wordnet.jsonl" -o site --facet-field pos --facet-field lexname \
   --title "WordNet 3.0: every definition, searched by meaning"
-"$PYTHON" -m build_scripts.explorer_site --into site --explorer
+"$PYTHON" -m build_scripts.demo.explorer_site --into site --explorer
 echo "run-demo: ready after $((SECONDS - start)) s"
 exec "$PYTHON" -m lorann_wasm serve site "$@"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import clustered
-from build_scripts.wordnet_jsonl import wordnet_documents
+from build_scripts.demo.wordnet_jsonl import wordnet_documents
 from lorann_wasm import LorannIndex
 from lorann_wasm.bench.datasets import wordnet_synsets
 from lorann_wasm.embed.cache import EmbeddingCache

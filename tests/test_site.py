@@ -441,7 +441,7 @@ def test_pages_added_to_a_site_are_covered_by_its_version(small_site, tmp_path):
     did not cover them (a redeploy of the explorer alone was never seen)."""
     import shutil
 
-    from build_scripts.explorer_site import add_to_site
+    from build_scripts.demo.explorer_site import add_to_site
     _, out, manifest = small_site
     site = tmp_path / "site"
     shutil.copytree(out, site)

@@ -84,7 +84,7 @@ class LorannWasmFloor(LorannWasm):
     unfiltered queries (reduce, probe, score and select, rerank), called
     directly: no validation, no plan, no padding of short results. Between
     this and ``lorann_wasm`` lies the engine's own cost; between this and the
-    C++ reference, the NumPy kernels' (``build_scripts/profile_query`` times
+    C++ reference, the NumPy kernels' (``build_scripts/measure/profile_query`` times
     them one by one). Queries are float32, as the harness gives them.
     """
 

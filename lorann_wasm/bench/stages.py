@@ -1,6 +1,6 @@
 """One single-query search taken apart: each stage of the query path timed on its own.
 
-``build_scripts/profile_query.py`` runs :func:`stage_times` natively and under
+``build_scripts/measure/profile_query.py`` runs :func:`stage_times` natively and under
 Pyodide, so the two platforms' floors can be read side by side. The stages
 call the query path's own functions in the engine's order, on a resident
 index's arrays.

@@ -2,7 +2,7 @@
 
 For code that must run the engine's own functions rather than a copy of them:
 the benchmark floor (``lorann_wasm.bench``), the stage profiler
-(``build_scripts/profile_query.py``) and build-time tuning. A search is
+(``build_scripts/measure/profile_query.py``) and build-time tuning. A search is
 ``prepare`` -> ``reduce`` -> ``probe`` -> ``candidates`` -> ``rerank`` ->
 ``ids``; :meth:`.QueryEngine.search` does the same with validation, plans,
 filters and padding around it.

@@ -19,7 +19,7 @@ compares the queries' coordinates in the same basis. With the data's
 top principal directions this stores fewer values per point for a small loss
 of accuracy (wordnet-minilm, 384-d: exact top-10 over int8 codes of all 384
 dimensions has recall 0.995; of the top 304, 0.980; of 256, 0.955; measured
-by ``build_scripts/bench_rerank_dims.py``).
+by ``build_scripts/measure/bench_rerank_dims.py``).
 """
 
 import numpy as np

@@ -1,8 +1,8 @@
 """The demo's extra pages: the vector explorer and the benchmark page, with their indexes.
 
 Usage:
-  python -m build_scripts.explorer_site --into SITE [--explorer] [--index NAME=PATH[:TITLE]]...
-  python -m build_scripts.explorer_site --out SITE  [--explorer] [--index NAME=PATH[:TITLE]]...
+  python -m build_scripts.demo.explorer_site --into SITE [--explorer] [--index NAME=PATH[:TITLE]]...
+  python -m build_scripts.demo.explorer_site --out SITE  [--explorer] [--index NAME=PATH[:TITLE]]...
 
 ``--into`` adds them to a site made by ``lorann-wasm site`` (the demo's
 WordNet search), linked from its page; ``--out`` makes a site of just these
@@ -22,7 +22,7 @@ from lorann_wasm.site.bundle import package_wheel, web_folder
 from lorann_wasm.site.runtime import AssetError, copy_runtime
 from lorann_wasm.user_cache import user_cache
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: the explorer's and benchmark's pages, on top of the search site's engine
 EXTRA_PAGES = ("explorer.html", "explorer.js", "bench.html", "bench.js", "engine.js",
                "worker.js", "records.js", "ranges.js", "style.css")

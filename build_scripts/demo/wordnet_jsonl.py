@@ -1,11 +1,12 @@
 """Write every WordNet 3.0 synset as a JSON Lines collection for `lorann-wasm site`.
 
-Usage: python -m build_scripts.wordnet_jsonl OUT.jsonl
+Usage: python -m build_scripts.demo.wordnet_jsonl OUT.jsonl
 One record per synset: id, title (its lemmas), text (its gloss), pos and
 lexname (lexicographer file). Title and text embed as the benchmark's
 ``wordnet-minilm`` texts do, so the two share the embedding cache.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -23,16 +24,15 @@ def wordnet_documents(synsets):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
-        return 2
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", help="the .jsonl file to write")
+    out = ap.parse_args(argv).out
     docs = wordnet_documents(wordnet_synsets())
-    os.makedirs(os.path.dirname(os.path.abspath(argv[0])), exist_ok=True)
-    with atomic_output(argv[0]) as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with atomic_output(out) as f:
         for doc in docs:
             f.write((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
-    print(f"wordnet-jsonl: {argv[0]}: {len(docs):,} synsets")
+    print(f"wordnet-jsonl: {out}: {len(docs):,} synsets")
     return 0
 
 

@@ -3,7 +3,7 @@
 Builds an l2 index on the 60,000 training images, queries it with held-out
 test images, and prints recall@10 with single-query and batch QPS for a few
 search settings (the defaults first), side by side with exact search, all in
-one process and single-threaded. Usage: python -m build_scripts.bench_core
+one process and single-threaded. Usage: python -m build_scripts.measure.bench_core
 [--queries 1000] [--json out.json]
 """
 

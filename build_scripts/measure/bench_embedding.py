@@ -1,6 +1,6 @@
 """Embedding throughput and fidelity: each encoder beside sentence-transformers, in one run.
 
-Usage: python -m build_scripts.bench_embedding [--long 256] [--short 2048] [--encoders numpy,torch]
+Usage: python -m build_scripts.measure.bench_embedding [--long 256] [--short 2048] [--encoders numpy,torch]
 
 Real passages: Python-docs passages of up to 200 word pieces (Debian
 ``python3-doc``, cut as ``lorann-wasm site`` cuts them) and WordNet glosses

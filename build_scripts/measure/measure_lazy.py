@@ -1,6 +1,6 @@
 """Lazy loading measured: bytes and latency per query, cold and warm, in Chromium.
 
-    python -m build_scripts.measure_lazy [--n 250000] [--dim 384] [--clusters 4]
+    python -m build_scripts.measure.measure_lazy [--n 250000] [--dim 384] [--clusters 4]
 
 Builds (once, cached) an index of seeded low-rank-mixture data with float32
 rerank vectors (about 400 MB for the defaults), serves it from 127.0.0.1 and,
@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from build_scripts.browser import chromium
-from build_scripts.explorer_site import build_explorer_site
+from build_scripts.demo.explorer_site import build_explorer_site
 from lorann_wasm.site.runtime import default_cache
 from lorann_wasm.site.serve import serve_in_background
 from lorann_wasm.bench.datasets import low_rank_mixture

@@ -5,7 +5,7 @@ browser context, and times ``LorannEngine.create()`` (Pyodide boot, NumPy and
 the lorann_wasm wheel loaded, the bridge imported), and inside the worker the
 Python import of the bridge alone. Prints the medians.
 
-Usage: python -m build_scripts.measure_boot [--runs 7]
+Usage: python -m build_scripts.measure.measure_boot [--runs 7]
 """
 
 import argparse
@@ -14,7 +14,7 @@ import statistics
 import tempfile
 
 from build_scripts.browser import chromium, open_context
-from build_scripts.explorer_site import build_explorer_site
+from build_scripts.demo.explorer_site import build_explorer_site
 from lorann_wasm.site.serve import serve_in_background
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>boot</title>

@@ -4,7 +4,7 @@ For each S, the rerank vectors are coded as the index codes them (int8 per
 dimension by default) along the data's top S principal directions, and exact
 top-k search over those codes is scored against the true neighbours: the
 most recall any search setting can reach with them. Usage:
-python -m build_scripts.bench_rerank_dims [--dataset wordnet-minilm]
+python -m build_scripts.measure.bench_rerank_dims [--dataset wordnet-minilm]
 [--dims 256,288,304,320,all] [--rerank-dtype int8]
 """
 

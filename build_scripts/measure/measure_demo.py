@@ -1,6 +1,6 @@
 """Measure a site made by `lorann-wasm site` as a visitor meets it, in headless Chromium.
 
-Usage: python -m build_scripts.measure_demo --site SITE [--page PATH] [--queries wordnet|python]
+Usage: python -m build_scripts.measure.measure_demo --site SITE [--page PATH] [--queries wordnet|python]
            [--latency-ms 40 --rate-mbit 20] [--cold 20] [--json OUT] [--screenshot PNG]
 
 The site is served by `lorann-wasm serve`, which counts every request and

@@ -1,6 +1,6 @@
 """Where a single query's time goes, natively and under Pyodide, stage by stage.
 
-    python -m build_scripts.profile_query [--dataset wordnet-minilm] [--setting 24x400]
+    python -m build_scripts.measure.profile_query [--dataset wordnet-minilm] [--setting 24x400]
         [--rerank-dtype int8] [--queries 300] [--no-pyodide]
 
 Loads (building once, cached as ``bench_browser`` does) the data set's index,
@@ -24,12 +24,12 @@ import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from build_scripts.bench_browser import cached_index, load_dataset  # noqa: E402
+from build_scripts.measure.bench_browser import cached_index, load_dataset  # noqa: E402
 from lorann_wasm import LorannIndex  # noqa: E402
 from lorann_wasm.bench.stages import stage_times  # noqa: E402
 from lorann_wasm.site.runtime import ensure_assets  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Node: load the verified Pyodide and its NumPy, mount folders, run one Python file.
 LOADER = """

@@ -1,6 +1,6 @@
 """Out-of-core build at scale: time and peak memory for millions of vectors.
 
-    python -m build_scripts.bench_build [--sizes 1000000,4000000] [--dims 128,384]
+    python -m build_scripts.measure.bench_build [--sizes 1000000,4000000] [--dims 128,384]
                                         [--modes 1,2,dask] [--out results/build-scale]
 
 For each size and dimension, seeded synthetic data (a Gaussian mixture) is
