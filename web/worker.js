@@ -168,15 +168,29 @@ async function cachedFile(cache, url, size) {
 
 // -- opening -----------------------------------------------------------------
 
+// A file the page reads by Range: { bytes, local: true } from a copy completed
+// on an earlier visit, { bytes } read whole when asked (or { bytes,
+// rangeFallback: true } from a host that ignores Range), else { file }, a
+// RangeFile to read as needed.
+async function openRanged({ url, size = 0, cacheName = null, whole = false, stage }) {
+  const cached = size ? await cachedFile(await openCache(cacheName), url, size) : null;
+  if (cached) return { bytes: cached, local: true };
+  if (whole) return { bytes: await fetchBytes(url, stage) };
+  progress(stage);
+  const opened = await RangeFile.open(url, (response) => readBody(response, stage));
+  return opened.whole ? { bytes: opened.whole, rangeFallback: true } : { file: opened.file };
+}
+
 async function loadIndex({ url, lazy = false, cacheBytes = 0, cacheName = null, size = 0 }) {
   index = null;
-  const cached = size ? await cachedFile(await openCache(cacheName), url, size) : null;
-  if (cached) return { ...loadWhole(cached), local: true };
-  if (!lazy) return loadWhole(await fetchBytes(url, "index"));
-  progress("index");
-  const opened = await RangeFile.open(url, (response) => readBody(response, "index"));
-  if (opened.whole) return { ...loadWhole(opened.whole), rangeFallback: true };
-  const { file } = opened;
+  const { bytes, local, rangeFallback, file } = await openRanged({
+    url, size, cacheName, whole: !lazy, stage: "index" });
+  if (bytes) {
+    const info = loadWhole(bytes);
+    if (local) info.local = true;
+    if (rangeFallback) info.rangeFallback = true;
+    return info;
+  }
   const reader = {
     size: file.size,
     read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => readRange(url, start, stop)),
@@ -353,15 +367,10 @@ async function loadEncoder({ url, tokensUrl = null, tokensSize = 0, whole = fals
   const info = JSON.parse(session.load_encoder(bytes));
   tokens = null;
   if (info.token_row_bytes && tokensUrl) {
-    const cached = tokensSize ? await cachedFile(await openCache(cacheName), tokensUrl,
-                                                 tokensSize) : null;
-    let all = cached || (whole ? await fetchBytes(tokensUrl, "model") : null);
-    if (!all) {
-      const opened = await RangeFile.open(tokensUrl, (response) => readBody(response, "model"));
-      if (opened.whole) all = opened.whole;
-      else tokens = { url: tokensUrl, file: opened.file };
-    }
-    if (all) session.add_tokens("all", all);
+    const { bytes: all, file } = await openRanged({ url: tokensUrl, size: tokensSize, cacheName,
+                                                    whole, stage: "model" });
+    if (file) tokens = { url: tokensUrl, file };
+    else session.add_tokens("all", all);
     info.tokens = tokens ? "by range" : "whole";
   }
   return info;
