@@ -380,6 +380,11 @@ def cmd_site(args):
         raise CliError(f"--workers must be >= 1, got {args.workers}")
     dask = (_dask_executor(args.dask_scheduler, "embedding and regressions")
             if args.dask_scheduler else contextlib.nullcontext())
+    from .site.explorer import parse_explorer
+    try:
+        explorer = parse_explorer(args.explorer_index, args.explorer_image)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         with dask as executor:
             build_site(args.inputs, args.output, fields=fields, html_root=args.html_root,
@@ -387,7 +392,8 @@ def cmd_site(args):
                        whole=args.whole, title=args.title, target_recall=args.target_recall,
                        facets=args.facet_field, encoder=args.encoder, executor=executor,
                        workers=args.workers,
-                       prefetch_limit=int(round(args.prefetch_limit * 1e6)))
+                       prefetch_limit=int(round(args.prefetch_limit * 1e6)),
+                       explorer=explorer)
     except AssetError as exc:
         raise CliError(str(exc)) from None
     serve = args.output
@@ -492,6 +498,12 @@ def make_parser():
                    help="after its first answer the page downloads the rest of the index and "
                         "records for offline use when they take at most this many MB "
                         "(default 150; 0: never)")
+    t.add_argument("--explorer-index", action="append", default=[], metavar="NAME=PATH[:TITLE]",
+                   help="an index file (lorann-wasm build) for the site's vector explorer, "
+                        "a page linked from the search page that queries it by item or by "
+                        "vector (repeatable)")
+    t.add_argument("--explorer-image", action="append", default=[], metavar="NAME=WxH",
+                   help="the explorer draws the vectors of index NAME as W x H images")
     t.add_argument("--encoder", choices=("numpy", "torch"), default="numpy",
                    help="what embeds the passages: numpy (the reference, default) or torch "
                         "(the same model in PyTorch, if installed: 3-4x faster where the CPU "

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from build_scripts.browser import open_context
-from build_scripts.demo.explorer_site import build_explorer_site
-from build_scripts.datasets import fashion_mnist
+from lorann_wasm.site.explorer import build_explorer_site
+from lorann_wasm.bench.datasets import fashion_mnist
 from conftest import clustered, local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 

@@ -162,7 +162,7 @@ def test_file_without_prefix_checksum_is_refused(mixture, tmp_path):
 
 
 def test_identical_on_fashion_mnist(tmp_path):
-    from build_scripts.datasets import fashion_mnist
+    from lorann_wasm.bench.datasets import fashion_mnist
 
     train, test = fashion_mnist()
     LorannIndex(train[:12000], distance="l2", rerank_dtype="int8", seed=0).build().save(

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from build_scripts.demo.explorer_site import build_explorer_site
+from lorann_wasm.site.explorer import build_explorer_site
 from conftest import local_page, recall, served
 from lorann_wasm import ExactIndex, LorannIndex
 from lorann_wasm.bench.datasets import low_rank_mixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from build_scripts.datasets import fashion_mnist
+from lorann_wasm.bench.datasets import fashion_mnist
 from conftest import recall
 from lorann_wasm import ExactIndex, LorannIndex
 

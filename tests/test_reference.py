@@ -30,7 +30,7 @@ C, R, K = 6, 40, 10
 
 def _data(name):
     if name == "fashion-mnist":  # real images, 784 dims reduced to 128
-        from build_scripts.datasets import fashion_mnist
+        from lorann_wasm.bench.datasets import fashion_mnist
         train, test = fashion_mnist()
         return train[:6000], test[:80]
     both = clustered(6080, 48, seed=int(name.split("-")[1]))

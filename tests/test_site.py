@@ -435,24 +435,56 @@ def test_a_rebuild_embeds_only_the_edited_documents_passages(tmp_path, capfd):
     assert "embedded 1 passage in" in err
 
 
-def test_pages_added_to_a_site_are_covered_by_its_version(small_site, tmp_path):
-    """The demo adds the explorer to the WordNet site after `lorann-wasm site`: site.json
-    used to be rewritten without listing the new files, so the service worker's version
-    did not cover them (a redeploy of the explorer alone was never seen)."""
-    import shutil
+def test_the_explorer_is_part_of_a_site_and_covered_by_its_version(small_site, tmp_path):
+    """The demo used to add the explorer after `lorann-wasm site` and rewrite site.json
+    without listing the new files (the service worker's version did not cover them);
+    now `--explorer-index` makes it part of the site, written in the same staging."""
+    from lorann_wasm.site.explorer import parse_explorer
 
-    from build_scripts.demo.explorer_site import add_to_site
-    _, out, manifest = small_site
-    site = tmp_path / "site"
-    shutil.copytree(out, site)
+    work, _, manifest = small_site
     index_path = tmp_path / "x.lorann"
-    LorannIndex(np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32),
+    LorannIndex(np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32),
                 n_clusters=4, rank=4).build(target_recall=None).save(index_path)
-    added = add_to_site(str(site), [("x", str(index_path), "X")])
+    explorer = parse_explorer([f"x={index_path}:Random X"], ["x=4x4"])
+    site = tmp_path / "site"
+    made = builder.build_site([str(work / "docs.jsonl")], str(site),
+                              fields=Fields(extra=("kind",)), explorer=explorer)
     on_disk = json.loads((site / "site.json").read_text())
-    assert on_disk["version"] == added["version"] != manifest["version"]
+    assert on_disk["version"] == made["version"] != manifest["version"]
+    assert on_disk["indexes"] == [{"name": "x", "title": "Random X", "file": "indexes/x.lorann",
+                                   "bytes": index_path.stat().st_size, "n": 300, "dim": 16,
+                                   "distance": "ip", "preview": [4, 4]}]
+    assert on_disk["links"] == [{"href": "explorer.html", "text": "Vector explorer"}]
     assert {"explorer.html", "explorer.js", "indexes/x.lorann"} <= set(on_disk["files"])
+    assert (site / "indexes/x.lorann").read_bytes() == index_path.read_bytes()
     assert set(on_disk["files"]) == {str(p.relative_to(site)) for p in site.rglob("*")
                                      if p.is_file() and p.name != "site.json"
                                      and p.suffix != ".gz"}
     _check_gzip_siblings(site, on_disk)
+    assert not (site / "indexes/x.lorann.gz").exists()  # read by Range
+
+
+def test_explorer_options_are_checked_before_any_work(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "lorann_wasm", *args], capture_output=True,
+                              text=True, cwd=tmp_path)
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "bad.lorann").write_bytes(b"not an index")
+    index_path = tmp_path / "x.lorann"
+    LorannIndex(np.random.default_rng(1).standard_normal((50, 9)).astype(np.float32),
+                n_clusters=2, rank=2).build(target_recall=None).save(index_path)
+    for args, message in [
+        (["--explorer-index", "x"], "expected NAME=PATH[:TITLE]"),
+        (["--explorer-index", "../x=x.lorann"], "expected NAME=PATH[:TITLE]"),
+        (["--explorer-index", "x=missing.lorann"], "--explorer-index x: "),
+        (["--explorer-index", "x=bad.lorann"], "--explorer-index x: "),
+        (["--explorer-index", "x=x.lorann", "--explorer-index", "x=x.lorann"], "given twice"),
+        (["--explorer-index", "x=x.lorann", "--explorer-image", "y=3x3"], "no --explorer-index"),
+        (["--explorer-index", "x=x.lorann", "--explorer-image", "x=3by3"], "expected WIDTHxHEIGHT"),
+        (["--explorer-index", "x=x.lorann", "--explorer-image", "x=4x4"],
+         "4x4 pixels, but its vectors have 9 dimensions"),
+    ]:
+        r = run("site", "a.jsonl", "-o", "out", *args)
+        assert r.returncode == 1 and message in r.stderr.strip().splitlines()[-1], (args, r.stderr)
+        assert "Traceback" not in r.stderr and "embedd" not in r.stderr
+    assert not (tmp_path / "out").exists()

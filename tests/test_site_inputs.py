@@ -17,7 +17,7 @@ import pytest
 from lorann_wasm.cli import main
 from lorann_wasm.embed.minilm import minilm_model_dir
 from lorann_wasm.embed.tokenizer import WordPieceTokenizer
-from lorann_wasm.site import builder
+from lorann_wasm.site import builder, publish
 from lorann_wasm.site.documents import Fields, page_url, read_inputs
 from lorann_wasm.site.passages import TokenCounter, split_documents
 from lorann_wasm.site.records import read_records
@@ -172,11 +172,11 @@ def test_a_killed_build_leaves_nothing_the_next_one_does_not_clean(inputs):
     forever. The next build removes such folders of its own, and only those."""
     stale = inputs / ".lorann-site-killed"
     stale.mkdir()
-    (stale / builder.STAGING_LOCK).write_text("")
+    (stale / publish.STAGING_LOCK).write_text("")
     (stale / "index.html").write_text("half a site")
     busy = inputs / ".lorann-site-running"  # another build, still working
     busy.mkdir()
-    fd = os.open(busy / builder.STAGING_LOCK, os.O_RDWR | os.O_CREAT)
+    fd = os.open(busy / publish.STAGING_LOCK, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
     other = inputs / ".lorann-site-not-ours"  # no lock file: not ours to judge
     other.mkdir()
@@ -187,7 +187,7 @@ def test_a_killed_build_leaves_nothing_the_next_one_does_not_clean(inputs):
     assert not stale.exists() and busy.exists() and other.exists()
     left = [p for p in os.listdir(inputs) if p.startswith(".lorann-site-")]
     assert sorted(left) == [".lorann-site-not-ours", ".lorann-site-running"]
-    assert not (inputs / "out" / builder.STAGING_LOCK).exists()
+    assert not (inputs / "out" / publish.STAGING_LOCK).exists()
 
 
 def test_bad_vectors_are_reported_as_vectors_not_as_facets(inputs):

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from build_scripts.browser import chromium, open_context
-from build_scripts.demo.explorer_site import build_explorer_site
+from lorann_wasm.site.explorer import build_explorer_site
 from lorann_wasm.site.runtime import default_cache
 from lorann_wasm.site.serve import serve_in_background
 
@@ -50,7 +50,7 @@ def cached_index(name, data, distance, kwargs):
     Keyed by the data's own bytes, the build arguments and the package's code:
     the same data set with another number of held-out queries (which changes
     the indexed rows) never reuses a build whose ids mean other points."""
-    from build_scripts.demo.explorer_site import code_fingerprint
+    from build_scripts.demo.fashion_index import code_fingerprint
     from lorann_wasm import LorannIndex
 
     data = np.ascontiguousarray(data)

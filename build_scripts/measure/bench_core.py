@@ -19,7 +19,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from build_scripts.datasets import fashion_mnist  # noqa: E402
+from lorann_wasm.bench.datasets import fashion_mnist  # noqa: E402
 from lorann_wasm import ExactIndex, LorannIndex  # noqa: E402
 from lorann_wasm.training.tuning import recall_at_k  # noqa: E402
 

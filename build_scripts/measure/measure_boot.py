@@ -14,7 +14,7 @@ import statistics
 import tempfile
 
 from build_scripts.browser import chromium, open_context
-from build_scripts.demo.explorer_site import build_explorer_site
+from lorann_wasm.site.explorer import build_explorer_site
 from lorann_wasm.site.serve import serve_in_background
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>boot</title>

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from build_scripts.browser import chromium
-from build_scripts.demo.explorer_site import build_explorer_site
+from lorann_wasm.site.explorer import build_explorer_site
 from lorann_wasm.site.runtime import default_cache
 from lorann_wasm.site.serve import serve_in_background
 from lorann_wasm.bench.datasets import low_rank_mixture

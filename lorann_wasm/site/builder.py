@@ -7,24 +7,21 @@ package as a wheel and the encoder's weights. The site is assembled in a
 temporary folder beside ``out`` and moved into place only when complete.
 """
 
-import hashlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
-
-import numpy as np
 
 from ..params import TARGET_RECALL
 from ..user_cache import user_cache
 from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
 from .documents import Fields, read_inputs
+from .explorer import add_explorer
 from .passages import Passage, check_passage_tokens, split_documents
-from .precompress import is_sibling, write_siblings
+from .publish import publish_staged
 from .records import encode_record, write_records
 from .runtime import sha256
 
@@ -95,40 +92,6 @@ def _check_out(out, inputs, html_root=None):
         raise SiteError(f"{out} exists and is not a folder")
 
 
-#: the staging folders of site builds, beside -o: a build holds a lock on its own
-#: (STAGING_LOCK inside it), so one whose lock can be taken was left by a build
-#: that was killed, and the next build beside it removes it
-STAGING_PREFIX = ".lorann-site-"
-STAGING_LOCK = ".lorann-building"
-
-
-def _staging(parent):
-    """A new staging folder in ``parent``, locked by this process: ``(path, lock file)``.
-    Stale ones left by killed builds are removed first."""
-    import fcntl
-
-    for name in os.listdir(parent):
-        path = os.path.join(parent, name)
-        if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
-            continue
-        try:
-            fd = os.open(os.path.join(path, STAGING_LOCK), os.O_RDWR)
-        except OSError:
-            continue  # no lock file: not (or not yet) one of ours
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue  # another build is using it
-        _log(f"removing {path}, left by a build that was stopped")
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(fd)
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
-    fd = os.open(os.path.join(staging, STAGING_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return staging, fd
-
-
 def _embed(passages, vectors_path, n_docs, encoder, executor, workers):
     if vectors_path is not None:
         from .._checks import as_matrix
@@ -149,26 +112,10 @@ def _embed(passages, vectors_path, n_docs, encoder, executor, workers):
                             workers=workers, label="site: embedding")
 
 
-def _publish(staging, out):
-    """Move the finished ``staging`` folder to ``out``, replacing a previous site."""
-    old = None
-    if os.path.exists(out):
-        old = tempfile.mkdtemp(prefix=".lorann-old-", dir=os.path.dirname(os.path.abspath(out)))
-        os.rmdir(old)
-        os.replace(out, old)
-    try:
-        os.replace(staging, out)
-    except OSError:
-        if old:
-            os.replace(old, out)
-        raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, vectors=None,
                passage_tokens=200, whole=False, title=None, target_recall=TARGET_RECALL, facets=(),
-               encoder="numpy", executor=None, workers=None, prefetch_limit=PREFETCH_LIMIT):
+               encoder="numpy", executor=None, workers=None, prefetch_limit=PREFETCH_LIMIT,
+               explorer=()):
     """Make the search site for ``inputs`` in the folder ``out``; returns its manifest.
 
     ``facets`` are fields (strings or lists of strings) stored in the index as
@@ -187,7 +134,9 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     ``encoder`` embeds the passages (see :mod:`..embed.encoders`), on
     ``executor`` (e.g. a Dask client's) or in ``workers`` local processes (see
     :func:`..embed.parallel.embed_collection`); ``executor`` also runs the
-    index's regressions.
+    index's regressions. ``explorer``: index files (:class:`.explorer.ExplorerIndex`,
+    checked by :func:`.explorer.parse_explorer`) that the site's vector explorer
+    offers, linked from the search page.
     """
     from .. import LorannIndex
     from ..embed.tokenizer import WordPieceTokenizer
@@ -248,24 +197,16 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     index.build(target_recall=target_recall, executor=executor)
     old_ids = index.number_by_position()
 
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging, lock = _staging(parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a site is an ordinary folder
-    try:
+    def assemble(staging):
         manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
                              title or _default_title(inputs), fields, runtime, prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
-        os.remove(os.path.join(staging, STAGING_LOCK))  # (not part of the site)
-        finish_manifest(staging, manifest)
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        os.close(lock)
+        if explorer:
+            manifest["indexes"] = add_explorer(staging, explorer)
+            manifest["links"] = [{"href": "explorer.html", "text": "Vector explorer"}]
+        return manifest
+
+    manifest = publish_staged(out, assemble)
     _log(f"{out}: {len(docs):,} documents, {len(passages):,} passages, "
          f"{manifest['bytes'] / 1e6:.1f} MB in all ({time.perf_counter() - t0:.1f} s)")
     return manifest
@@ -357,30 +298,3 @@ def _write_model(data, passages):
     for name, blob in (("model.safetensors", model), ("tokens.bin", tokens)):
         with open(os.path.join(data, name), "wb") as f:
             f.write(blob)
-
-
-def finish_manifest(staging, manifest):
-    """List every file of the site folder ``staging`` with its size and hash in
-    ``manifest``, whose version is the hash of that list, and write it as site.json
-    (after anything is added to a site: the version covers every file it serves);
-    then write the gzip siblings of the files visitors fetch whole (see
-    :mod:`.precompress`; they are how those files travel, not files of the site)."""
-    files = {}
-    for folder, _, names in os.walk(staging):
-        for name in names:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, staging).replace(os.sep, "/")
-            if rel != "site.json" and not is_sibling(staging, rel):
-                files[rel] = {"bytes": os.path.getsize(path), "sha256": sha256(path)}
-    listing = json.dumps(sorted((k, v["sha256"]) for k, v in files.items())).encode()
-    manifest["version"] = hashlib.sha256(listing).hexdigest()[:16]
-    manifest["files"] = dict(sorted(files.items()))
-    manifest["bytes"] = sum(f["bytes"] for f in files.values())
-    from ..atomic import atomic_output
-    with atomic_output(os.path.join(staging, "site.json")) as f:
-        f.write(json.dumps(manifest, indent=1).encode())
-    s = manifest.get("search") or {}
-    ranged = set() if s.get("whole") else {s.get(k) for k in ("index", "records", "offsets",
-                                                               "tokens")}
-    ranged |= {entry.get("file") for entry in manifest.get("indexes") or []}
-    write_siblings(staging, [name for name in [*files, "site.json"] if name not in ranged])

@@ -1,15 +1,13 @@
 """Make and cache the benchmark data sets (see lorann_wasm.bench.datasets).
 
-Usage: python -m build_scripts.datasets NAME [--limit N] [--queries 1000]
+Usage: python -m build_scripts.measure.datasets NAME [--limit N] [--queries 1000]
 Prints the shapes once the data set and its exact ground truth are cached.
 """
 
 import argparse
 import sys
 
-from lorann_wasm.bench.datasets import NAMES, fashion_mnist, load, read_idx
-
-__all__ = ["NAMES", "fashion_mnist", "load", "read_idx", "main"]
+from lorann_wasm.bench.datasets import NAMES, load
 
 
 def main(argv=None):
