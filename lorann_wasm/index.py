@@ -58,7 +58,7 @@ class LorannIndex(QueryEngine):
     # -- construction -----------------------------------------------------
 
     def build(self, training_queries=None, verbose=False, target_recall=TARGET_RECALL,
-              tuning_queries=500, executor=None):
+              tuning_queries=500, executor=None, tuning_cost=None):
         """Train the index; returns ``self``.
 
         ``training_queries`` (m, d) are examples of the queries to expect;
@@ -70,7 +70,9 @@ class LorannIndex(QueryEngine):
         out of their own results), a table of
         the cheapest (clusters_to_search, points_to_rerank) per target recall
         is stored in ``params["tuning"]``, and the entry for
-        ``target_recall`` becomes the default search setting.
+        ``target_recall`` becomes the default search setting. "Cheapest" is by
+        ``tuning_cost(c, points, R, arrays)`` (see
+        :func:`.training.tuning.measure_grid`), by default the operation count.
 
         ``executor`` (any ``concurrent.futures.Executor``, e.g. a process
         pool) runs the per-cluster regressions in parallel; the index is
@@ -109,7 +111,7 @@ class LorannIndex(QueryEngine):
         if held_out is not None and len(held_out):
             held = tuning_source.take(held_out, lambda x: prepare(x, p.distance, "queries"))
             self._tune(held, held_out if queries is None else None, target_recall, log,
-                       self._truth_vectors())
+                       self._truth_vectors(), tuning_cost)
         self._data = None  # the sorted rerank vectors replace it
         return self
 
@@ -123,7 +125,7 @@ class LorannIndex(QueryEngine):
         rows = prepare(self._data, self.distance, "data")[self._store.arrays.ids]
         return RerankVectors.encode(rows)
 
-    def _tune(self, queries, self_ids, target_recall, log, truth_vectors=None):
+    def _tune(self, queries, self_ids, target_recall, log, truth_vectors=None, cost=None):
         """Measure the held-out ``queries``, store the table, set the default preset.
 
         ``truth_vectors`` (in stored order) give the true neighbours, by
@@ -131,10 +133,11 @@ class LorannIndex(QueryEngine):
         k = min(10, self.n - (self_ids is not None))
         if k < 1:
             return
-        from .training.tuning import choose, measure_grid, tune_filter_factors
+        from .training.tuning import choose, measure_grid, operations, tune_filter_factors
 
         results = measure_grid(self._prefix, self._store.arrays, queries, self.distance, k=k,
-                               self_ids=self_ids, verbose=log, truth_vectors=truth_vectors)
+                               self_ids=self_ids, verbose=log, truth_vectors=truth_vectors,
+                               cost=cost or operations)
         table = choose(results)
         c, r = lookup(table, target_recall)
         self._params = self._params.replace(

@@ -113,6 +113,26 @@ def test_int8_round_trip_error_is_bounded():
     assert np.all(zero_codes == 0) and np.all(zero_scales == 1)
 
 
+def test_tuning_minimises_the_cost_it_is_given():
+    """The default cost is the operation count; a site passes bytes per query, where
+    a reranked point costs more than a probed one (its vector and its record)."""
+    from lorann_wasm import LorannIndex
+
+    data = clustered(4000, 32, seed=5)
+    data += np.random.default_rng(3).standard_normal(data.shape).astype(np.float32) * data.std()
+    picks = {}
+    for name, cost in [("operations", None),
+                       ("probing", lambda c, points, R, arrays: 1000 * points + R),
+                       ("reranking", lambda c, points, R, arrays: points + 1000 * R)]:
+        tuned = LorannIndex(data, n_clusters=40, rank=4, seed=1).build(tuning_cost=cost).params
+        picks[name] = (tuned["clusters_to_search"], tuned["points_to_rerank"])
+        row = next(r for r in tuned["tuning"]["table"] if r[0] == 0.95)
+        assert row[1:3] == list(picks[name]) and row[3] >= 0.95
+    c_probe, r_probe = picks["probing"]
+    c_rerank, r_rerank = picks["reranking"]
+    assert c_probe < c_rerank and r_probe > r_rerank  # each saves what costs most
+
+
 def test_tuning_choice_for_targets_out_of_reach_is_the_cheapest_near_the_best():
     from lorann_wasm.training.tuning import choose
     # (c, R, recall, cost, standard error)

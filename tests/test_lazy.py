@@ -221,3 +221,30 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
         lazy.supply(plan, [b"x"])
     # a whole index plans too: nothing is missing
     assert full.plan(queries[0], 10).ranges == []
+
+
+@pytest.mark.parametrize("kw", [dict(distance="ip", rerank_dtype="int8", quantization_bits=4,
+                                     attributes={"tag": ["a", "b", "c"] * 4000}),
+                                dict(distance="l2", rerank_dtype="float16")])
+def test_fetch_bytes_is_what_the_lazy_reader_fetches(mixture, tmp_path, kw):
+    """A site's index is tuned by the bytes a cold query fetches (site/builder.py's
+    bytes_per_query), computed from fetch_bytes: it must be what the reader fetches."""
+    data, queries = mixture
+    LorannIndex(data, rank=12, n_clusters=150, seed=2, **kw).build(target_recall=None).save(
+        tmp_path / "i.lorann")
+    scorer, scorer_ranges, rerank, rerank_ranges = LorannIndex.load(tmp_path / "i.lorann") \
+        .fetch_bytes
+    lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
+    assert lazy.fetch_bytes == (scorer, scorer_ranges, rerank, rerank_ranges)
+    for q in queries[:5]:
+        lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
+        plan = lazy.plan(q, 10, clusters_to_search=6, points_to_rerank=40)
+        points = sum(hi - lo for lo, hi in lazy.cluster_spans(plan.probed[0]
+                                                              if plan.probed.ndim > 1
+                                                              else plan.probed))
+        assert sum(b - a for a, b in plan.ranges) == points * scorer
+        assert len(plan.ranges) == len(plan.runs) * scorer_ranges
+        lazy.supply(plan, lazy.reader.read(plan.ranges))
+        assert plan.stage == "vectors"
+        assert sum(b - a for a, b in plan.ranges) == len(plan.candidates) * rerank
+        assert len(plan.ranges) <= len(plan.candidates) * rerank_ranges

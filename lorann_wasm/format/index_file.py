@@ -136,6 +136,22 @@ def per_point_order(params):
     return [name for name, _, _ in index_layout(params) if is_per_point(name)]
 
 
+def fetch_bytes(params):
+    """What a lazy reader fetches of an index with :class:`.IndexParams` ``params``:
+    ``(scorer_bytes, scorer_ranges, rerank_bytes, rerank_ranges)``, the bytes of
+    one point's rows of the scorer part (fetched for every point of a probed
+    cluster, one range per tensor and run of clusters) and of the rerank part
+    (fetched for every candidate, one range per tensor and candidate)."""
+    specs = expected_tensors(params)
+
+    def row(name):
+        dtype, shape = specs[name]
+        return dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+    scorer = scorer_order(params)
+    rerank = [name for name in per_point_order(params) if name in RERANK_PARTS]
+    return sum(map(row, scorer)), len(scorer), sum(map(row, rerank)), len(rerank)
+
+
 def scorer_order(params):
     """Names of the per-point tensors a lazy reader fetches for a whole probed cluster."""
     return [name for name in per_point_order(params) if name not in RERANK_PARTS]

@@ -134,6 +134,13 @@ class QueryEngine:
             raise ValueError("stages need every cluster in memory: load the index whole")
         return Stages(self._prefix, self._store.arrays, self._params)
 
+    @property
+    def fetch_bytes(self):
+        """Bytes a lazy reader fetches per point: ``(scorer bytes, scorer ranges,
+        rerank bytes, rerank ranges)``, see :func:`.format.index_file.fetch_bytes`."""
+        from ..format.index_file import fetch_bytes
+        return fetch_bytes(self._params)
+
     def cluster_spans(self, clusters):
         """Storage positions ``[first, end)`` of each of ``clusters``, as Python ints."""
         offsets = self._prefix.offsets

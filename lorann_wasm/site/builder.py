@@ -22,7 +22,7 @@ from .documents import Fields, read_inputs
 from .explorer import add_explorer
 from .passages import Passage, check_passage_tokens, split_documents
 from .publish import publish_staged
-from .records import encode_record, write_records
+from .records import encode_record, offset_width, write_records
 from .runtime import sha256
 
 GENERATOR = "lorann-wasm site"
@@ -47,6 +47,29 @@ PREFETCH_LIMIT = 150_000_000
 #: 624 kB, 4-bit 530 kB; 1,000 clusters 4-bit 403 kB, but 5 MB of prefix at
 #: boot against 1.8 MB (the A matrices grow with the clusters).
 SITE_INDEX = {"quantization_bits": 4}
+#: held-out queries the site's tuning measures: 4x the library's default halves
+#: the standard error of its recall estimates (WordNet: 0.0045 -> 0.0022), so
+#: the margin the tuner keeps costs fewer bytes per query; +10 s of build
+SITE_TUNING_QUERIES = 2000
+
+
+#: bytes a ``multipart/byteranges`` answer spends on each range besides the
+#: range itself: its boundary, Content-Type and Content-Range lines (nginx and
+#: ``serve`` alike). A cold WordNet query asks for ~1,000 ranges.
+PART_BYTES = 110
+
+
+def bytes_per_query(index, record_bytes, offset_bytes):
+    """The cost the site's index is tuned by (``tuning_cost`` of
+    :meth:`.LorannIndex.build`): the bytes a cold query fetches at a setting,
+    the probed points' scorer rows and record offsets, then the candidates'
+    vectors and records (``record_bytes`` on average), each range with its
+    :data:`PART_BYTES`."""
+    def cost(c, points, R, arrays):
+        scorer, scorer_ranges, rerank, rerank_ranges = index.fetch_bytes
+        return (points * (scorer + offset_bytes) + c * (scorer_ranges + 1) * PART_BYTES
+                + R * (rerank + record_bytes + (rerank_ranges + 1) * PART_BYTES))
+    return cost
 
 
 def site_clusters(n):
@@ -194,11 +217,16 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
                         rank=min(32, embeddings.shape[1]), **SITE_INDEX,
                         n_clusters=site_clusters(len(embeddings)), attributes=columns)
-    index.build(target_recall=target_recall, executor=executor)
+    records = [encode_record(p, docs[p.doc]) for p in passages]
+    record_bytes = sum(map(len, records)) / len(records)
+    index.build(target_recall=target_recall, executor=executor,
+                tuning_queries=SITE_TUNING_QUERIES, tuning_cost=bytes_per_query(index, record_bytes,
+                                            offset_width(int(record_bytes * len(records)))))
     old_ids = index.number_by_position()
 
     def assemble(staging):
-        manifest = _assemble(staging, index, old_ids, passages, docs, vectors is None, whole,
+        manifest = _assemble(staging, index, old_ids, records, passages, docs, vectors is None,
+                             whole,
                              title or _default_title(inputs), fields, runtime, prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
         if explorer:
@@ -251,8 +279,8 @@ def _hashed(staging, folder, stem, suffix):
     return f"{folder}/{named}"
 
 
-def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title, fields,
-              runtime, prefetch_limit):
+def _assemble(staging, index, old_ids, records, passages, docs, with_model, whole, title,
+              fields, runtime, prefetch_limit):
     from .runtime import copy_runtime
 
     web = web_folder()
@@ -262,7 +290,7 @@ def _assemble(staging, index, old_ids, passages, docs, with_model, whole, title,
     os.makedirs(data)
     index.save(os.path.join(data, "index.lorann"))
     _, width = write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
-                             (encode_record(passages[i], docs[passages[i].doc]) for i in old_ids))
+                             (records[i] for i in old_ids))
     search = {"title": title, "documents": len(docs), "passages": len(passages),
               "whole": bool(whole), "fields": list(fields.extra),
               "index": _hashed(staging, "data", "index", ".lorann"),

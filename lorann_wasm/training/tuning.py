@@ -4,8 +4,9 @@ The C++ reference leaves ``clusters_to_search`` and ``points_to_rerank`` to
 the user. Here the build holds out a sample of training queries, computes
 their exact neighbours, measures recall@k over a grid of settings and keeps,
 for each target recall, the cheapest setting that reaches it. Cost is a
-deterministic operation count per query, so the choice does not depend on
-how busy the machine is:
+deterministic operation count per query (or what the caller counts, such
+as a lazily loaded site's bytes per query), so the choice does not depend
+on how busy the machine is:
 
     c * g * r            (q A_j for the probed clusters)
   + points(c) * r        (approximate scores of their points)
@@ -65,8 +66,14 @@ def _drop_self(ids, self_ids, k):
     return ids[np.arange(ids.shape[0])[:, None], order]
 
 
+def operations(c, points, R, arrays):
+    """The default cost of a setting: multiply-adds per query (see the module's text)."""
+    r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
+    return c * g * r + points * r + R * arrays.vectors.codes.shape[1]
+
+
 def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose=None,
-                 truth_vectors=None):
+                 truth_vectors=None, cost=operations):
     """Recall@k of every (clusters_to_search, points_to_rerank) on the grid.
 
     ``prefix`` and ``arrays`` are a resident index's :class:`.Prefix` and
@@ -75,7 +82,9 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     (normalised for cosine); ``self_ids`` are the queries' own ids for
     leave-one-out, or None; ``verbose`` a build progress reporter;
     ``truth_vectors`` the vectors (in the order of ``arrays``) exact search over
-    which gives the true neighbours, by default ``arrays.vectors``.
+    which gives the true neighbours, by default ``arrays.vectors``; ``cost(c,
+    points, R, arrays)`` the cost of a setting (``points``: the mean number of
+    points in the c probed clusters), by default :func:`operations`.
 
     Work is shared across the grid: going from c to the next c' probed
     clusters scores only the clusters c..c' and merges them into each
@@ -91,8 +100,6 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
     kk = k + extra
     truth_rows, _ = brute_force(truth_vectors or vectors, queries, kk, distance)
     truth = _drop_self(ids[truth_rows], self_ids, k)
-    r, g = arrays.A_t.shape[1], arrays.A_t.shape[2]
-    d = vectors.codes.shape[1]
     reduced = prefix.reduce(queries)
     c_grid = sorted({c for c in CLUSTER_GRID if c < arrays.n_clusters} | {arrays.n_clusters})
     probes = prefix.probe(reduced, c_grid[-1])
@@ -126,7 +133,7 @@ def measure_grid(prefix, arrays, queries, distance, k=10, self_ids=None, verbose
         per_query = hits / k
         recalls = per_query.mean(axis=1)
         stderr = per_query.std(axis=1) / np.sqrt(b)
-        results += [(c, R, float(rec), c * g * r + points * r + R * d, float(se))
+        results += [(c, R, float(rec), float(cost(c, points, R, arrays)), float(se))
                     for R, rec, se in zip(r_grid, recalls, stderr)]
         if verbose:
             verbose.step("tuning (clusters probed)", c, c_grid[-1])
