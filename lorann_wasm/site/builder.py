@@ -47,6 +47,12 @@ PREFETCH_LIMIT = 150_000_000
 #: 624 kB, 4-bit 530 kB; 1,000 clusters 4-bit 403 kB, but 5 MB of prefix at
 #: boot against 1.8 MB (the A matrices grow with the clusters).
 SITE_INDEX = {"quantization_bits": 4}
+#: the scorers' rank (at most the dimension). Tuned for bytes (below), WordNet's
+#: cold query at the server, median of 10, and the first visit's bytes:
+#: rank 32 (64 probed, 400 reranked) 651 kB, 24.9 MB; rank 40 (56, 300) 576 kB,
+#: 25.6 MB; rank 48 (48, 300) 560 kB, 26.3 MB (the A matrices in the prefix
+#: grow with it); rank 24 needs (112, 500), rank 16 does not reach 0.95
+SITE_RANK = 40
 #: held-out queries the site's tuning measures: 4x the library's default halves
 #: the standard error of its recall estimates (WordNet: 0.0045 -> 0.0022), so
 #: the margin the tuner keeps costs fewer bytes per query; +10 s of build
@@ -215,7 +221,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     except (TypeError, ValueError) as exc:
         raise SiteError(f"--facet-field: {exc}") from None
     index = LorannIndex(embeddings, distance=distance, rerank_dtype="int8",
-                        rank=min(32, embeddings.shape[1]), **SITE_INDEX,
+                        rank=min(SITE_RANK, embeddings.shape[1]), **SITE_INDEX,
                         n_clusters=site_clusters(len(embeddings)), attributes=columns)
     records = [encode_record(p, docs[p.doc]) for p in passages]
     record_bytes = sum(map(len, records)) / len(records)
