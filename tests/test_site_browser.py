@@ -23,6 +23,7 @@ from lorann_wasm.site.bundle import site_encoder
 from lorann_wasm.lazy import FileReader, LazyIndex
 from lorann_wasm.site.builder import build_site
 from lorann_wasm.site.documents import Fields
+from lorann_wasm.site.explorer import parse_explorer
 from lorann_wasm.site.serve import serve_in_background
 
 QUERIES = {
@@ -58,11 +59,16 @@ def wordnet(tmp_path_factory):
     with open(work / "wordnet.jsonl", "w") as f:
         for doc in wordnet_documents(subset):
             f.write(json.dumps(doc) + "\n")
+    # the site's vector explorer, on 1,000 random 16-pixel "images"
+    LorannIndex(rng.random((1000, 16), dtype=np.float32), distance="l2", n_clusters=8,
+                rank=4, seed=1).build(target_recall=None).save(work / "tiles.lorann")
+    explorer = parse_explorer([f"tiles={work / 'tiles.lorann'}:Random tiles"], ["tiles=4x4"])
     build_site([str(work / "wordnet.jsonl")], str(work / "site"), fields=Fields(extra=("pos",)),
-               title="WordNet subset", facets=("pos", "lexname"))
+               title="WordNet subset", facets=("pos", "lexname"), explorer=explorer)
     index, model, _ = _reference(work / "site")
     server, url = serve_in_background(str(work / "site"))
-    yield {"url": url, "index": index, "model": model, "subset": subset, "dir": work / "site"}
+    yield {"url": url, "index": index, "model": model, "subset": subset, "dir": work / "site",
+           "tiles": LorannIndex.load(work / "tiles.lorann")}
     server.shutdown()
 
 
@@ -164,6 +170,28 @@ def test_wordnet_queries_match_cpython_and_are_relevant(browser, wordnet):
         assert tags[0] == "verb" and tags[1].startswith("verb.")  # "to run quickly": pos, lexname
         page.fill("#app input", "")
         page.wait_for_function("document.querySelectorAll('.lorann-result').length === 0")
+
+
+def test_the_search_page_links_to_its_explorer_which_answers_as_cpython(browser, wordnet):
+    """`--explorer-index` puts the explorer in the site: linked from the search page,
+    loading its index and drawing its vectors as images."""
+    with local_page(browser, wordnet["url"]) as page:
+        _open(page, wordnet["url"])
+        link = page.locator("#links a")
+        assert link.inner_text() == "Vector explorer"
+        link.click()
+        page.wait_for_function("document.body.dataset.ready", timeout=BOOT_MS)
+        assert page.evaluate("document.body.dataset.ready") == "true"
+        assert "1,000 vectors × 16 dims, l2" in page.inner_text("#index-facts")
+        page.fill("#item", "7")
+        page.click("#by-item button[type=submit]")
+        page.wait_for_function("document.body.dataset.searches === '1'")
+        rows = page.locator("#results tbody tr")
+        tiles = wordnet["tiles"]
+        want = tiles.search(tiles.get_vectors([7])[0], 10)
+        assert [int(rows.nth(i).locator("td").nth(1).inner_text()) for i in range(10)] \
+            == list(want)
+        assert page.locator("#results canvas").count() == 10  # drawn as 4 x 4 images
 
 
 def test_facet_filters_match_cpython(browser, wordnet, tmp_path):
