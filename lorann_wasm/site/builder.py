@@ -224,16 +224,16 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
                         rank=min(SITE_RANK, embeddings.shape[1]), **SITE_INDEX,
                         n_clusters=site_clusters(len(embeddings)), attributes=columns)
     records = [encode_record(p, docs[p.doc]) for p in passages]
-    record_bytes = sum(map(len, records)) / len(records)
+    total = sum(map(len, records))
+    cost = bytes_per_query(index, total / len(records), offset_width(total))
     index.build(target_recall=target_recall, executor=executor,
-                tuning_queries=SITE_TUNING_QUERIES, tuning_cost=bytes_per_query(index, record_bytes,
-                                            offset_width(int(record_bytes * len(records)))))
+                tuning_queries=SITE_TUNING_QUERIES, tuning_cost=cost)
     old_ids = index.number_by_position()
 
     def assemble(staging):
         manifest = _assemble(staging, index, old_ids, records, passages, docs, vectors is None,
-                             whole,
-                             title or _default_title(inputs), fields, runtime, prefetch_limit)
+                             whole, title or _default_title(inputs), fields, runtime,
+                             prefetch_limit)
         manifest["search"]["facets"] = _facet_listing(docs, facets)
         if explorer:
             manifest["indexes"] = add_explorer(staging, explorer)

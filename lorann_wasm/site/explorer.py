@@ -90,12 +90,14 @@ def add_explorer(site, indexes):
     if indexes:
         os.makedirs(os.path.join(site, "indexes"), exist_ok=True)
     for e in indexes:
-        p = LorannIndex.load(e.path).params
+        with open(e.path, "rb") as f:
+            buf = f.read()
+        p = LorannIndex.from_bytes(buf).params  # the bytes checked are the bytes published
         rel = f"indexes/{e.name}.lorann"
-        shutil.copyfile(e.path, os.path.join(site, rel))
-        entry = {"name": e.name, "title": e.title or e.name, "file": rel,
-                 "bytes": os.path.getsize(e.path), "n": p["n"], "dim": p["dim"],
-                 "distance": p["distance"]}
+        with open(os.path.join(site, rel), "wb") as f:
+            f.write(buf)
+        entry = {"name": e.name, "title": e.title or e.name, "file": rel, "bytes": len(buf),
+                 "n": p["n"], "dim": p["dim"], "distance": p["distance"]}
         if e.image:
             entry["preview"] = list(e.image)
         entries.append(entry)
