@@ -107,6 +107,10 @@ class IndexParams:
     #: the file holds each point's squared norm (files before format 4 always do;
     #: later ones only for l2, the one metric that reads them)
     stores_norms: bool = True
+    #: bits of each rerank vector's check (``vector_checks``): 32 in files before
+    #: format 5, 16 after (2 bytes less to fetch for every probed point; a change
+    #: of any one byte of a row is still always caught)
+    check_bits: int = 32
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -131,7 +135,7 @@ class IndexParams:
                    quantization_bits=quantization_bits, rerank_dtype=rerank_dtype,
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
-                   points_to_rerank=r, row_checksums=True, residual_scorers=True,
+                   points_to_rerank=r, row_checksums=True, residual_scorers=True, check_bits=16,
                    stores_norms=is_euclidean(distance),
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
@@ -177,6 +181,8 @@ class IndexParams:
         for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.check_bits not in (16, 32) or type(self.check_bits) is not int:
+            raise ValueError(f"check_bits must be 16 or 32, got {self.check_bits!r}")
         if not self.stores_norms and is_euclidean(self.distance):
             raise ValueError("an l2 index needs its squared norms (stores_norms)")
         if self.attributes is not None:
@@ -207,6 +213,8 @@ class IndexParams:
                 del fields[name]  # files without them keep their bytes
         if fields["stores_norms"]:
             del fields["stores_norms"]
+        if fields["check_bits"] == 32:
+            del fields["check_bits"]
         for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
             if fields[name] is None:
                 del fields[name]

@@ -73,14 +73,15 @@ def test_readable_by_safetensors(small, tmp_path):
         assert np.array_equal(arr, ours[name]), name
     with safe_open(str(path), "np") as f:
         meta = f.metadata()
-    # version 3 for scorers fit to residuals (every new build), which older readers
-    # would score wrongly; version 4 where the squared norms are left out (inner
-    # product, cosine): older readers refuse the file instead
+    # version 5 for 16-bit row checks (every new build): older readers would check
+    # 32-bit ones, so they refuse the file (versions 3 and 4 did the same for
+    # residual scorers and for leaving out the squared norms)
     assert meta["format"] == "lorann_wasm"
     l2 = index.params["distance"] == "l2"
     assert index.params["residual_scorers"] is True
     assert index.params.get("stores_norms", True) is l2
-    assert meta["format_version"] == ("3" if l2 else "4")
+    assert index.params["check_bits"] == 16 and tensors["vector_checks"].dtype == np.uint16
+    assert meta["format_version"] == "5"
     assert ("sq_norms" in tensors) is l2
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
@@ -179,7 +180,9 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "5"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "6"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "4"), "need format version 5"),
+    (_set_param("check_bits", 8), "check_bits must be 16 or 32"),
     (_set_meta("format_version", "2"), "needs format version 3"),
     (_both(_set_meta("format_version", "1"), _set_param("rerank_dims", 20)),
      "needs format version 2"),
@@ -317,7 +320,7 @@ def test_format_4_files_leave_out_what_nothing_reads_and_older_versions_refuse_t
     assert np.array_equal(packed.get_vectors(answer[0]),
                           LorannIndex.load(path).get_vectors(answer[0]))
     assert os.path.getsize(path) < len(plain.to_bytes()) - 3000 * (8 + 8)  # ids, half of B
-    for version in ("3", "2"):
+    for version in ("4", "3", "2"):
         bad = _rewrite(path.read_bytes(), _set_meta("format_version", version))
         with pytest.raises(ValueError, match="format version"):
             LorannIndex.from_bytes(bad)
@@ -363,3 +366,22 @@ def test_the_documented_tensor_table_matches_the_code():
                 assert dtype.name in documented[key][0], (name, dtype, documented[key][0])
                 seen.add(key)
     assert seen == set(documented), set(documented) - seen
+
+
+def test_16_bit_row_checks_catch_every_change_of_one_byte():
+    """Format 5 keeps 2 bytes of check per vector row: every one-byte change of a
+    row (and its scale) must still change it."""
+    rng = np.random.default_rng(9)
+    row = rng.integers(-128, 128, (1, 24), dtype=np.int8)
+    scale = np.array([0.37], np.float32)
+    width = row.nbytes + scale.nbytes
+    base = index_file.vector_checks(row, scale, bits=16)
+    assert base.dtype == np.uint16
+    raw = np.concatenate([row.view(np.uint8), scale.view(np.uint8)[None]], axis=1)
+    changed = np.repeat(raw, width * 255, axis=0)
+    at = np.repeat(np.arange(width), 255)
+    changed[np.arange(len(changed)), at] += np.tile(np.arange(1, 256, dtype=np.uint8), width)
+    checks = index_file.vector_checks(changed[:, :row.nbytes].view(np.int8),
+                                      changed[:, row.nbytes:].copy().view(np.float32)[:, 0],
+                                      bits=16)
+    assert len(checks) == width * 255 and not (checks == base[0]).any()

@@ -132,7 +132,8 @@ def _resigned_mutation(rng, tensors, params):
             flat[at] = -flat[at] if flat.dtype.kind in "fi" else flat[at]
     off = t["cluster_offsets"]
     if params.row_checksums:
-        t["vector_checks"] = vector_checks(t["vectors"], t.get("vectors_row_scale"))
+        t["vector_checks"] = vector_checks(t["vectors"], t.get("vectors_row_scale"),
+                                           params.check_bits)
     if (np.diff(off) >= 0).all() and off[0] == 0 and off[-1] == params.n:
         t.update(cluster_crcs(t, params))
     return t, f"{name}:{kind}"

@@ -52,7 +52,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -98,7 +98,7 @@ def expected_tensors(p):
     elif p.int8_scales == "vector":
         spec["vectors_row_scale"] = ("<f4", (n,))
     if p.row_checksums:
-        spec["vector_checks"] = ("<u4", (n,))
+        spec["vector_checks"] = ("<u2" if p.check_bits == 16 else "<u4", (n,))
         spec["cluster_scorer_crc32"] = ("<u4", (c,))
     if p.attributes:
         spec.update(tensor_specs(p.attributes, n, c))
@@ -165,16 +165,20 @@ def cluster_crc(parts, names):
 _CHECK_WEIGHTS = {}
 
 
-def vector_checks(vectors, row_scale=None):
-    """A checksum per rerank vector row (and its scale): (n,) uint32.
+def vector_checks(vectors, row_scale=None, bits=32):
+    """A checksum per rerank vector row (and its scale): (n,) uint32, or uint16
+    with ``bits=16`` (:attr:`.IndexParams.check_bits`).
 
-    ``sum(byte_i * w_i) mod 2**32`` over the row's bytes with fixed odd
-    weights ``w_i``: any change of one byte changes it, other changes escape
-    with probability about 2**-32. Unlike a CRC it is one vectorised product
-    for any number of rows, built and checked the same way in the browser.
+    ``sum(byte_i * w_i) mod 2**bits`` over the row's bytes with fixed odd
+    weights ``w_i``: any change of one byte changes it (an odd weight times a
+    change below 2**8 is never a multiple of 2**16), other changes escape
+    with probability about 2**-bits, and a file changed under a reader fails
+    on its first rows. Unlike a CRC it is one vectorised product for any
+    number of rows, built and checked the same way in the browser.
     """
+    dtype = np.uint16 if bits == 16 else np.uint32
     if not len(vectors):
-        return np.zeros(0, np.uint32)
+        return np.zeros(0, dtype)
     rows = np.ascontiguousarray(vectors).reshape(len(vectors), -1).view(np.uint8)
     if row_scale is not None:
         scale = np.ascontiguousarray(row_scale, dtype="<f4").reshape(-1, 1).view(np.uint8)
@@ -184,7 +188,7 @@ def vector_checks(vectors, row_scale=None):
     if weights is None:
         rng = np.random.default_rng(0x10A4)
         weights = _CHECK_WEIGHTS[width] = (rng.integers(0, 1 << 31, width, dtype=np.uint64) * 2 + 1)
-    return ((rows.astype(np.uint64) @ weights) & 0xFFFFFFFF).astype(np.uint32)
+    return ((rows.astype(np.uint64) @ weights) & np.uint64((1 << bits) - 1)).astype(dtype)
 
 
 def cluster_crcs(tensors, params):
@@ -204,8 +208,9 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": ("4" if (params.positional_ids or not params.stores_norms
-                                   or params.quantization_bits == 4)
+        "format_version": ("5" if params.check_bits == 16
+                           else "4" if (params.positional_ids or not params.stores_norms
+                                        or params.quantization_bits == 4)
                            else "3" if params.residual_scorers
                            else "1" if params.rerank_dims is None else "2"),
         "params": params.to_json(),
@@ -284,6 +289,8 @@ def parse_params(metadata):
     if (params.positional_ids or not params.stores_norms
             or params.quantization_bits == 4) and int(version) < 4:
         invalid("positional ids, leaving out squared norms and 4-bit B need format version 4")
+    if params.check_bits == 16 and int(version) < 5:
+        invalid("16-bit row checks need format version 5")
     return params
 
 

@@ -15,8 +15,9 @@ once:
   probed cluster is fetched without its rerank vectors (its scorer part,
   checked against ``cluster_scorer_crc32``), and only the candidates' vector
   rows are fetched after, each checked against its ``vector_checks`` entry:
-  for wordnet's int8 vectors that is 52 of a point's 436 bytes for every
-  probed point, and 384 more for the few hundred candidates.
+  for the WordNet site's index (rank 40, 4-bit, two facets) that is 28 of a
+  point's 412 bytes for every probed point, and 384 more for the few hundred
+  candidates.
 
 Both also answer ``missing_vectors(view, positions)``: the vector rows still
 to fetch for candidate ``positions`` of a view (never any for a resident
@@ -359,11 +360,11 @@ class FetchedClusters:
         bounds = np.flatnonzero(np.diff(owner[by_cluster])) + 1
         groups = [(clusters[int(owner[g[0]])], g, row[g])
                   for g in np.split(by_cluster, bounds)]
-        expected = np.empty(len(owner), dtype=np.uint32)
+        expected = np.empty(len(owner), dtype=np.uint32)  # (16-bit checks widen)
         for cluster, at, rows in groups:
             expected[at] = cluster.checks[rows]
-        bad = np.flatnonzero(vector_checks(parts["vectors"], parts.get("vectors_row_scale"))
-                             != expected)
+        bad = np.flatnonzero(vector_checks(parts["vectors"], parts.get("vectors_row_scale"),
+                                           self.params.check_bits) != expected)
         if len(bad):
             invalid(f"cluster {int(owner[bad[0]])}: the rerank vector of row {int(row[bad[0]])} "
                     "failed its checksum: the file is corrupted or changed while it was "

@@ -82,8 +82,8 @@ class _Sink:
     def write_cluster(self, j, first_row, parts):
         """Store cluster j's per-point rows (``parts``: name -> rows) from ``first_row`` on."""
         if self.params.row_checksums:
-            parts = dict(parts, vector_checks=vector_checks(parts["vectors"],
-                                                            parts.get("vectors_row_scale")))
+            parts = dict(parts, vector_checks=vector_checks(
+                parts["vectors"], parts.get("vectors_row_scale"), self.params.check_bits))
             self.cluster_scorer_crc32[j] = cluster_crc(parts, self.scorer_names)
         parts = {name: np.ascontiguousarray(parts[name]) for name in self.names}
         check_publishable(parts)
