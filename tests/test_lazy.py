@@ -232,10 +232,15 @@ def test_fetch_bytes_is_what_the_lazy_reader_fetches(mixture, tmp_path, kw):
     data, queries = mixture
     LorannIndex(data, rank=12, n_clusters=150, seed=2, **kw).build(target_recall=None).save(
         tmp_path / "i.lorann")
-    scorer, scorer_ranges, rerank, rerank_ranges = LorannIndex.load(tmp_path / "i.lorann") \
-        .fetch_bytes
+    index = LorannIndex.load(tmp_path / "i.lorann")
+    scorer, scorer_ranges, rerank, rerank_ranges = index.fetch_bytes()
     lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
-    assert lazy.fetch_bytes == (scorer, scorer_ranges, rerank, rerank_ranges)
+    assert lazy.fetch_bytes() == (scorer, scorer_ranges, rerank, rerank_ranges)
+    # numbered by position, a file holds no ids: 8 bytes and a range less a probed point
+    assert index.fetch_bytes(positional_ids=True) == (scorer - 8, scorer_ranges - 1, rerank,
+                                                      rerank_ranges)
+    index.number_by_position()
+    assert index.fetch_bytes() == index.fetch_bytes(positional_ids=True)
     for q in queries[:5]:
         lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
         plan = lazy.plan(q, 10, clusters_to_search=6, points_to_rerank=40)

@@ -134,12 +134,17 @@ class QueryEngine:
             raise ValueError("stages need every cluster in memory: load the index whole")
         return Stages(self._prefix, self._store.arrays, self._params)
 
-    @property
-    def fetch_bytes(self):
-        """Bytes a lazy reader fetches per point: ``(scorer bytes, scorer ranges,
-        rerank bytes, rerank ranges)``, see :func:`.format.index_file.fetch_bytes`."""
+    def fetch_bytes(self, positional_ids=None):
+        """Bytes a lazy reader fetches per point of this index's file: ``(scorer
+        bytes, scorer ranges, rerank bytes, rerank ranges)``, see
+        :func:`.format.index_file.fetch_bytes`; ``positional_ids=True``: of the
+        file once its points are numbered by position (no ``ids`` to fetch,
+        :meth:`.LorannIndex.number_by_position`)."""
         from ..format.index_file import fetch_bytes
-        return fetch_bytes(self._params)
+        params = self._params
+        if positional_ids is not None:
+            params = params.replace(positional_ids=positional_ids)
+        return fetch_bytes(params)
 
     def cluster_spans(self, clusters):
         """Storage positions ``[first, end)`` of each of ``clusters``, as Python ints."""

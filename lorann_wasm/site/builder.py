@@ -70,9 +70,11 @@ def bytes_per_query(index, record_bytes, offset_bytes):
     :meth:`.LorannIndex.build`): the bytes a cold query fetches at a setting,
     the probed points' scorer rows and record offsets, then the candidates'
     vectors and records (``record_bytes`` on average), each range with its
-    :data:`PART_BYTES`."""
+    :data:`PART_BYTES`. The site's file numbers its points by position, so it
+    holds no ids to fetch."""
+    scorer, scorer_ranges, rerank, rerank_ranges = index.fetch_bytes(positional_ids=True)
+
     def cost(c, points, R, arrays):
-        scorer, scorer_ranges, rerank, rerank_ranges = index.fetch_bytes
         return (points * (scorer + offset_bytes) + c * (scorer_ranges + 1) * PART_BYTES
                 + R * (rerank + record_bytes + (rerank_ranges + 1) * PART_BYTES))
     return cost
