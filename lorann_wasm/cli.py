@@ -397,8 +397,8 @@ def cmd_site(args):
     except AssetError as exc:
         raise CliError(str(exc)) from None
     serve = args.output
-    if args.html_root and os.path.realpath(args.output).startswith(
-            os.path.realpath(args.html_root) + os.sep):
+    from .site.paths import inside
+    if args.html_root and inside(args.output, args.html_root):
         serve = args.html_root  # the pages the results link to are served beside it
     print(f"Made {args.output}. Try it: lorann-wasm serve {serve}")
 

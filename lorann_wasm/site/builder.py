@@ -21,6 +21,7 @@ from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
 from .documents import Fields, read_inputs
 from .explorer import add_explorer
 from .passages import Passage, check_passage_tokens, split_documents
+from .paths import inside
 from .publish import publish_staged
 from .records import encode_record, offset_width, write_records
 from .runtime import sha256
@@ -93,21 +94,15 @@ def _log(msg):
     print(f"site: {msg}", file=sys.stderr, flush=True)
 
 
-def _inside(path, folder):
-    """Whether ``path`` is ``folder`` or lies below it (both resolved)."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _check_out(out, inputs, html_root=None):
     """Refuse, before any work, an output folder whose replacement would lose or break
     something: one that is not a previous site, that holds an input (replacing it
     would delete the input), or that holds the current directory."""
     for path in list(inputs) + ([html_root] if html_root else []):
-        if _inside(path, out):
+        if inside(path, out):
             raise SiteError(f"the output folder {out} holds the input {path}: replacing the "
                             "site would delete it; choose another -o")
-    if _inside(os.getcwd(), out):
+    if inside(os.getcwd(), out):
         raise SiteError(f"the output folder {out} holds the current directory, which cannot "
                         "be replaced; choose another -o (a folder of its own)")
     if os.path.isdir(out) and os.listdir(out):
@@ -192,8 +187,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
     from .runtime import ensure_assets
     runtime = ensure_assets()  # before the slow work: a missing runtime is reported at once
     if html_root is not None and link_base is None:
-        inside = os.path.realpath(out).startswith(os.path.realpath(html_root) + os.sep)
-        link_base = out if inside else html_root
+        link_base = out if inside(out, html_root) else html_root
     t0 = time.perf_counter()
     docs = list(read_inputs(inputs, fields, html_root, link_base, skip=[out]))
     if not docs:

@@ -22,6 +22,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from .html_text import read_html
+from .paths import inside
 
 TEXT_SUFFIXES = (".md", ".markdown", ".txt")
 HTML_SUFFIXES = (".html", ".htm")
@@ -203,7 +204,7 @@ def _pages(folder, skip, suffixes):
             real = os.path.realpath(path)
             if d.startswith(".") or real in skip:
                 continue
-            if not (real == root or real.startswith(root + os.sep)):
+            if not inside(real, root):
                 _warn(f"{path} links outside {folder}: skipped")
             elif is_search_site(path):
                 _warn(f"{path} is a lorann-wasm search site: skipped")
@@ -214,8 +215,7 @@ def _pages(folder, skip, suffixes):
             if not name.lower().endswith(suffixes) or name.startswith("."):
                 continue
             path = os.path.join(current, name)
-            real = os.path.realpath(path)
-            if not real.startswith(root + os.sep):
+            if not inside(path, root):
                 _warn(f"{path} links outside {folder}: skipped")
                 continue
             try:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 
+from .paths import inside
 from .precompress import sibling
 
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
@@ -175,9 +176,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if "\x00" in self.path or "%00" in self.path:
             return None
         path = self.translate_path(self.path)
-        root = os.path.realpath(self.directory)
-        real = os.path.realpath(path)
-        if real != root and not real.startswith(root + os.sep):
+        if not inside(path, self.directory):
             return None  # a link out of the folder
         return path
 
@@ -239,8 +238,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if not accepts_gzip(self.headers.get("Accept-Encoding", "")) or not os.path.isfile(path):
             return None
         packed = sibling(path)
-        root = os.path.realpath(self.directory)
-        if not os.path.isfile(packed) or not os.path.realpath(packed).startswith(root + os.sep):
+        if not os.path.isfile(packed) or not inside(packed, self.directory):
             return None
         return packed
 
