@@ -500,8 +500,9 @@ async function complete({ files, cacheName = null, limit = 0 }) {
 }
 
 // Run the text query path once on a made-up query (fetching at most its word
-// pieces' rows, not the index's), while the page still says it is loading: its first real query then runs in code the
-// WebAssembly engine has already compiled (measured: 40-50 ms faster).
+// pieces' rows, not the index's), while the page still says it is loading: its
+// first real query then runs in code the WebAssembly engine has already
+// compiled (measured: 40-50 ms faster).
 async function warm() {
   const start = performance.now();
   await loadTokens(["warming up the search"]);

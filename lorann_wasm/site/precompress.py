@@ -21,14 +21,18 @@ WORTH = 0.95
 LEVEL = 9
 
 
+#: what a sibling's name adds to its file's
+SUFFIX = ".gz"
+
+
 def sibling(path):
     """The name of ``path``'s precompressed sibling."""
-    return path + ".gz"
+    return path + SUFFIX
 
 
 def is_sibling(folder, rel):
     """True if ``rel`` (in ``folder``) is the gzip sibling of another file there."""
-    return rel.endswith(".gz") and os.path.isfile(os.path.join(folder, rel[:-3]))
+    return rel.endswith(SUFFIX) and os.path.isfile(os.path.join(folder, rel[:-len(SUFFIX)]))
 
 
 def write_siblings(folder, names):
