@@ -185,12 +185,22 @@ def vector_checks(vectors, row_scale=None, bits=32):
     if row_scale is not None:
         scale = np.ascontiguousarray(row_scale, dtype="<f4").reshape(-1, 1).view(np.uint8)
         rows = np.concatenate([rows, scale], axis=1)
-    width = rows.shape[1]
+    weights = check_weights(rows.shape[1])
+    return ((rows.astype(np.uint64) @ weights) & np.uint64((1 << bits) - 1)).astype(dtype)
+
+
+def check_weights(width):
+    """The :func:`vector_checks` weights of rows of ``width`` bytes, made once.
+
+    A lazy reader makes them when it opens a file: they come from
+    ``numpy.random``, whose first import took 39 ms in Pyodide (and 6 ms more
+    for the generator), which a site's first query paid while a visitor waited.
+    """
     weights = _CHECK_WEIGHTS.get(width)
     if weights is None:
         rng = np.random.default_rng(0x10A4)
         weights = _CHECK_WEIGHTS[width] = (rng.integers(0, 1 << 31, width, dtype=np.uint64) * 2 + 1)
-    return ((rows.astype(np.uint64) @ weights) & np.uint64((1 << bits) - 1)).astype(dtype)
+    return weights
 
 
 def cluster_crcs(tensors, params):

@@ -29,8 +29,8 @@ from collections import OrderedDict
 import numpy as np
 
 from ..filtering.columns import is_point_tensor
-from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, cluster_crc,
-                                 invalid, vector_checks)
+from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, check_weights,
+                                 cluster_crc, invalid, vector_checks)
 from ..metrics import is_euclidean
 from ..quantization import dequantize_rows
 from .clusters import ClusterArrays, scorer_matrix
@@ -164,6 +164,7 @@ class FetchedClusters:
         if params.row_checksums:  # scorer parts first, candidates' vectors after
             self.point_tensors = [t for t in point_tensors if t[0] not in RERANK_PARTS]
             self.vector_tensors = [t for t in point_tensors if t[0] in RERANK_PARTS]
+            check_weights(sum(row_bytes for _, _, row_bytes, _, _ in self.vector_tensors))
         else:
             self.point_tensors, self.vector_tensors = point_tensors, []
         self.cache_bytes = int(cache_bytes)
