@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from lorann_wasm.site import runtime as pyodide_assets
@@ -137,6 +138,24 @@ def test_server_answers_several_ranges_in_one_response(server):
     assert status == 206 and body == blob[7:9] and headers["content-range"] == "bytes 7-8/1024"
     status, _, body = _get(server, "/blob.bin", {"Range": ",".join(["0-0"] * 1001)})
     assert status == 200 and body == blob  # more ranges than any page asks for: whole
+
+
+def test_many_ranges_and_long_ones_arrive_whole_and_in_order(tmp_path):
+    # a body is written in reads that cross parts (and, paced, in 16 kB pieces)
+    blob = np.random.default_rng(3).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    (tmp_path / "a.bin").write_bytes(blob)
+    ranges = [(i * 997, i * 997 + 1 + i % 90) for i in range(140)] + [(150_000, 290_000)]
+    header = "bytes=" + ",".join(f"{a}-{b - 1}" for a, b in ranges)
+    for rate in (None, 200):
+        srv, _ = serve_in_background(str(tmp_path), rate_mbit=rate)
+        try:
+            status, headers, body = _get(srv.server_address[1], "/a.bin", {"Range": header})
+        finally:
+            srv.shutdown()
+        assert status == 206 and int(headers["content-length"]) == len(body), rate
+        parts = _multipart(headers, body)
+        assert [(a, b) for a, b, _, _ in parts] == ranges, rate
+        assert all(data == blob[a:b] for a, b, _, data in parts), rate
 
 
 def test_server_emulates_a_slow_link_and_counts(tmp_path):
