@@ -1,7 +1,8 @@
 """Measure a site made by `lorann-wasm site` as a visitor meets it, in headless Chromium.
 
 Usage: python -m build_scripts.measure.measure_demo --site SITE [--page PATH] [--queries wordnet|python]
-           [--latency-ms 40 --rate-mbit 20] [--cold 20] [--json OUT] [--screenshot PNG]
+           [--latency-ms 40 --rate-mbit 20] [--cold 20] [--typing-ms 150] [--json OUT]
+           [--screenshot PNG]
 
 The site is served by `lorann-wasm serve`, which counts every request and
 byte it answers (the service worker's and the search worker's included)
@@ -122,6 +123,20 @@ def _ask(page, query):
             "ids": [int(i) for i in data["ids"].split()] if data.get("ids") else []}
 
 
+def _type(page, query, delay_ms):
+    """Type ``query`` key by key, ``delay_ms`` apart; then wait for its own results.
+    Returns the widget's last key -> results shown (ms) and its answers meanwhile."""
+    n = int(page.evaluate("Number(document.querySelector('#app').dataset.answers || 0)"))
+    page.type("#app input", query, delay=delay_ms)
+    page.wait_for_function(f"document.querySelector('#app').dataset.query === {json.dumps(query)}"
+                           " || document.querySelector('.lorann-status').textContent"
+                           ".includes('failed')", timeout=120_000)
+    data = page.evaluate("({...document.querySelector('#app').dataset})")
+    if data.get("query") != query:
+        raise RuntimeError(f"{query!r}: {page.inner_text('.lorann-status')}")
+    return {"query": query, "ms": float(data["latency"]), "answers": int(data["answers"]) - n}
+
+
 def _pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -148,6 +163,8 @@ def main(argv=None):
     ap.add_argument("--latency-ms", type=float, default=0)
     ap.add_argument("--rate-mbit", type=float, default=None)
     ap.add_argument("--cold", type=int, default=20, help="cold queries, each on a new page")
+    ap.add_argument("--typing-ms", type=float, default=0,
+                    help="also type each cold query key by key, this far apart, on a new page")
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--screenshot", help="save the first visit's page here")
     args = ap.parse_args(argv)
@@ -190,6 +207,17 @@ def main(argv=None):
             cold.append(row)
             page.close()
         out["cold"] = cold
+        typed = []
+        for q in cold_q if args.typing_ms > 0 else []:
+            _forget_completion(context, url)
+            page = context.new_page()
+            _ready(page, url)
+            before = dict(stats)
+            row = _type(page, q, args.typing_ms)
+            row["server"] = {k: stats[k] - before[k] for k in before}
+            typed.append(row)
+            page.close()
+        out["typed"] = typed
         # 3. background completion, then new queries with no request, then offline
         page = context.new_page()
         _ready(page, url)
@@ -249,6 +277,14 @@ def _report(out, args):
           f"{statistics.median(s['bytes'] for s in srv) / 1e3:.0f} (max {max(s['bytes'] for s in srv) / 1e3:.0f})")
     py = [sum(r["python_ms"]) for r in cold]
     print(f"  in Python (plan, supplies, finish): median {statistics.median(py):.0f} ms")
+    if out["typed"]:
+        t = out["typed"]
+        ms = [r["ms"] for r in t]
+        print(f"typed key by key, {args.typing_ms:g} ms apart: last key -> shown p50 "
+              f"{statistics.median(ms):.0f} ms, p90 {_pct(ms, 90):.0f} ms; answers on the way "
+              f"median {statistics.median(r['answers'] for r in t):.0f}; at the server per "
+              f"query: requests median {statistics.median(r['server']['requests'] for r in t):.0f}, "
+              f"kB median {statistics.median(r['server']['bytes'] for r in t) / 1e3:.0f}")
     c = out["completion"]
     print(f"background completion: {c['s']:.1f} s, {c['bytes'] / 1e6:.1f} MB in {c['requests']} requests")
     a = out["after_completion"]
