@@ -111,6 +111,10 @@ class IndexParams:
     #: format 5, 16 after (2 bytes less to fetch for every probed point; a change
     #: of any one byte of a row is still always caught)
     check_bits: int = 32
+    #: bits of each point's ``B_scales`` entry (8- and 4-bit scorers): 32 in files
+    #: before format 6, 16 after (float16, each cluster's largest scale a power
+    #: of two folded into its ``A`` columns: 2 bytes less to fetch a probed point)
+    scale_bits: int = 32
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -136,6 +140,7 @@ class IndexParams:
                    int8_scales=int8_scales if rerank_dtype == "int8" else None,
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
                    points_to_rerank=r, row_checksums=True, residual_scorers=True, check_bits=16,
+                   scale_bits=16 if quantization_bits is not None else 32,
                    stores_norms=is_euclidean(distance),
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
@@ -181,8 +186,11 @@ class IndexParams:
         for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.check_bits not in (16, 32) or type(self.check_bits) is not int:
-            raise ValueError(f"check_bits must be 16 or 32, got {self.check_bits!r}")
+        for name in ("check_bits", "scale_bits"):
+            if getattr(self, name) not in (16, 32) or type(getattr(self, name)) is not int:
+                raise ValueError(f"{name} must be 16 or 32, got {getattr(self, name)!r}")
+        if self.scale_bits == 16 and self.quantization_bits is None:
+            raise ValueError("scale_bits 16 needs 8- or 4-bit scorers (quantization_bits)")
         if not self.stores_norms and is_euclidean(self.distance):
             raise ValueError("an l2 index needs its squared norms (stores_norms)")
         if self.attributes is not None:
@@ -213,8 +221,9 @@ class IndexParams:
                 del fields[name]  # files without them keep their bytes
         if fields["stores_norms"]:
             del fields["stores_norms"]
-        if fields["check_bits"] == 32:
-            del fields["check_bits"]
+        for name in ("check_bits", "scale_bits"):
+            if fields[name] == 32:
+                del fields[name]
         for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
             if fields[name] is None:
                 del fields[name]

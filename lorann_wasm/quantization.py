@@ -49,6 +49,20 @@ def dequantize_int4(packed, scales, columns):
     return out
 
 
+def half_scales(scales):
+    """``(half, factor)``: per-row ``scales`` as float16 relative to ``factor``, the
+    power of two at or above the largest, so ``scales ~= half * factor`` within
+    2**-11 of each. Multiplying the factor into the other side of a product
+    (a cluster's ``A``) is exact, so only float16's rounding is new: a probed
+    point then costs 2 bytes of scale, not 4 (``IndexParams.scale_bits``). Rows
+    below 2**-24 of the largest get 2**-24 (float16's least positive value).
+    """
+    if not len(scales):
+        return scales.astype(np.float16), np.float32(1)
+    factor = np.float32(2.0 ** np.ceil(np.log2(float(scales.max()))))
+    return np.maximum(scales / factor, np.float32(2.0 ** -24)).astype(np.float16), factor
+
+
 def dequantize_rows(codes, scales, bits, columns):
     """A per-point matrix (``B``) as float32 from its codes: ``bits`` 8, 4 or None
     (stored as float32 already)."""

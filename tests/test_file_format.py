@@ -73,15 +73,19 @@ def test_readable_by_safetensors(small, tmp_path):
         assert np.array_equal(arr, ours[name]), name
     with safe_open(str(path), "np") as f:
         meta = f.metadata()
-    # version 5 for 16-bit row checks (every new build): older readers would check
-    # 32-bit ones, so they refuse the file (versions 3 and 4 did the same for
-    # residual scorers and for leaving out the squared norms)
+    # version 6 for 16-bit B scales (every new build): older readers would read
+    # 32-bit ones, so they refuse the file (versions 3, 4 and 5 did the same for
+    # residual scorers, leaving out the squared norms and 16-bit row checks)
     assert meta["format"] == "lorann_wasm"
     l2 = index.params["distance"] == "l2"
     assert index.params["residual_scorers"] is True
     assert index.params.get("stores_norms", True) is l2
     assert index.params["check_bits"] == 16 and tensors["vector_checks"].dtype == np.uint16
-    assert meta["format_version"] == "5"
+    if index.params["quantization_bits"] is None:  # no B_scales: a version 5 file
+        assert "B_scales" not in tensors and meta["format_version"] == "5"
+    else:
+        assert index.params["scale_bits"] == 16 and tensors["B_scales"].dtype == np.float16
+        assert meta["format_version"] == "6"
     assert ("sq_norms" in tensors) is l2
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
@@ -180,9 +184,11 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "6"), "newer than this lorann_wasm supports"),
-    (_set_meta("format_version", "4"), "need format version 5"),
+    (_set_meta("format_version", "7"), "newer than this lorann_wasm supports"),
+    (_both(_set_meta("format_version", "4"), _set_param("scale_bits", 32)),
+     "need format version 5"),
     (_set_param("check_bits", 8), "check_bits must be 16 or 32"),
+    (_set_param("scale_bits", 8), "scale_bits must be 16 or 32"),
     (_set_meta("format_version", "2"), "needs format version 3"),
     (_both(_set_meta("format_version", "1"), _set_param("rerank_dims", 20)),
      "needs format version 2"),
@@ -385,3 +391,28 @@ def test_16_bit_row_checks_catch_every_change_of_one_byte():
                                       changed[:, row.nbytes:].copy().view(np.float32)[:, 0],
                                       bits=16)
     assert len(checks) == width * 255 and not (checks == base[0]).any()
+
+
+def test_16_bit_scales_lose_only_float16_rounding_and_need_format_6():
+    """Format 6 stores B's per-point scales as float16, relative to a power of two
+    folded into the cluster's A (an exact product): a point's scale loses only
+    float16's rounding, and older readers refuse the file."""
+    from lorann_wasm.quantization import half_scales
+
+    rng = np.random.default_rng(4)
+    scales = (10.0 ** rng.uniform(-4, 4, 2000)).astype(np.float32)
+    half, factor = half_scales(scales)
+    assert half.dtype == np.float16 and factor >= scales.max() > factor / 2
+    assert float(factor) == 2.0 ** round(float(np.log2(factor)))
+    back = half.astype(np.float32) * factor
+    normal = scales >= factor * 2.0 ** -14  # float16's normal range: relative rounding
+    assert np.all(np.abs(back - scales)[normal] <= scales[normal] * 2.0 ** -11)
+    assert np.all(np.abs(back - scales)[~normal] <= factor * 2.0 ** -24)  # below: absolute
+    assert (half > 0).all() and 0 < normal.mean() < 1  # (both kinds were tried)
+    assert half_scales(np.zeros(0, np.float32))[0].shape == (0,)
+
+    index = LorannIndex(clustered(800, 16, seed=2), rank=8, quantization_bits=4).build()
+    raw = index.to_bytes()
+    assert safetensors_io.decode(raw)[0]["B_scales"].dtype == np.float16
+    with pytest.raises(ValueError, match="need format version 6"):
+        LorannIndex.from_bytes(_rewrite(raw, _set_meta("format_version", "5")))

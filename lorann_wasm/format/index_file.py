@@ -16,7 +16,7 @@ Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
             cluster_crc32 (C,) u32
 Per point:  ids (n,) i64 [unless positional_ids] |
             B (n, r) f32 or i8, or (n, ceil(r/2)) u8 [4-bit] (B_j transposed) |
-            B_scales (n,) f32 [8- or 4-bit] | sq_norms (n,) f32 [stores_norms] |
+            B_scales (n,) f32, or f16 [scale_bits 16] [8- or 4-bit] | sq_norms (n,) f32 [stores_norms] |
             vectors (n, s) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
 The checks (row_checksums), the attributes and their summaries: docs/format.md.
 
@@ -26,8 +26,8 @@ with ``rerank_dims`` the vectors' coordinates in the orthonormal
 codes -7..7 two to a byte (:func:`..quantization.quantize_int4`).
 Without ``ids`` a point's id is its position in cluster order; without
 ``sq_norms`` (inner product and cosine indexes) nothing reads them. Files
-with 16-bit ``vector_checks`` (every build since) are format version 5;
-files that leave either out, or have a 4-bit ``B``, version 4; files
+with 16-bit ``B_scales`` (every build since) are format version 6; files
+with 16-bit ``vector_checks`` version 5; files that leave either out, or have a 4-bit ``B``, version 4; files
 whose scorers are fit to the points minus their centroid
 (``residual_scorers``) version 3; older files with a basis version 2,
 without one version 1.
@@ -54,7 +54,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -93,7 +93,7 @@ def expected_tensors(p):
         spec["vectors_basis"] = ("<f4", (d, s))
     if q8:
         spec["A_scales"] = ("<f4", (c, r))
-        spec["B_scales"] = ("<f4", (n,))
+        spec["B_scales"] = ("<f2" if p.scale_bits == 16 else "<f4", (n,))
     if p.int8_scales == "dimension":
         spec["vectors_dim_offset"] = ("<f4", (s,))
         spec["vectors_dim_scale"] = ("<f4", (s,))
@@ -220,7 +220,8 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": ("5" if params.check_bits == 16
+        "format_version": ("6" if params.scale_bits == 16
+                           else "5" if params.check_bits == 16
                            else "4" if (params.positional_ids or not params.stores_norms
                                         or params.quantization_bits == 4)
                            else "3" if params.residual_scorers
@@ -303,6 +304,8 @@ def parse_params(metadata):
         invalid("positional ids, leaving out squared norms and 4-bit B need format version 4")
     if params.check_bits == 16 and int(version) < 5:
         invalid("16-bit row checks need format version 5")
+    if params.scale_bits == 16 and int(version) < 6:
+        invalid("16-bit B scales need format version 6")
     return params
 
 

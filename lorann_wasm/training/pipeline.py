@@ -29,7 +29,7 @@ import numpy as np
 from .._checks import check_magnitudes
 from ..kernels import times
 from ..metrics import is_euclidean, prepare
-from ..quantization import quantize_int4, quantize_int8
+from ..quantization import half_scales, quantize_int4, quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
 from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
 from .parallel import fit_all
@@ -154,6 +154,9 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
             parts["B"], parts["B_scales"] = quantize_int4(b.T)
         else:
             parts["B"] = b.T
+        if p.scale_bits == 16:  # (A is quantised below, with the factor in it)
+            parts["B_scales"], factor = half_scales(parts["B_scales"])
+            A[j] *= factor
         sink.write_cluster(j, lo, parts)
 
     prefix = {"cluster_offsets": offsets, "centroids": centroids}
