@@ -253,3 +253,28 @@ def test_fetch_bytes_is_what_the_lazy_reader_fetches(mixture, tmp_path, kw):
         assert plan.stage == "vectors"
         assert sum(b - a for a, b in plan.ranges) == len(plan.candidates) * rerank
         assert len(plan.ranges) <= len(plan.candidates) * rerank_ranges
+
+
+def test_a_query_imports_no_module_the_open_could_have(mixture, tmp_path):
+    """What a lazy query's path first imports, a visitor's first query waits for:
+    ``numpy.random`` (the row-check weights) cost 45 ms in Pyodide. The open
+    makes them; the first query then imports nothing of ours or NumPy's but
+    what NumPy itself loads on first use (``numpy.ma``, natively, by np.unique)."""
+    import subprocess
+    import sys
+
+    data, queries = mixture
+    path = tmp_path / "a.lorann"
+    LorannIndex(data, rank=8, seed=1).build().save(path)
+    np.save(tmp_path / "q.npy", queries[:1])
+    code = f"""
+import sys, numpy as np
+from lorann_wasm.lazy import FileReader, LazyIndex
+index = LazyIndex(FileReader({str(path)!r}))
+q = np.load({str(tmp_path / "q.npy")!r})[0]
+before = set(sys.modules)
+index.search(q, 10)
+print(sorted(m for m in set(sys.modules) - before if not m.startswith("numpy.ma")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
