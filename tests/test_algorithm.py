@@ -54,6 +54,24 @@ def test_nearest_centroids_are_the_closest_in_order(euclidean):
                                   np.argsort(d, axis=1, kind="stable")[:, :5])
 
 
+def test_clusters_are_numbered_along_a_chain_of_nearest_centroids(monkeypatch):
+    """Centroids along a curve come out in its order, so clusters a query probes
+    (near one another) lie side by side in the file; the numbering is a
+    permutation, and past CHAIN_LIMIT k-means' own."""
+    from lorann_wasm.training import cluster_order
+
+    rng = np.random.default_rng(2)
+    t = np.sort(rng.uniform(0, 10, 300))
+    curve = np.stack([np.cos(t), np.sin(t), t / 3], axis=1) @ rng.normal(size=(3, 16))
+    shuffled = rng.permutation(300)
+    order = cluster_order.chain_order(curve[shuffled].astype(np.float32))
+    assert sorted(order.tolist()) == list(range(300))
+    along = t[shuffled][order]
+    assert np.all(np.diff(along) > 0) or np.all(np.diff(along) < 0)
+    monkeypatch.setattr(cluster_order, "CHAIN_LIMIT", 299)
+    assert np.array_equal(cluster_order.chain_order(curve), np.arange(300))
+
+
 def test_kmeans_rejects_too_many_clusters():
     with pytest.raises(ValueError, match="n_clusters"):
         kmeans(np.ones((5, 2), np.float32), 6, euclidean=True)
