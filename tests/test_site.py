@@ -320,6 +320,7 @@ def test_own_vectors_make_a_site_without_a_model(tmp_path):
                            (tmp_path / "out" / s["offsets"]).read_bytes(), range(40))
     best = index.search(vectors[7], 1)[0]
     assert records[best]["x"] == "doc 7"
+    assert set(records[best]) == {"d", "t", "x"}  # no link, heading or fields: left out
     np.save(tmp_path / "bad.npy", vectors[:39])
     with pytest.raises(builder.SiteError, match=r"one vector per document \(40 rows\)"):
         builder.build_site([str(tmp_path / "d.jsonl")], str(tmp_path / "out2"),

@@ -7,8 +7,10 @@ little-endian byte offsets into it, uint32 (or uint64 when the records
 pass 4 GiB: :func:`offset_width`). A search in the browser fetches the
 offsets of the clusters it probes with their scorers, then its candidates'
 records with their vectors (``web/records.js``), never the whole collection.
-Each record: ``d`` document number, ``t`` title, ``u`` link (or null),
-``h`` heading, ``x`` passage text, ``f`` the extra fields.
+Each record: ``d`` document number, ``t`` title, ``x`` passage text, and
+where they are not empty ``u`` link, ``h`` heading, ``f`` the extra fields
+(a search fetches a few hundred records ahead: on WordNet, which has neither
+links nor headings, leaving the empty ones out saves 16 of 180 bytes each).
 """
 
 import json
@@ -22,9 +24,10 @@ def encode_record(passage, doc):
     url = doc.url
     if url is not None and passage.anchor:
         url = f"{url.split('#')[0]}#{passage.anchor}"
-    return json.dumps({"d": passage.doc, "t": doc.title, "u": url, "h": passage.heading,
-                       "x": passage.text, "f": doc.fields},
-                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    record = {"d": passage.doc, "t": doc.title, "u": url, "h": passage.heading,
+              "x": passage.text, "f": doc.fields}
+    record = {k: v for k, v in record.items() if k in ("d", "t", "x") or v not in (None, "", {})}
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def offset_width(total_bytes):
