@@ -16,7 +16,8 @@ Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
             cluster_crc32 (C,) u32
 Per point:  ids (n,) i64 [unless positional_ids] |
             B (n, r) f32 or i8, or (n, ceil(r/2)) u8 [4-bit] (B_j transposed) |
-            B_scales (n,) f32, or f16 [scale_bits 16] [8- or 4-bit] | sq_norms (n,) f32 [stores_norms] |
+            B_scales (n,) f32, f16 with scale_bits 16 [8- or 4-bit] |
+            sq_norms (n,) f32 [stores_norms] |
             vectors (n, s) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
 The checks (row_checksums), the attributes and their summaries: docs/format.md.
 
@@ -27,10 +28,10 @@ codes -7..7 two to a byte (:func:`..quantization.quantize_int4`).
 Without ``ids`` a point's id is its position in cluster order; without
 ``sq_norms`` (inner product and cosine indexes) nothing reads them. Files
 with 16-bit ``B_scales`` (every build since) are format version 6; files
-with 16-bit ``vector_checks`` version 5; files that leave either out, or have a 4-bit ``B``, version 4; files
-whose scorers are fit to the points minus their centroid
-(``residual_scorers``) version 3; older files with a basis version 2,
-without one version 1.
+with 16-bit ``vector_checks`` version 5; files that leave either out, or
+have a 4-bit ``B``, version 4; files whose scorers are fit to the points
+minus their centroid (``residual_scorers``) version 3; older files with a
+basis version 2, without one version 1.
 
 Within each part tensors are ordered by decreasing item size, so each is
 naturally aligned; a ``_padding`` u8 tensor realigns the per-point part.
