@@ -62,7 +62,7 @@ SITE_TUNING_QUERIES = 2000
 
 #: bytes a ``multipart/byteranges`` answer spends on each range besides the
 #: range itself: its boundary, Content-Type and Content-Range lines (nginx and
-#: ``serve`` alike). A cold WordNet query asks for ~1,000 ranges.
+#: ``serve`` alike). A cold WordNet query asks for several hundred ranges.
 PART_BYTES = 110
 
 

@@ -31,7 +31,7 @@ from ..kernels import times
 from ..metrics import is_euclidean, prepare
 from ..quantization import half_scales, quantize_int4, quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
-from .cluster_order import chain_order
+from .cluster_order import CHAIN_LIMIT, chain_order
 from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
 from .parallel import fit_all
 from .progress import progress_logger
@@ -84,9 +84,11 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
     rows = sample_rows(rng, n, SAMPLE_PER_CLUSTER * c)
     centroids, _ = kmeans(source.take(rows, lambda x: reduce(prepared(source)(x))), c,
                           euclidean=euclidean, seed=p.seed, progress=log.step)
-    centroids = centroids[chain_order(centroids)]  # probed clusters side by side
     del rows
     log(f"k-means on {min(n, SAMPLE_PER_CLUSTER * c)} points: {c} centroids")
+    centroids = centroids[chain_order(centroids)]  # probed clusters side by side
+    log("clusters numbered along a chain of nearest centroids" if c <= CHAIN_LIMIT
+        else f"clusters kept in k-means' numbering (over {CHAIN_LIMIT:,})")
 
     basis = None
     if p.rerank_dims is not None:
