@@ -408,9 +408,13 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
     try:
         with local_page(browser, url) as page:
             _open(page, url)
+            s = json.loads((wordnet["dir"] / "site.json").read_text())["search"]
+            # the index's header and prefix came in the one request that opened it
+            assert server.paths["/" + s["index"]] == 1, server.paths
+            assert s["index_head"] == LazyIndex(FileReader(wordnet["dir"] / s["index"])
+                                                ).prefix_bytes
             # word pieces the site's model file lacks: one small request before the search
             rare = "a quixotic zeppelin"
-            s = json.loads((wordnet["dir"] / "site.json").read_text())["search"]
             missing = MiniLM.from_bytes((wordnet["dir"] / s["model"]).read_bytes()
                                         ).missing_tokens([rare])
             assert len(missing)

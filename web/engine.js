@@ -44,9 +44,13 @@ export class LorannEngine {
   // Boot the runtime (and load an index if indexUrl is given). baseUrl is the
   // site root holding site.json, pyodide/ and the wheel; config is its
   // site.json when the caller has read it already. prefetch: files (e.g. the
-  // model for loadEncoder) to download while the runtime starts.
+  // model for loadEncoder) to download while the runtime starts. open: files
+  // that loadIndex, loadEncoder (tokens) or openRecords will read by Range, to
+  // open meanwhile: [{ url, head, stage, cacheName }], head the bytes to read
+  // at once (an index's header and prefix: site.json's index_head).
   static async create({ indexUrl = null, baseUrl = new URL(".", document.baseURI).href,
-                        config = null, prefetch = [], onProgress = () => {} } = {}) {
+                        config = null, prefetch = [], open = [],
+                        onProgress = () => {} } = {}) {
     const base = new URL(baseUrl, document.baseURI).href;
     if (!config) {
       const response = await fetch(new URL("site.json", base));
@@ -57,7 +61,8 @@ export class LorannEngine {
     const engine = new LorannEngine(worker, config);
     engine.onProgress = onProgress;
     await engine.call("boot", { baseUrl: base, wheel: config.wheel,
-                                prefetch: prefetch.map((u) => new URL(u, base).href) });
+                                prefetch: prefetch.map((u) => new URL(u, base).href),
+                                open: open.map((f) => ({ ...f, url: new URL(f.url, base).href })) });
     if (indexUrl) await engine.loadIndex(new URL(indexUrl, base).href);
     return engine;
   }

@@ -9,7 +9,9 @@
 // A host that answers such a request with only some of the ranges, or whole
 // (200), is asked again one range per request, from then on. A host that
 // ignores Range altogether is found out by `open`, which then returns the
-// whole file instead. `file.stats` counts requests and bytes.
+// whole file instead. `file.stats` counts requests and bytes. A file can be
+// opened early (`RangeFile.prefetch(url, readWhole, head)`) with its first
+// bytes — a header, say — which are then read with no request.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -19,6 +21,8 @@ const MAX_PARTS = 150;
 const MAX_HEADER = 6000;
 //: ranges closer than this are fetched as one (a multipart part header is ~80 bytes)
 const MERGE_GAP = 96;
+//: opens started by RangeFile.prefetch, by URL, until an open takes them
+const early = new Map();
 
 function rangeError(url, detail) {
   return new Error(`could not fetch ${url}: ${detail}`);
@@ -105,24 +109,58 @@ export class RangeFile {
     this.url = url;
     this.size = size;
     this.multi = true;  // until the host shows otherwise
+    this.head = new Uint8Array(0);  // the file's first bytes, read when it was opened
     this.stats = { requests: 0, bytes: 0 };
   }
 
-  // Open url by one small Range request: { file } or, from a host that ignores
-  // Range, { whole } (the file's bytes, read from that same answer).
-  static async open(url, readWhole) {
-    const response = await send(url, "bytes=0-7");
+  // Open url by one Range request for its first `head` bytes (kept as
+  // file.head, read with no request later): { file } or, from a host that
+  // ignores Range, { whole } (the file's bytes, read from that same answer).
+  // An open started early by prefetch(url) is taken instead of a new request.
+  static async open(url, readWhole, head = 8) {
+    const pending = early.get(url);
+    if (pending) {
+      early.delete(url);
+      return pending;
+    }
+    const response = await send(url, `bytes=0-${Math.max(1, head) - 1}`);
     if (response.status === 200) return { whole: await readWhole(response) };
-    if (response.body) await response.body.cancel().catch(() => {});
-    if (response.status !== 206) throw rangeError(url, `HTTP ${response.status}`);
+    if (response.status !== 206) {
+      if (response.body) await response.body.cancel().catch(() => {});
+      throw rangeError(url, `HTTP ${response.status}`);
+    }
     const size = Number((response.headers.get("Content-Range") || "").split("/")[1]);
     if (!Number.isSafeInteger(size) || size <= 0) {
+      if (response.body) await response.body.cancel().catch(() => {});
       throw rangeError(url, "the Range answer gives no file size (Content-Range)");
     }
     const file = new RangeFile(url, size);
+    file.head = new Uint8Array(await response.arrayBuffer());
+    if (file.head.length !== Math.min(Math.max(1, head), size)) {
+      throw rangeError(url, `truncated response: ${file.head.length} bytes of the first ${head}`);
+    }
     file.stats.requests += 1;
-    file.stats.bytes += 8;
+    file.stats.bytes += file.head.length;
     return { file };
+  }
+
+  // Start opening url now (say, while the runtime starts), as open(url,
+  // readWhole, head) would: the next open(url) takes its answer or its error.
+  static prefetch(url, readWhole, head = 8) {
+    if (early.has(url)) return;
+    const pending = RangeFile.open(url, readWhole, head);
+    pending.catch(() => {});  // (reported by the open that takes it)
+    early.set(url, pending);
+  }
+
+  // Whether an open of url was started by prefetch and not taken yet.
+  static prefetched(url) {
+    return early.has(url);
+  }
+
+  // The bytes [start, stop) if the file's head holds them, else null.
+  fromHead(start, stop) {
+    return stop <= this.head.length ? this.head.subarray(start, stop) : null;
   }
 
   // The bytes of each [start, stop) of ranges, in order.
@@ -132,10 +170,12 @@ export class RangeFile {
         throw new Error(`bytes ${a}-${b} lie outside ${this.url} (${this.size} bytes)`);
       }
     }
-    const wanted = spans(ranges);
+    const wanted = spans(ranges.filter(([a, b]) => !this.fromHead(a, b)));
     const got = await this._fetch(wanted, signal);
     return ranges.map(([a, b]) => {
       if (b === a) return new Uint8Array(0);
+      const known = this.fromHead(a, b);
+      if (known) return known;
       const part = got.find((p) => p.start <= a && b <= p.stop);
       return part.bytes.subarray(a - part.start, b - part.start);
     });

@@ -54,8 +54,13 @@ export async function openSite(base, onStatus = () => {}) {
   const s = site.search;
   if (!s) throw new Error("site.json describes no search index");
   const handle = { site, notices: [], k: 10, offline: null };
+  const cache = cacheName(siteBase, site);
+  const early = (name, stage, head = 8) => ({ url: name, stage, head, cacheName: cache });
   const engine = await LorannEngine.create({
     baseUrl: siteBase, config: site, prefetch: s.model ? [s.model] : [],
+    open: s.whole ? [] : [early(s.index, "index", s.index_head || 8),
+                          early(s.records, "records"), early(s.offsets, "records"),
+                          ...(s.tokens ? [early(s.tokens, "model")] : [])],
     onProgress: ({ stage, loaded, total }) => {
       if (stage === "offline") {
         handle.offline = { loaded, total };
@@ -71,7 +76,6 @@ export async function openSite(base, onStatus = () => {}) {
   handle.engine = engine;
   const files = site.files || {};
   const size = (name) => (files[name] || {}).bytes || 0;
-  const cache = cacheName(siteBase, site);
   const url = (name) => new URL(name, siteBase).href;
   handle.info = await engine.loadIndex(url(s.index), { lazy: !s.whole, cacheName: cache,
                                                         size: size(s.index) });

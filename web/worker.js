@@ -92,12 +92,27 @@ function fetchEarly(url, stage) {
   return pending || fetchBytes(url, stage);
 }
 
-async function boot({ baseUrl, wheel, prefetch = [] }) {
+// Files read by Range, opened while the runtime starts: each open's first
+// request (an index's with its header and prefix, `head` bytes) then shares
+// the link with the runtime's downloads instead of following them. A file
+// completed in the cache on an earlier visit is not opened.
+let opensStarted = Promise.resolve();
+
+function openEarly(files) {
+  opensStarted = Promise.all(files.map(async ({ url, head = 8, stage, cacheName = null }) => {
+    const cache = await openCache(cacheName);
+    if (cache && await cache.match(doneKey(url))) return;
+    RangeFile.prefetch(url, (response) => readBody(response, stage), head);
+  })).catch(() => {});
+}
+
+async function boot({ baseUrl, wheel, prefetch = [], open = [] }) {
   for (const url of prefetch) {
     const pending = fetchBytes(url, "model");
     pending.catch(() => {});  // (reported when it is used)
     early.set(url, pending);
   }
+  openEarly(open);
   progress("runtime");
   const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", baseUrl).href);
   pyodide = await loadPyodide({ indexURL: new URL("pyodide/", baseUrl).href });
@@ -173,12 +188,14 @@ async function cachedFile(cache, url, size) {
 // rangeFallback: true } from a host that ignores Range), else { file }, a
 // RangeFile to read as needed.
 async function openRanged({ url, size = 0, cacheName = null, whole = false, stage }) {
+  await opensStarted;
   const cached = size ? await cachedFile(await openCache(cacheName), url, size) : null;
   if (cached) return { bytes: cached, local: true };
-  if (whole) return { bytes: await fetchBytes(url, stage) };
+  if (whole && !RangeFile.prefetched(url)) return { bytes: await fetchBytes(url, stage) };
   progress(stage);
   const opened = await RangeFile.open(url, (response) => readBody(response, stage));
-  return opened.whole ? { bytes: opened.whole, rangeFallback: true } : { file: opened.file };
+  if (opened.whole) return { bytes: opened.whole, rangeFallback: true };
+  return whole ? { bytes: await fetchBytes(url, stage) } : { file: opened.file };
 }
 
 async function loadIndex({ url, lazy = false, cacheBytes = 0, cacheName = null, size = 0 }) {
@@ -191,20 +208,28 @@ async function loadIndex({ url, lazy = false, cacheBytes = 0, cacheName = null, 
     if (rangeFallback) info.rangeFallback = true;
     return info;
   }
+  // Python reads the header and the prefix: from the bytes the open read
+  // (all of them when the site gives their length), else one request each
   const reader = {
     size: file.size,
-    read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => readRange(url, start, stop)),
+    read: (rangesJson) => JSON.parse(rangesJson).map(([start, stop]) => {
+      const known = file.fromHead(start, stop);
+      if (known) return known.slice();
+      const bytes = readRange(url, start, stop);
+      file.stats.requests += 1;
+      file.stats.bytes += bytes.length;
+      return bytes;
+    }),
   };
   progress("prepare");
   const info = JSON.parse(session.load_lazy(reader, cacheBytes));
-  file.stats.requests += 2;  // the header and the prefix, read by Python
-  file.stats.bytes += info.prefix_bytes;
   index = { url, file };
   return info;
 }
 
 async function openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = false,
                              cacheName = null, sizes = null }) {
+  await opensStarted;
   const cache = sizes ? await openCache(cacheName) : null;
   const local = cache ? [await cachedFile(cache, recordsUrl, sizes[0]),
                          await cachedFile(cache, offsetsUrl, sizes[1])] : [null, null];
@@ -212,8 +237,10 @@ async function openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = f
     records = new Records(count, width);
     records.setWhole(local[0], local[1]);
   } else {
-    records = await Records.open({ recordsUrl, offsetsUrl, count, width, whole,
-                                   fetchWhole: (url) => fetchBytes(url, "records") });
+    // opened early (a host without Range answered them whole): use those answers
+    const opened = RangeFile.prefetched(recordsUrl) || RangeFile.prefetched(offsetsUrl);
+    records = await Records.open({ recordsUrl, offsetsUrl, count, width,
+                                   whole: whole && !opened, fetchWhole: (url) => fetchBytes(url, "records") });
   }
   return { whole: !records.lazy };
 }

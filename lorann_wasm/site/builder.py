@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from ..format.index_file import head_bytes
 from ..params import TARGET_RECALL
 from ..user_cache import user_cache
 from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
@@ -291,11 +292,14 @@ def _assemble(staging, index, old_ids, records, passages, docs, with_model, whol
     data = os.path.join(staging, "data")
     os.makedirs(data)
     index.save(os.path.join(data, "index.lorann"))
+    head = head_bytes(os.path.join(data, "index.lorann"))
     _, width = write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
                              (records[i] for i in old_ids))
     search = {"title": title, "documents": len(docs), "passages": len(passages),
               "whole": bool(whole), "fields": list(fields.extra),
               "index": _hashed(staging, "data", "index", ".lorann"),
+              # its header and prefix, which the page reads while the runtime starts
+              "index_head": head,
               "records": _hashed(staging, "data", "records", ".bin"),
               "offsets": _hashed(staging, "data", "offsets", ".bin"),
               "offset_bytes": width, "prefetch_limit": prefetch_limit,
