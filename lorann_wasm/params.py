@@ -115,6 +115,10 @@ class IndexParams:
     #: before format 6, 16 after (float16, each cluster's largest scale a power
     #: of two folded into its ``A`` columns: 2 bytes less to fetch a probed point)
     scale_bits: int = 32
+    #: bits of each stored ``A`` entry (8- and 4-bit scorers): 8 in files before
+    #: format 7; 4 after with 4-bit scorers (the prefix, which a lazy page reads
+    #: before its first answer, nearly halves: WordNet's 4.3 -> 2.6 MB)
+    a_bits: int = 8
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -141,6 +145,7 @@ class IndexParams:
                    seed=as_int(seed, "seed", low=0), clusters_to_search=min(c, n_clusters),
                    points_to_rerank=r, row_checksums=True, residual_scorers=True, check_bits=16,
                    scale_bits=16 if quantization_bits is not None else 32,
+                   a_bits=4 if quantization_bits == 4 else 8,
                    stores_norms=is_euclidean(distance),
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
@@ -189,6 +194,10 @@ class IndexParams:
         for name in ("check_bits", "scale_bits"):
             if getattr(self, name) not in (16, 32) or type(getattr(self, name)) is not int:
                 raise ValueError(f"{name} must be 16 or 32, got {getattr(self, name)!r}")
+        if self.a_bits not in (8, 4) or type(self.a_bits) is not int:
+            raise ValueError(f"a_bits must be 8 or 4, got {self.a_bits!r}")
+        if self.a_bits == 4 and self.quantization_bits != 4:
+            raise ValueError("a_bits 4 needs 4-bit scorers (quantization_bits 4)")
         if self.scale_bits == 16 and self.quantization_bits is None:
             raise ValueError("scale_bits 16 needs 8- or 4-bit scorers (quantization_bits)")
         if not self.stores_norms and is_euclidean(self.distance):
@@ -224,6 +233,8 @@ class IndexParams:
         for name in ("check_bits", "scale_bits"):
             if fields[name] == 32:
                 del fields[name]
+        if fields["a_bits"] == 8:
+            del fields["a_bits"]
         for name in ("attributes", "rerank_dims"):  # files without them keep their bytes
             if fields[name] is None:
                 del fields[name]

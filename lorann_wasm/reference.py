@@ -18,7 +18,8 @@ Build (section 3 of the paper):
    ``B_j = Vᵀ``, so ``q A_j B_j`` approximates ``q X_jᵀ`` (equations 3-5).
    Here the points are taken minus their centroid ``c_j`` and ``q · c_j`` is
    added back exactly (this package's residual scorers);
-4. store ``A`` and ``B`` in 8 bits (section 3.4), ``B`` one scale per point.
+4. store ``A`` and ``B`` in 8 bits (section 3.4), ``B`` one scale per point
+   (this package's sites store both in 4 bits).
 
 Search: probe the ``c`` clusters whose centroids score best, score their
 points with ``q A_j B_j + q · c_j``, rerank the best ``R`` exactly with the
@@ -144,8 +145,9 @@ def model_of(index):
     from .format.index_file import decode_index
     t, p = decode_index(index.to_bytes())[0], index.params
     bits = p["quantization_bits"]
-    from .quantization import dequantize_int8, dequantize_rows
-    A = dequantize_int8(t["A"], t["A_scales"], axis=1) if bits else t["A"]
+    from .quantization import dequantize_A, dequantize_rows
+    A = (dequantize_A(t["A"], t["A_scales"], p.get("a_bits", 8), p["global_dim"]) if bits
+         else t["A"])
     B = dequantize_rows(t["B"], t.get("B_scales"), bits, p["rank"])
     vectors = t["vectors"].astype(np.float64)
     if p["rerank_dtype"] == "int8" and p["int8_scales"] == "dimension":

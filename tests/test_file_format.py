@@ -85,7 +85,7 @@ def test_readable_by_safetensors(small, tmp_path):
         assert "B_scales" not in tensors and meta["format_version"] == "5"
     else:
         assert index.params["scale_bits"] == 16 and tensors["B_scales"].dtype == np.float16
-        assert meta["format_version"] == "6"
+        assert meta["format_version"] == ("7" if index.params["quantization_bits"] == 4 else "6")
     assert ("sq_norms" in tensors) is l2
     assert json.loads(meta["params"]) == index.params
     assert meta["checksum"].startswith("crc32:")
@@ -184,7 +184,7 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "7"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "8"), "newer than this lorann_wasm supports"),
     (_both(_set_meta("format_version", "4"), _set_param("scale_bits", 32)),
      "need format version 5"),
     (_set_param("check_bits", 8), "check_bits must be 16 or 32"),
@@ -307,6 +307,9 @@ def test_format_4_files_leave_out_what_nothing_reads_and_older_versions_refuse_t
     t, p = index_file.decode_index(packed.to_bytes())
     assert t["B"].dtype == np.uint8 and t["B"].shape == (3000, 8) and "sq_norms" not in t
     assert p.quantization_bits == 4
+    # and A (the prefix) in 4 bits too: each A_j transposed, its rows packed like B's
+    assert p.a_bits == 4 and t["A"].dtype == np.uint8 and t["A"].shape == (
+        p.n_clusters, 16, -(-p.global_dim // 2))
     exact = plain.exact_search(queries, 10)
     hits = [np.mean([np.intersect1d(a, b).size / 10 for a, b in zip(i.search(
         queries, 10, clusters_to_search=4, points_to_rerank=100), exact)]) for i in (plain, packed)]
@@ -326,7 +329,7 @@ def test_format_4_files_leave_out_what_nothing_reads_and_older_versions_refuse_t
     assert np.array_equal(packed.get_vectors(answer[0]),
                           LorannIndex.load(path).get_vectors(answer[0]))
     assert os.path.getsize(path) < len(plain.to_bytes()) - 3000 * (8 + 8)  # ids, half of B
-    for version in ("4", "3", "2"):
+    for version in ("6", "4", "3", "2"):
         bad = _rewrite(path.read_bytes(), _set_meta("format_version", version))
         with pytest.raises(ValueError, match="format version"):
             LorannIndex.from_bytes(bad)
@@ -416,3 +419,35 @@ def test_16_bit_scales_lose_only_float16_rounding_and_need_format_6():
     assert safetensors_io.decode(raw)[0]["B_scales"].dtype == np.float16
     with pytest.raises(ValueError, match="need format version 6"):
         LorannIndex.from_bytes(_rewrite(raw, _set_meta("format_version", "5")))
+
+
+def test_a_4_bit_A_halves_the_prefix_and_keeps_the_answers_of_an_8_bit_one(tmp_path):
+    """Format 7 stores A in 4 bits with 4-bit scorers: each column of each A_j keeps
+    its scale, codes round to within half a step, the prefix nearly halves, and the
+    search finds what the same index with an 8-bit A finds."""
+    from lorann_wasm.quantization import dequantize_A, quantize_A
+
+    A = np.random.default_rng(4).normal(size=(5, 9, 6)).astype(np.float32)  # odd g packs
+    codes, scales = quantize_A(A, 4)
+    assert codes.shape == (5, 6, 5) and codes.dtype == np.uint8 and scales.shape == (5, 6)
+    back = dequantize_A(codes, scales, 4, 9)
+    assert back.shape == A.shape
+    assert np.all(np.abs(back - A) <= scales[:, None, :] / 2 + 1e-6)
+    assert np.allclose(np.abs(A).max(axis=1), 7 * scales)  # each column's peak is ±7
+    assert np.array_equal(dequantize_A(*quantize_A(A, 8), 8, 9).shape, A.shape)
+
+    data = clustered(3000, 40, seed=8)
+    queries = data[:200] + 0.03
+    four = LorannIndex(data, rank=16, seed=2, quantization_bits=4).build(target_recall=None)
+    assert four.params["a_bits"] == 4
+    eight = LorannIndex(data, rank=16, seed=2, quantization_bits=4)
+    eight._params = eight._params.replace(a_bits=8)
+    eight.build(target_recall=None)
+    four.save(tmp_path / "4.lorann")
+    eight.save(tmp_path / "8.lorann")
+    assert safetensors_io.decode((tmp_path / "8.lorann").read_bytes())[1]["format_version"] == "6"
+    prefix = [index_file.head_bytes(tmp_path / f"{b}.lorann") for b in (4, 8)]
+    assert prefix[0] < 0.65 * prefix[1], prefix
+    setting = dict(clusters_to_search=6, points_to_rerank=60)
+    same = np.mean(four.search(queries, 10, **setting) == eight.search(queries, 10, **setting))
+    assert same > 0.97, same

@@ -10,7 +10,8 @@ ranges (taken in file order), so a reader that fetches single clusters can
 verify them.
 
 Prefix:     cluster_offsets (C+1,) i64 | centroids (C, g) f32 |
-            projection (d, g) f32 [if g < d] | A (C, g, r) f32 or i8 |
+            projection (d, g) f32 [if g < d] | A (C, g, r) f32 or i8, or
+            (C, r, ceil(g/2)) u8 [a_bits 4] (A_j transposed) |
             A_scales (C, r) f32 [8- or 4-bit] | vectors_basis (d, s) f32 [rerank_dims] |
             vectors_dim_offset, vectors_dim_scale (s,) f32 [int8 per dimension] |
             cluster_crc32 (C,) u32
@@ -27,7 +28,8 @@ with ``rerank_dims`` the vectors' coordinates in the orthonormal
 codes -7..7 two to a byte (:func:`..quantization.quantize_int4`).
 Without ``ids`` a point's id is its position in cluster order; without
 ``sq_norms`` (inner product and cosine indexes) nothing reads them. Files
-with 16-bit ``B_scales`` (every build since) are format version 6; files
+with a 4-bit ``A`` (every build with 4-bit scorers since) are format version
+7; files with 16-bit ``B_scales`` (every other quantised build) version 6; files
 with 16-bit ``vector_checks`` version 5; files that leave either out, or
 have a 4-bit ``B``, version 4; files whose scorers are fit to the points
 minus their centroid (``residual_scorers``) version 3; older files with a
@@ -56,7 +58,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -74,12 +76,12 @@ BASIS_TOLERANCE = 1e-3
 def expected_tensors(p):
     """Name -> (dtype, shape) of every tensor an index with :class:`.IndexParams` ``p`` has."""
     n, d, c, g, r, s = p.n, p.dim, p.n_clusters, p.global_dim, p.rank, p.stored_dims
-    q8 = p.quantization_bits in (8, 4)  # A is int8 either way; B int8 or packed int4
+    q8 = p.quantization_bits in (8, 4)  # B int8 or packed int4; A int8 or (a_bits 4) packed
     vdtype = {"float32": "<f4", "float16": "<f2", "int8": "i1"}[p.rerank_dtype]
     spec = {
         "cluster_offsets": ("<i8", (c + 1,)),
         "centroids": ("<f4", (c, g)),
-        "A": ("i1" if q8 else "<f4", (c, g, r)),
+        "A": (("u1", (c, r, -(-g // 2))) if p.a_bits == 4 else ("i1" if q8 else "<f4", (c, g, r))),
         "cluster_crc32": ("<u4", (c,)),
         "B": (("u1", (n, -(-r // 2))) if p.quantization_bits == 4
               else ("i1" if q8 else "<f4", (n, r))),
@@ -222,7 +224,8 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": ("6" if params.scale_bits == 16
+        "format_version": ("7" if params.a_bits == 4
+                           else "6" if params.scale_bits == 16
                            else "5" if params.check_bits == 16
                            else "4" if (params.positional_ids or not params.stores_norms
                                         or params.quantization_bits == 4)
@@ -308,6 +311,8 @@ def parse_params(metadata):
         invalid("16-bit row checks need format version 5")
     if params.scale_bits == 16 and int(version) < 6:
         invalid("16-bit B scales need format version 6")
+    if params.a_bits == 4 and int(version) < 7:
+        invalid("4-bit A needs format version 7")
     return params
 
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..kernels import times_transposed
 from ..metrics import is_euclidean
-from ..quantization import dequantize_int8
+from ..quantization import dequantize_A
 from ..topk import smallest_k
 
 
@@ -21,8 +21,8 @@ class Prefix:
         t = tensors
         self.euclidean = is_euclidean(params.distance)
         factor = -2.0 if self.euclidean else -1.0
-        A = (dequantize_int8(t["A"], t["A_scales"], axis=1) if params.quantization_bits
-             else t["A"])
+        A = (dequantize_A(t["A"], t["A_scales"], params.a_bits, params.global_dim)
+             if params.quantization_bits else t["A"])
         # Operands are kept transposed (reduction axis last, contiguous): see kernels.
         projection = t.get("projection")
         self.projection_t = None if projection is None else np.ascontiguousarray(projection.T)

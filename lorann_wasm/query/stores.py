@@ -15,8 +15,8 @@ once:
   probed cluster is fetched without its rerank vectors (its scorer part,
   checked against ``cluster_scorer_crc32``), and only the candidates' vector
   rows are fetched after, each checked against its ``vector_checks`` entry:
-  for the WordNet site's index (rank 40, 4-bit, two facets) that is 26 of a
-  point's 410 bytes for every probed point, and 384 more for the few hundred
+  for the WordNet site's index (rank 48, 4-bit, two facets) that is 30 of a
+  point's 414 bytes for every probed point, and 384 more for the few hundred
   candidates.
 
 Both also answer ``missing_vectors(view, positions)``: the vector rows still

@@ -29,7 +29,7 @@ import numpy as np
 from .._checks import check_magnitudes
 from ..kernels import times
 from ..metrics import is_euclidean, prepare
-from ..quantization import half_scales, quantize_int4, quantize_int8
+from ..quantization import half_scales, quantize_A, quantize_int4, quantize_int8
 from ..query.vectors import RerankVectors, dimension_scales
 from .cluster_order import CHAIN_LIMIT, chain_order
 from .kmeans import SAMPLE_PER_CLUSTER, kmeans, nearest_centroids
@@ -168,8 +168,8 @@ def train(source, params, sink, *, queries=None, held_out=None, executor=None, v
         prefix["projection"] = projection
     if basis is not None:
         prefix["vectors_basis"] = basis
-    if p.quantization_bits in (8, 4):  # A (in the prefix, read once) stays 8-bit
-        prefix["A"], prefix["A_scales"] = quantize_int8(A, axis=1)
+    if p.quantization_bits in (8, 4):
+        prefix["A"], prefix["A_scales"] = quantize_A(A, p.a_bits)
     else:
         prefix["A"] = A
     if p.int8_scales == "dimension":
