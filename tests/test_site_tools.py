@@ -40,6 +40,58 @@ def test_tampered_wheel_is_refused(assets, tmp_path):
         pyodide_assets.verify(str(copy))
 
 
+def test_a_site_runtime_leaves_out_only_modules_nothing_imports(assets, tmp_path):
+    """A site's python_stdlib.zip is the verified one less STDLIB_DROPPED and legacy
+    codecs (every other entry as it was), none of them imported anywhere in
+    lorann_wasm; its lock file names NumPy alone, with the official entry."""
+    import ast
+    import zipfile
+
+    import lorann_wasm
+
+    pyodide_assets.copy_runtime(str(tmp_path / "rt"), src=assets)
+    with zipfile.ZipFile(os.path.join(assets, "python_stdlib.zip")) as z:
+        original = {i.filename: i.CRC for i in z.infolist()}
+    with zipfile.ZipFile(tmp_path / "rt" / "python_stdlib.zip") as z:
+        slim = {i.filename: i.CRC for i in z.infolist()}
+        assert z.testzip() is None
+    dropped = set(original) - set(slim)
+    assert dropped == {p for p in original if pyodide_assets.dropped_from_stdlib(p)}
+    assert all(slim[p] == original[p] for p in slim)
+    assert {"unittest/__init__.py", "xml/dom/minidom.py", "encodings/cp1252.py",
+            "encodings/shift_jis.py"} <= dropped
+    assert {"encodings/utf_8.py", "encodings/cp437.py", "encodings/aliases.py",
+            "zipfile/__init__.py", "email/message.py", "json/decoder.py"} <= set(slim)
+    saved = (os.path.getsize(os.path.join(assets, "python_stdlib.zip"))
+             - os.path.getsize(tmp_path / "rt" / "python_stdlib.zip"))
+    assert saved > 600_000, saved
+
+    root = os.path.dirname(lorann_wasm.__file__)
+    imported = set()
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, name), encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Import):
+                        imported.update(a.name for a in node.names)
+                    elif isinstance(node, ast.ImportFrom) and not node.level:
+                        imported.add(node.module)
+    assert {"zipfile", "http.server", "argparse"} <= imported
+    for module in imported:
+        path = module.replace(".", "/")
+        assert not any(pyodide_assets.dropped_from_stdlib(p)
+                       for p in (path + ".py", path + "/__init__.py")), module
+
+    lock = json.loads((tmp_path / "rt" / "pyodide-lock.json").read_text())
+    official = json.loads(open(os.path.join(assets, "pyodide-lock.json")).read())
+    assert list(lock["packages"]) == ["numpy"]
+    assert lock["packages"]["numpy"] == official["packages"]["numpy"]
+    assert lock["info"] == official["info"]
+    with_scipy = pyodide_assets.slim_lock(official, ["scipy"])
+    assert set(with_scipy["packages"]) == {"scipy", "numpy", "openblas"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
