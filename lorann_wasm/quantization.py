@@ -22,6 +22,27 @@ def quantize_int8(x, axis):
     return codes, np.squeeze(scales, axis=axis)
 
 
+def quantize_groups(x, levels, group):
+    """``(codes, scales)`` of a 2-D ``x``: int8 codes in ``-levels..levels``, one
+    float16 scale per ``group`` consecutive values of a row, (m, k / group)."""
+    m, k = x.shape
+    if k % group:
+        raise ValueError(f"{k} columns do not split into groups of {group}")
+    blocks = x.reshape(m, k // group, group)
+    peak = np.max(np.abs(blocks), axis=2, keepdims=True)
+    scales = np.where(peak > 0, peak / levels, 1.0).astype(np.float16)
+    codes = np.clip(np.rint(blocks / scales.astype(np.float32)), -levels, levels)
+    return codes.astype(np.int8).reshape(m, k), scales[:, :, 0]
+
+
+def dequantize_groups(codes, scales):
+    """Inverse of :func:`quantize_groups`, as float32."""
+    m, k = codes.shape
+    out = codes.reshape(m, scales.shape[1], -1).astype(np.float32)
+    out *= scales.astype(np.float32)[:, :, None]
+    return out.reshape(m, k)
+
+
 def dequantize_int8(codes, scales, axis):
     """Inverse of :func:`quantize_int8`, as float32."""
     return codes.astype(np.float32) * np.expand_dims(scales, axis)

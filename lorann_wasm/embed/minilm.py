@@ -1,8 +1,8 @@
 """all-MiniLM-L6-v2 in NumPy: BERT encoder, mean pooling, L2 normalisation.
 
 Weights come from the model's ``model.safetensors`` (float32) or from a
-compact file written by :func:`export_weights` (int8 with one scale per
-row, or float16), which also carries the vocabulary. Sequences are batched
+compact file written by :func:`export_weights` (int8 codes with a scale per
+row or per group of a row, or float16), which also carries the vocabulary. Sequences are batched
 by similar length and padded with an attention mask.
 """
 
@@ -12,12 +12,20 @@ import numpy as np
 
 from ..format import safetensors_io
 from ..kernels import times_transposed
-from ..quantization import quantize_int8
+from ..quantization import dequantize_groups, quantize_groups, quantize_int8
 from .tokenizer import WordPieceTokenizer
 
 FORMAT_NAME = "lorann_wasm-minilm"
 #: the word-piece embedding table: half of the int8 model (11.7 of 23.3 MB)
 WORD_ROWS = "embeddings.word_embeddings.weight"
+#: the encoder layers' matrices (10.6 M values) are exported as 7-bit codes
+#: (-63..63) with a float16 scale per 128 values of a row: they gzip to 8.8 MB
+#: where int8 codes with a scale per row took 9.6. Measured against float32 on
+#: 1,120 queries (the demo's, WordNet glosses and Python-docs passages cut to
+#: 3-12 words): least cosine 0.9986 -> 0.9966, the WordNet site's top 10 the
+#: same ids 98.0 -> 97.1 %. A scale per row at 7 bits gave 0.9950 and 95.9 %
+#: (8.4 MB), 6 bits per 32 values 0.9939, 4 bits per 32 values (FFN only) 0.944.
+LAYER_LEVELS, LAYER_GROUP = 63, 128
 _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
@@ -166,9 +174,14 @@ class MiniLM:
                 continue
             if arr.dtype == np.int8:
                 scale = tensors.get(name + ".scale")
-                if scale is None or scale.shape != arr.shape[:1]:
+                if scale is not None and scale.shape == arr.shape[:1]:  # one a row
+                    arr = arr.astype(np.float32) * scale[:, None]
+                elif (scale is not None and arr.ndim == 2 and scale.ndim == 2
+                      and scale.shape[0] == arr.shape[0] and scale.shape[1] > 0
+                      and arr.shape[1] % scale.shape[1] == 0):  # one per group of a row
+                    arr = dequantize_groups(arr, scale)
+                else:
                     raise ValueError(f"invalid {FORMAT_NAME} file: {name} has no row scales")
-                arr = arr.astype(np.float32) * scale[:, None]
             weights[name] = arr
         if head_ids is None:
             return cls(weights, vocab, config)
@@ -310,13 +323,19 @@ class MiniLM:
 
 
 def export_weights(model, dtype="int8"):
-    """The model as compact safetensors bytes: matrices int8 (row scales) or float16."""
+    """The model as compact safetensors bytes: matrices as int8 codes (the encoder
+    layers' 7-bit with a scale per :data:`LAYER_GROUP` values, the embeddings' with
+    one a row) or as float16."""
     tensors = []
     for name in sorted(model.w):
         arr = model.w[name]
         if name.endswith("position_ids"):
             continue
-        if arr.ndim == 2 and dtype == "int8":
+        if arr.ndim == 2 and dtype == "int8" and name.startswith("encoder."):
+            codes, scale = quantize_groups(arr, LAYER_LEVELS, LAYER_GROUP)
+            tensors.append((name, codes))
+            tensors.append((name + ".scale", scale))
+        elif arr.ndim == 2 and dtype == "int8":
             codes, scale = quantize_int8(arr, axis=1)
             tensors.append((name, codes))
             tensors.append((name + ".scale", scale))
