@@ -138,6 +138,19 @@ def test_corrupted_index_shows_error_and_worker_recovers(page, site):
     assert page.locator("#results tbody tr").count() == 10 and page.is_hidden("#error")
 
 
+def test_a_numpy_wheel_unlike_the_lock_file_is_refused(page, site):
+    """The worker installs NumPy from bytes it downloads while the runtime starts,
+    only if they hash to the sha256 the runtime's lock file gives."""
+    import glob
+    wheel = glob.glob(os.path.join(site["root"], "pyodide", "numpy-*.whl"))[0]
+    tampered = bytearray(open(wheel, "rb").read())
+    tampered[len(tampered) // 2] ^= 1
+    page.route("**/pyodide/numpy-*.whl", lambda route: route.fulfill(
+        status=200, body=bytes(tampered), content_type="application/octet-stream"))
+    assert _open_demo(page, site, "?index=synthetic-ip") == "error"
+    assert "does not match its sha256 in the lock file" in page.inner_text("#error")
+
+
 def test_wrong_url_shows_error(page, site):
     assert _open_demo(page, site, "?indexUrl=indexes/missing.lorann") == "error"
     assert "HTTP 404" in page.inner_text("#error")
