@@ -425,6 +425,7 @@ def test_a_4_bit_A_halves_the_prefix_and_keeps_the_answers_of_an_8_bit_one(tmp_p
     """Format 7 stores A in 4 bits with 4-bit scorers: each column of each A_j keeps
     its scale, codes round to within half a step, the prefix nearly halves, and the
     search finds what the same index with an 8-bit A finds."""
+    from lorann_wasm.lazy import FileReader, LazyIndex
     from lorann_wasm.quantization import dequantize_A, quantize_A
 
     A = np.random.default_rng(4).normal(size=(5, 9, 6)).astype(np.float32)  # odd g packs
@@ -446,7 +447,7 @@ def test_a_4_bit_A_halves_the_prefix_and_keeps_the_answers_of_an_8_bit_one(tmp_p
     four.save(tmp_path / "4.lorann")
     eight.save(tmp_path / "8.lorann")
     assert safetensors_io.decode((tmp_path / "8.lorann").read_bytes())[1]["format_version"] == "6"
-    prefix = [index_file.head_bytes(tmp_path / f"{b}.lorann") for b in (4, 8)]
+    prefix = [LazyIndex(FileReader(tmp_path / f"{b}.lorann")).prefix_bytes for b in (4, 8)]
     assert prefix[0] < 0.65 * prefix[1], prefix
     setting = dict(clusters_to_search=6, points_to_rerank=60)
     same = np.mean(four.search(queries, 10, **setting) == eight.search(queries, 10, **setting))

@@ -2,8 +2,8 @@
 
 Weights come from the model's ``model.safetensors`` (float32) or from a
 compact file written by :func:`export_weights` (int8 codes with a scale per
-row or per group of a row, or float16), which also carries the vocabulary. Sequences are batched
-by similar length and padded with an attention mask.
+row or per group of a row, or float16), which also carries the vocabulary.
+Sequences are batched by similar length and padded with an attention mask.
 """
 
 import json

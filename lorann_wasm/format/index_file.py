@@ -44,7 +44,6 @@ the header and the prefix only, so a reader that fetches the prefix and then
 single clusters (:mod:`.lazy`) verifies every byte it uses.
 """
 
-import struct
 import zlib
 
 import numpy as np
@@ -420,21 +419,6 @@ def check_prefix(header, prefix, required):
 def prefix_end(header):
     """Offset (in the data section) where the per-point tensors start."""
     return min(entry["data_offsets"][0] for k, entry in header.items() if is_per_point(k))
-
-
-def head_bytes(path):
-    """Bytes from the start of the index file at ``path`` through its prefix: what a
-    lazy reader reads before any cluster (the header's length, the header, the
-    prefix tensors). ValueError if the file has no valid header."""
-    with open(path, "rb") as f:
-        start = f.read(8)
-        if len(start) < 8:
-            invalid("file is too short for a header")
-        (hlen,) = struct.unpack("<Q", start)
-        if hlen > safetensors_io.MAX_HEADER_BYTES:
-            invalid(f"header length {hlen} is too large")
-        header, data_start = safetensors_io.parse_header(start + f.read(hlen))
-    return data_start + prefix_end(header)
 
 
 def decode_index(buf):

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-from ..format.index_file import head_bytes
 from ..params import TARGET_RECALL
 from ..user_cache import user_cache
 from .bundle import SITE_PAGES, browser_model, package_wheel, web_folder
@@ -284,6 +283,18 @@ def _hashed(staging, folder, stem, suffix):
     return f"{folder}/{named}"
 
 
+def _prefix_bytes(path):
+    """Bytes from the start of the index file at ``path`` through its prefix: what
+    the page reads before any cluster (``index_head`` in site.json)."""
+    from ..lazy import FileReader, LazyIndex
+
+    reader = FileReader(path)
+    try:
+        return LazyIndex(reader).prefix_bytes
+    finally:
+        reader.close()
+
+
 def _assemble(staging, index, old_ids, records, passages, docs, with_model, whole, title,
               fields, runtime, prefetch_limit):
     from .runtime import copy_runtime
@@ -294,7 +305,7 @@ def _assemble(staging, index, old_ids, records, passages, docs, with_model, whol
     data = os.path.join(staging, "data")
     os.makedirs(data)
     index.save(os.path.join(data, "index.lorann"))
-    head = head_bytes(os.path.join(data, "index.lorann"))
+    head = _prefix_bytes(os.path.join(data, "index.lorann"))
     _, width = write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
                              (records[i] for i in old_ids))
     search = {"title": title, "documents": len(docs), "passages": len(passages),
