@@ -214,19 +214,24 @@ def test_server_emulates_a_slow_link_and_counts(tmp_path):
     import time
     (tmp_path / "a.bin").write_bytes(b"x" * 250_000)
     srv, url = serve_in_background(str(tmp_path), latency_ms=100, rate_mbit=8)
+    srv.log = []  # each answer: (start, stop, path, ranged)
     try:
         port = srv.server_address[1]
         t = time.perf_counter()
         assert _get(port, "/a.bin", {"Range": "bytes=0-9"})[2] == b"x" * 10
         small = time.perf_counter() - t
         t = time.perf_counter()
-        assert len(_get(port, "/a.bin")[2]) == 250_000
+        assert len(_get(port, "/a.bin?v=2")[2]) == 250_000
         big = time.perf_counter() - t
         assert srv.stats == {"requests": 2, "bytes": 250_010}
     finally:
         srv.shutdown()
     assert 0.1 <= small < 0.5  # one round trip
     assert big >= 0.1 + 0.25  # a round trip, then 250 kB at 1 MB/s
+    assert [(path, ranged) for _, _, path, ranged in srv.log] == [("/a.bin", True),
+                                                                 ("/a.bin", False)]
+    assert all(0.1 <= stop - start for start, stop, _, _ in srv.log)
+    assert srv.log[1][1] - srv.log[1][0] >= 0.35
 
 
 def test_server_survives_hostile_requests(server):

@@ -2,7 +2,7 @@
 
 Usage: python -m build_scripts.measure.measure_demo --site SITE [--page PATH] [--queries wordnet|python]
            [--latency-ms 40 --rate-mbit 20] [--cold 20] [--typing-ms 150] [--json OUT]
-           [--screenshot PNG]
+           [--screenshot PNG] [--timeline]
 
 The site is served by `lorann-wasm serve`, which counts every request and
 byte it answers (the service worker's and the search worker's included)
@@ -10,7 +10,8 @@ and, with ``--latency-ms`` / ``--rate-mbit``, emulates a slower link (one
 round trip before each answer, one shared paced rate). Measured:
 
 1. First visit: navigation to ready, bytes; the first query typed at once:
-   navigation to its results, bytes before them.
+   navigation to its results, bytes before them (``--timeline``: when each
+   request began and ended, seconds from navigation).
 2. Cold queries (``--cold``): each on a new page once it is ready, nothing of
    the index fetched yet: typed -> results shown (ms), and per network round
    the requests, bytes and ms the worker saw, and the requests and bytes the
@@ -167,6 +168,8 @@ def main(argv=None):
                     help="also type each cold query key by key, this far apart, on a new page")
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--screenshot", help="save the first visit's page here")
+    ap.add_argument("--timeline", action="store_true",
+                    help="print when each request of the first visit began and ended")
     args = ap.parse_args(argv)
     os.environ["LORANN_SERVE_QUIET"] = "1"
     site_dir = os.path.join(args.site, args.page)
@@ -184,6 +187,7 @@ def main(argv=None):
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         # 1. first visit
         page = context.new_page()
+        server.log = [] if args.timeline else None
         t0 = time.perf_counter()
         _ready(page, url)
         out["first_visit"] = {"ready_s": time.perf_counter() - t0, "ready_bytes": stats["bytes"],
@@ -191,6 +195,10 @@ def main(argv=None):
         first = _ask(page, queries[0])
         out["first_visit"].update(first_answer_s=time.perf_counter() - t0,
                                   first_answer_bytes=stats["bytes"])
+        if server.log is not None:
+            out["first_visit"]["timeline"] = [(a - t0, b - t0, path, ranged)
+                                              for a, b, path, ranged in sorted(server.log)]
+            server.log = None
         if args.screenshot:
             page.wait_for_timeout(500)
             page.screenshot(path=args.screenshot, full_page=True)
@@ -258,6 +266,8 @@ def _report(out, args):
     print(f"first visit: ready {f['ready_s']:.1f} s ({f['ready_bytes'] / 1e6:.1f} MB, "
           f"{f['ready_requests']} requests); first answer {f['first_answer_s']:.1f} s "
           f"({f['first_answer_bytes'] / 1e6:.1f} MB)")
+    for start, stop, path, ranged in f.get("timeline", []):
+        print(f"  {start:6.2f} -> {stop:6.2f} s  {'Range ' if ranged else ''}{path}")
     cold = out["cold"]
     ms = [r["ms"] for r in cold]
     print(f"cold queries ({len(cold)}): typed -> shown p50 {statistics.median(ms):.0f} ms, "

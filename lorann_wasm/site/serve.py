@@ -153,8 +153,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def do_GET(self):
+        start = time.perf_counter()
         self._count_request()
-        super().do_GET()
+        try:
+            super().do_GET()
+        finally:
+            log = getattr(self.server, "log", None)
+            if log is not None:  # (list.append is atomic: no lock)
+                log.append((start, time.perf_counter(), self.path.split("?")[0],
+                            self.headers.get("Range") is not None))
 
     def do_HEAD(self):
         self._count_request()
@@ -327,7 +334,8 @@ def make_server(folder, port=0, ranges=True, latency_ms=0, rate_mbit=None):
     """A threading HTTP server for ``folder`` on 127.0.0.1 (not started).
 
     ``stats`` counts the requests and body bytes it has answered, ``paths`` the
-    requests per path;
+    requests per path; set ``log`` to a list and each GET answered is appended to
+    it as ``(start, stop, path, ranged)``, times from ``time.perf_counter``;
     ``latency_ms`` and ``rate_mbit`` emulate a slower link (see the module)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0-65535, got {port}")
@@ -340,6 +348,7 @@ def make_server(folder, port=0, ranges=True, latency_ms=0, rate_mbit=None):
     server.pacer = Pacer(rate_mbit * 1e6 / 8) if rate_mbit else None
     server.stats, server.stats_lock = {"requests": 0, "bytes": 0}, threading.Lock()
     server.paths = {}  # requests per path
+    server.log = None
     return server
 
 
