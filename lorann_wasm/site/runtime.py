@@ -46,8 +46,8 @@ PACKAGES = ("numpy", "scipy", "openblas")
 #: FTP clients, XML, old sound formats. With the legacy code pages below (the
 #: worker decodes UTF-8 only) they are 764 of its 2,300 compressed kB. None is among
 #: the 356 modules a WordNet page has loaded after its queries, filtered ones and
-#: the background completion, nor is imported anywhere in lorann_wasm (a test
-#: holds both).
+#: the background completion (the browser tests run on this copy), nor is
+#: imported anywhere in lorann_wasm (a test holds that).
 STDLIB_DROPPED = (
     "__hello__", "__phello__", "_pyio", "aifc", "antigravity", "bdb", "cProfile", "cgi",
     "cgitb", "chunk", "cmd", "crypt", "doctest", "ftplib", "imaplib", "imghdr", "mailbox",
@@ -198,7 +198,8 @@ def copy_runtime(dest, with_scipy=False, src=None):
     with open(os.path.join(src, "pyodide-lock.json")) as f:
         lock = json.load(f)
     wanted = ["numpy"] + (["scipy", "openblas"] if with_scipy else [])
-    for name in ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm") + tuple(
+    slimmed = ("python_stdlib.zip", "pyodide-lock.json")
+    for name in tuple(n for n in CORE_FILES if n not in slimmed) + tuple(
             lock["packages"][p]["file_name"] for p in wanted):
         shutil.copy(os.path.join(src, name), os.path.join(dest, name))
     slim_stdlib(os.path.join(src, "python_stdlib.zip"), os.path.join(dest, "python_stdlib.zip"))
