@@ -407,6 +407,9 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
     want = lambda q: list(wordnet["index"].search(wordnet["model"].encode(q), 10))
     try:
         with local_page(browser, url) as page:
+            reads = []  # (Range read marked direct, issued by the service worker)
+            page.context.on("request", lambda r: r.headers.get("range") and reads.append(
+                (r.url.endswith("?lorann-range"), r.service_worker is not None)))
             _open(page, url)
             s = json.loads((wordnet["dir"] / "site.json").read_text())["search"]
             # the index's header and prefix came in the one request that opened it
@@ -428,6 +431,8 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
                 assert 1 <= len(rounds) <= 2, rounds
                 assert sum(r["requests"] for r in rounds) <= 8, rounds
                 assert all(r["bytes"] > 0 for r in rounds), rounds
+            # the searches' reads went to the network past the service worker
+            assert (True, False) in reads and (True, True) not in reads, reads
             page.wait_for_function("document.querySelector('#app').dataset.offline === 'done'",
                                    timeout=BOOT_MS)
             assert "searches need no network" in page.inner_text(".lorann-status")

@@ -11,7 +11,9 @@
 // ignores Range altogether is found out by `open`, which then returns the
 // whole file instead. `file.stats` counts requests and bytes. A file can be
 // opened early (`RangeFile.prefetch(url, readWhole, head)`) with its first
-// bytes — a header, say — which are then read with no request.
+// bytes — a header, say — which are then read with no request. Once the
+// host has answered Range, reads go to `direct(url)`, which the site's
+// service worker lets through untouched (see sw.js).
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -23,6 +25,15 @@ const MAX_HEADER = 6000;
 const MERGE_GAP = 96;
 //: opens started by RangeFile.prefetch, by URL, until an open takes them
 const early = new Map();
+
+//: the query that marks a read of a file whose host answers Range: sw.js lets
+//: such requests go to the network without it (see there)
+export const DIRECT = "lorann-range";
+
+// url as a Range read of a host known to answer Range asks for it.
+export function direct(url) {
+  return url.includes("?") ? url : `${url}?${DIRECT}`;
+}
 
 function rangeError(url, detail) {
   return new Error(`could not fetch ${url}: ${detail}`);
@@ -199,7 +210,7 @@ export class RangeFile {
   // this file is read one range per request from now on).
   async _request(ranges, signal) {
     const header = "bytes=" + ranges.map(([a, b]) => `${a}-${b - 1}`).join(",");
-    const response = await send(this.url, header, signal);
+    const response = await send(direct(this.url), header, signal);
     this.stats.requests += 1;
     if (response.status === 200) {  // ranges ignored: do not read the whole file
       if (response.body) await response.body.cancel().catch(() => {});

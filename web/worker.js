@@ -13,7 +13,7 @@
 // index and the records are held whole: every query is answered with no
 // request, offline too, on this visit and the next.
 
-import { RangeFile } from "./ranges.js";
+import { RangeFile, direct } from "./ranges.js";
 import { Records } from "./records.js";
 
 let pyodide = null;
@@ -483,7 +483,7 @@ async function fetchChunk(url, i, size) {
     background.controller = controller;
     try {
       const stop = Math.min(size, (i + 1) * CHUNK);
-      const response = await fetch(url, { headers: { Range: `bytes=${i * CHUNK}-${stop - 1}` },
+      const response = await fetch(direct(url), { headers: { Range: `bytes=${i * CHUNK}-${stop - 1}` },
                                           cache: "no-store", priority: "low",
                                           signal: controller.signal });
       if (response.status !== 206) throw new Error(`${url}: HTTP ${response.status}`);
