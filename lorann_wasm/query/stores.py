@@ -30,7 +30,8 @@ import numpy as np
 
 from ..filtering.columns import is_point_tensor
 from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, check_weights,
-                                 cluster_crc, invalid, vector_checks)
+                                 invalid, vector_checks)
+from ..format.safetensors_io import crc32_chain
 from ..metrics import is_euclidean
 from ..quantization import dequantize_rows
 from .clusters import ClusterArrays, scorer_matrix
@@ -123,23 +124,23 @@ class _Cluster:
     __slots__ = ("j", "scorer", "codes", "sq_norms", "row_scale", "ids",
                  "checks", "have", "attributes", "nbytes")
 
-    def __init__(self, j, parts, params, first, vector_specs=(), B=None, bias=None):
-        if B is None:
-            B, bias = _point_arrays(parts, params)
+    def __init__(self, j, parts, params, first, attributes, vector_rows, B, bias):
+        """Cluster j from its checked rows ``parts`` (starting at position ``first``),
+        with ``attributes`` the names of its attribute tensors, ``vector_rows``
+        ``(dtype, row shape, with row scales)`` of the rerank vectors fetched later
+        (None: they are in ``parts``) and ``B``, ``bias`` its decoded scorer rows."""
         self.j = j
         self.scorer = scorer_matrix(B, bias, params.residual_scorers)
         self.ids, self.sq_norms = _ids_and_norms(parts, params, first)
         self.checks = parts.get("vector_checks")
-        self.attributes = {k: v for k, v in parts.items() if is_point_tensor(k)}
-        if "vectors" in parts:
+        self.attributes = {name: parts[name] for name in attributes}
+        if vector_rows is None:
             self.codes, self.row_scale = parts["vectors"], parts.get("vectors_row_scale")
             self.have = np.ones(len(B), dtype=bool)
         else:  # filled row by row as candidates need them
-            shapes = {name: (dtype, row_shape) for name, _, _, dtype, row_shape in vector_specs}
-            dtype, row_shape = shapes["vectors"]
-            self.codes = np.empty((len(B),) + tuple(row_shape), dtype)
-            self.row_scale = (np.empty(len(B), np.float32) if "vectors_row_scale" in shapes
-                              else None)
+            dtype, row_shape, row_scales = vector_rows
+            self.codes = np.empty((len(B),) + row_shape, dtype)
+            self.row_scale = np.empty(len(B), np.float32) if row_scales else None
             self.have = np.zeros(len(B), dtype=bool)
         self.nbytes = sum(a.nbytes for a in (self.scorer, self.codes,
                                               self.sq_norms, self.ids, self.have,
@@ -167,6 +168,15 @@ class FetchedClusters:
             check_weights(sum(row_bytes for _, _, row_bytes, _, _ in self.vector_tensors))
         else:
             self.point_tensors, self.vector_tensors = point_tensors, []
+        # what every fetched cluster needs, in the form the loops below read fast
+        # (Python ints and lists: in Pyodide each NumPy scalar costs a call)
+        self._starts = prefix.offsets.tolist()
+        self._expected = (prefix.cluster_scorer_crc32 if self.vector_tensors
+                          else prefix.cluster_crc32).tolist()
+        self._attributes = [t[0] for t in self.point_tensors if is_point_tensor(t[0])]
+        shapes = {name: (dtype, tuple(shape)) for name, _, _, dtype, shape in self.vector_tensors}
+        self._vector_rows = (shapes["vectors"] + ("vectors_row_scale" in shapes,)
+                             if self.vector_tensors else None)
         self.cache_bytes = int(cache_bytes)
         self.cached_bytes = 0
         self.stats = {"bytes": 0, "requests": 0, "clusters_fetched": 0, "cache_hits": 0}
@@ -202,8 +212,8 @@ class FetchedClusters:
         return runs
 
     def _ranges(self, runs):
-        off = self.prefix.offsets
-        return [(start + int(off[lo]) * row_bytes, start + int(off[hi]) * row_bytes)
+        off = self._starts
+        return [(start + off[lo] * row_bytes, start + off[hi] * row_bytes)
                 for lo, hi in runs if off[hi] > off[lo]
                 for _, start, row_bytes, _, _ in self.point_tensors]
 
@@ -230,18 +240,18 @@ class FetchedClusters:
         # B is decoded once (48 clusters one by one took 26 ms in Pyodide).
         count = len(self.point_tensors)
         names = [t[0] for t in self.point_tensors]
-        rows = {name: np.frombuffer(b"".join(views[i::count]), dtype).reshape(
-                    (-1,) + tuple(row_shape))
+        joined = [b"".join(views[i::count]) for i in range(count)]
+        rows = {name: np.frombuffer(joined[i], dtype).reshape((-1,) + tuple(row_shape))
                 for i, (name, _, _, dtype, row_shape) in enumerate(self.point_tensors)}
-        off = self.prefix.offsets
-        expected = (self.prefix.cluster_scorer_crc32 if self.vector_tensors
-                    else self.prefix.cluster_crc32)
+        # each cluster's rows of every tensor, in file order, against its CRC
+        tensors = [(memoryview(b), t[2]) for b, t in zip(joined, self.point_tensors)]
+        off, expected = self._starts, self._expected
         spans, at = [], 0
         for lo, hi in runs:
             for j in range(lo, hi):
-                size = int(off[j + 1] - off[j])
-                parts = {name: rows[name][at:at + size] for name in names}
-                if cluster_crc(parts, names) != int(expected[j]):
+                size = off[j + 1] - off[j]
+                if crc32_chain(b[at * width:(at + size) * width]
+                               for b, width in tensors) != expected[j]:
                     invalid(f"cluster {j} failed its checksum: the file is corrupted "
                             "or changed while it was being read")
                 spans.append((j, at, size))
@@ -257,8 +267,8 @@ class FetchedClusters:
 
     def _install(self, j, parts, B, bias):
         """Keep cluster j, its rows ``parts`` checked, its scorer rows decoded."""
-        cluster = _Cluster(j, parts, self.params, int(self.prefix.offsets[j]),
-                           self.vector_tensors, B, bias)
+        cluster = _Cluster(j, parts, self.params, self._starts[j], self._attributes,
+                           self._vector_rows, B, bias)
         if "ids" in parts:
             owners = self._owner[cluster.ids]
             if ((owners != -1) & (owners != j)).any():
@@ -313,13 +323,14 @@ class FetchedClusters:
         cut = np.flatnonzero((np.diff(owner) != 0) | (np.diff(row) > 1)) + 1
         starts = np.concatenate([[0], cut])
         ends = np.concatenate([cut, [len(row)]])
-        runs = [(view.clusters[owner[a]].j, int(row[a]), int(row[b - 1]) + 1)
-                for a, b in zip(starts, ends)]
+        js = np.array([c.j for c in view.clusters])
+        runs = list(zip(js[owner[starts]].tolist(), row[starts].tolist(),
+                        (row[ends - 1] + 1).tolist()))
         return runs, self._vector_ranges(runs)
 
     def _vector_ranges(self, runs):
-        off = self.prefix.offsets
-        return [(start + (int(off[j]) + lo) * row_bytes, start + (int(off[j]) + hi) * row_bytes)
+        off = self._starts
+        return [(start + (off[j] + lo) * row_bytes, start + (off[j] + hi) * row_bytes)
                 for j, lo, hi in runs for _, start, row_bytes, _, _ in self.vector_tensors]
 
     def fetch_vectors(self, view, runs, fetched):
