@@ -119,6 +119,12 @@ class IndexParams:
     #: format 7; 4 after with 4-bit scorers (the prefix, which a lazy page reads
     #: before its first answer, nearly halves: WordNet's 4.3 -> 2.6 MB)
     a_bits: int = 8
+    #: the attribute columns (``attr.*``) have per-cluster checksums of their own
+    #: (``cluster_attribute_crc32``), which ``cluster_scorer_crc32`` then leaves
+    #: out, so a lazy reader fetches a probed cluster's attributes only for a
+    #: filtered search (files before format 8 fetch them with every scorer: on
+    #: the WordNet site, two facets, 22 of a cold query's 507 kB)
+    attribute_checksums: bool = False
 
     @classmethod
     def for_data(cls, n, dim, *, n_clusters=None, global_dim=None, rank=32, train_size=5,
@@ -146,6 +152,7 @@ class IndexParams:
                    points_to_rerank=r, row_checksums=True, residual_scorers=True, check_bits=16,
                    scale_bits=16 if quantization_bits is not None else 32,
                    a_bits=4 if quantization_bits == 4 else 8,
+                   attribute_checksums=attributes is not None,
                    stores_norms=is_euclidean(distance),
                    attributes=attributes,
                    rerank_dims=None if rerank_dims is None else as_int(
@@ -188,7 +195,8 @@ class IndexParams:
                              f"{self.rerank_dtype!r}; expected one of {want}")
         if self.tuning is not None:
             _check_tuning(self.tuning, self.n_clusters, self.n)
-        for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms"):
+        for name in ("row_checksums", "residual_scorers", "positional_ids", "stores_norms",
+                     "attribute_checksums"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("check_bits", "scale_bits"):
@@ -198,6 +206,8 @@ class IndexParams:
             raise ValueError(f"a_bits must be 8 or 4, got {self.a_bits!r}")
         if self.a_bits == 4 and self.quantization_bits != 4:
             raise ValueError("a_bits 4 needs 4-bit scorers (quantization_bits 4)")
+        if self.attribute_checksums and not (self.row_checksums and self.attributes):
+            raise ValueError("attribute_checksums needs attributes and row_checksums")
         if self.scale_bits == 16 and self.quantization_bits is None:
             raise ValueError("scale_bits 16 needs 8- or 4-bit scorers (quantization_bits)")
         if not self.stores_norms and is_euclidean(self.distance):
@@ -225,7 +235,8 @@ class IndexParams:
         fields = dataclasses.asdict(self)
         if fields["tuning"] is None:
             del fields["tuning"]
-        for name in ("row_checksums", "residual_scorers", "positional_ids"):
+        for name in ("row_checksums", "residual_scorers", "positional_ids",
+                     "attribute_checksums"):
             if not fields[name]:
                 del fields[name]  # files without them keep their bytes
         if fields["stores_norms"]:

@@ -184,7 +184,7 @@ def _drop(name):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (_set_meta("format_version", "8"), "newer than this lorann_wasm supports"),
+    (_set_meta("format_version", "9"), "newer than this lorann_wasm supports"),
     (_both(_set_meta("format_version", "4"), _set_param("scale_bits", 32)),
      "need format version 5"),
     (_set_param("check_bits", 8), "check_bits must be 16 or 32"),
@@ -452,3 +452,70 @@ def test_a_4_bit_A_halves_the_prefix_and_keeps_the_answers_of_an_8_bit_one(tmp_p
     setting = dict(clusters_to_search=6, points_to_rerank=60)
     same = np.mean(four.search(queries, 10, **setting) == eight.search(queries, 10, **setting))
     assert same > 0.97, same
+
+
+def test_attributes_with_checksums_of_their_own_are_fetched_only_to_filter(tmp_path):
+    """Format 8 checks the attribute columns apart (``cluster_attribute_crc32``): a
+    lazy search that does not filter on them fetches exactly their bytes less than
+    in a format-7 twin, a filtered one fetches them with its clusters (also for
+    clusters already here without them) and answers as the whole index does, and a
+    damaged attribute row fails only the searches that read it."""
+    from lorann_wasm.lazy import FileReader, LazyIndex
+
+    rng = np.random.default_rng(3)
+    data = clustered(3000, 24, seed=5)
+    queries = data[:40] + 0.02
+    cat = np.array(["red", "green", "blue"])[rng.integers(0, 3, len(data))]
+    year = rng.integers(1990, 2030, len(data))
+    build = dict(attributes={"cat": cat, "year": year}, n_clusters=40, rank=8, seed=1,
+                 quantization_bits=4)  # as a site's
+    index = LorannIndex(data, **build).build(target_recall=None)
+    old = LorannIndex(data, **build)
+    old._params = old._params.replace(attribute_checksums=False)
+    old.build(target_recall=None)
+    index.save(tmp_path / "8.lorann")
+    old.save(tmp_path / "7.lorann")
+    raw = (tmp_path / "8.lorann").read_bytes()
+    tensors, meta = safetensors_io.decode(raw)
+    assert meta["format_version"] == "8" and index.params["attribute_checksums"]
+    assert safetensors_io.decode((tmp_path / "7.lorann").read_bytes())[1][
+        "format_version"] == "7"
+    assert tensors["cluster_attribute_crc32"].shape == (40,)
+    setting = dict(clusters_to_search=6, points_to_rerank=30)
+    per_point = 1 + 8  # a category code and an int64 year
+    for q in queries[:5]:
+        plans = [LazyIndex(FileReader(tmp_path / f"{v}.lorann")).plan(q, 10, **setting)
+                 for v in (8, 7)]
+        points = int(index._prefix.sizes[np.unique(plans[0].probed)].sum())
+        fetched = [sum(b - a for a, b in p.ranges) for p in plans]
+        assert fetched[1] - fetched[0] == points * per_point, fetched
+    red = {"cat": "red"}
+    for path in ("filtered", "exact"):
+        lazy = LazyIndex(FileReader(tmp_path / "8.lorann"))
+        assert (lazy.search(queries, 10, **setting) == index.search(queries, 10, **setting)
+                ).all()
+        plan = lazy.plan(queries[0], 10, where=red, filter_path=path)
+        # the clusters probed before are here, their attributes not: only those come
+        kinds = {part for lo, hi, part in plan.runs}
+        assert plan.stage == "clusters" and "attributes" in kinds and plan.ranges
+        assert (lazy.search(queries, 10, where=red, filter_path=path)
+                == index.search(queries, 10, where=red, filter_path=path)).all()
+        assert (cat[lazy.search(queries, 10, where=red)] == "red").all()
+
+    # a damaged category code of a probed cluster: only a filtered search reads it
+    header = json.loads(raw[8:8 + struct.unpack_from("<Q", raw)[0]])
+    start = 8 + struct.unpack_from("<Q", raw)[0] + header["attr.cat"]["data_offsets"][0]
+    probed = int(np.unique(LazyIndex(FileReader(tmp_path / "8.lorann")).plan(
+        queries[0], 10, **setting).probed)[0])
+    bad = bytearray(raw)
+    bad[start + int(index._prefix.offsets[probed])] ^= 1
+    (tmp_path / "bad.lorann").write_bytes(bytes(bad))
+    damaged = LazyIndex(FileReader(tmp_path / "bad.lorann"))
+    assert (damaged.search(queries[0], 10, **setting)
+            == index.search(queries[0], 10, **setting)).all()
+    with pytest.raises(ValueError, match=f"cluster {probed} failed its attributes' checksum"):
+        damaged.search(queries[0], 10, where=red, **setting)
+    with pytest.raises(ValueError):
+        LorannIndex.from_bytes(bytes(bad))
+    with pytest.raises(ValueError, match="attribute checksums need format version 8"):
+        LorannIndex.from_bytes(_rewrite(raw, _set_meta("format_version", "7")))

@@ -191,7 +191,7 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
     lazy._store.reader = NoReads(tmp_path / "i.lorann")
     for i, q in enumerate(queries[:30]):
         plan = lazy.plan(q, 10, clusters_to_search=6)  # a value: what the search needs
-        clusters = sum(hi - lo for lo, hi in plan.runs) if plan.stage == "clusters" else 0
+        clusters = sum(hi - lo for lo, hi, _ in plan.runs) if plan.stage == "clusters" else 0
         stages = []
         while plan.ranges:  # the clusters' scorer parts, then the candidates' vectors
             assert all(b > a for a, b in plan.ranges)

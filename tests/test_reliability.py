@@ -133,8 +133,8 @@ def test_lazy_and_full_loading_refuse_repeated_ids(small, monkeypatch, tmp_path)
     counts = {"bytes": 0, "requests": 0, "clusters": 0}
 
     def supply(j):  # cluster j alone, in a round of its own
-        store.supply([[j, j + 1]], [memoryview(raw)[a:b] for a, b in store._ranges([[j, j + 1]])],
-                     counts)
+        run = [(j, j + 1, "scorers")]
+        store.supply(run, [memoryview(raw)[a:b] for a, b in store._ranges(run)], counts)
 
     supply(0)
     with pytest.raises(ValueError, match="another cluster"):

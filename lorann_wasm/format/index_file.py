@@ -20,7 +20,8 @@ Per point:  ids (n,) i64 [unless positional_ids] |
             B_scales (n,) f32, f16 with scale_bits 16 [8- or 4-bit] |
             sq_norms (n,) f32 [stores_norms] |
             vectors (n, s) f32, f16 or i8 | vectors_row_scale (n,) f32 [int8 per vector]
-The checks (row_checksums), the attributes and their summaries: docs/format.md.
+The checks (row_checksums, attribute_checksums), the attributes and their
+summaries: docs/format.md.
 
 ``s`` is the number of values stored per rerank vector: the dimension d, or
 with ``rerank_dims`` the vectors' coordinates in the orthonormal
@@ -28,7 +29,9 @@ with ``rerank_dims`` the vectors' coordinates in the orthonormal
 codes -7..7 two to a byte (:func:`..quantization.quantize_int4`).
 Without ``ids`` a point's id is its position in cluster order; without
 ``sq_norms`` (inner product and cosine indexes) nothing reads them. Files
-with a 4-bit ``A`` (every build with 4-bit scorers since) are format version
+whose attributes have checksums of their own (every build with attributes
+since) are format version 8; files
+with a 4-bit ``A`` (every build with 4-bit scorers since) version
 7; files with 16-bit ``B_scales`` (every other quantised build) version 6; files
 with 16-bit ``vector_checks`` version 5; files that leave either out, or
 have a 4-bit ``B``, version 4; files whose scorers are fit to the points
@@ -57,7 +60,7 @@ from .safetensors_io import as_bytes, crc32_chain
 
 FORMAT_NAME = "lorann_wasm"
 #: the newest version this code reads; it writes the oldest that holds the index
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 ALIGN = 64
 
 PER_POINT = ("ids", "B", "B_scales", "sq_norms", "vector_checks", "vectors", "vectors_row_scale")
@@ -107,6 +110,8 @@ def expected_tensors(p):
         spec["cluster_scorer_crc32"] = ("<u4", (c,))
     if p.attributes:
         spec.update(tensor_specs(p.attributes, n, c))
+    if p.attribute_checksums:
+        spec["cluster_attribute_crc32"] = ("<u4", (c,))
     return {k: (np.dtype(dt), shape) for k, (dt, shape) in spec.items()}
 
 
@@ -158,8 +163,17 @@ def fetch_bytes(params):
 
 
 def scorer_order(params):
-    """Names of the per-point tensors a lazy reader fetches for a whole probed cluster."""
-    return [name for name in per_point_order(params) if name not in RERANK_PARTS]
+    """Names of the per-point tensors a lazy reader fetches for a whole probed cluster
+    (with ``attribute_checksums``, for a filtered search also :func:`attribute_order`)."""
+    return [name for name in per_point_order(params) if name not in RERANK_PARTS
+            and not (params.attribute_checksums and is_point_tensor(name))]
+
+
+def attribute_order(params):
+    """Names of the attribute tensors a lazy reader fetches apart from the scorers
+    (``attribute_checksums``; none otherwise), in file order."""
+    return ([name for name in per_point_order(params) if is_point_tensor(name)]
+            if params.attribute_checksums else [])
 
 
 def cluster_crc(parts, names):
@@ -207,12 +221,15 @@ def check_weights(width):
 
 
 def cluster_crcs(tensors, params):
-    """``cluster_crc32`` (and with row checksums ``cluster_scorer_crc32``) of a whole
-    index's tensors: a dict of (C,) arrays, each cluster's CRC over its rows."""
+    """``cluster_crc32`` (and with row checksums ``cluster_scorer_crc32``, with
+    attribute checksums ``cluster_attribute_crc32``) of a whole index's tensors: a
+    dict of (C,) arrays, each cluster's CRC over its rows."""
     offsets = tensors["cluster_offsets"]
     kinds = {"cluster_crc32": per_point_order(params)}
     if params.row_checksums:
         kinds["cluster_scorer_crc32"] = scorer_order(params)
+    if params.attribute_checksums:
+        kinds["cluster_attribute_crc32"] = attribute_order(params)
     return {kind: np.array([cluster_crc({name: tensors[name][offsets[j]:offsets[j + 1]]
                                          for name in names}, names)
                             for j in range(len(offsets) - 1)], dtype=np.uint32)
@@ -223,7 +240,8 @@ def file_metadata(params):
     """The metadata of an index file, before its checksums are added."""
     return {
         "format": FORMAT_NAME,
-        "format_version": ("7" if params.a_bits == 4
+        "format_version": ("8" if params.attribute_checksums
+                           else "7" if params.a_bits == 4
                            else "6" if params.scale_bits == 16
                            else "5" if params.check_bits == 16
                            else "4" if (params.positional_ids or not params.stores_norms
@@ -312,6 +330,8 @@ def parse_params(metadata):
         invalid("16-bit B scales need format version 6")
     if params.a_bits == 4 and int(version) < 7:
         invalid("4-bit A needs format version 7")
+    if params.attribute_checksums and int(version) < 8:
+        invalid("attribute checksums need format version 8")
     return params
 
 

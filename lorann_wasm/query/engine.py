@@ -85,6 +85,12 @@ class Plan:
         return self.probes.reshape(-1)  # (the method: np.ravel's wrapper costs more)
 
 
+def _tests_attributes(plan):
+    """Whether a search tests its points' attribute columns (a filter with conditions
+    on them): a lazy reader then fetches them with the probed clusters."""
+    return plan.filter is not None and bool(plan.filter.conditions)
+
+
 def pad_results(ids, dists, k):
     """Pad the last axis to ``k`` with id -1 and distance inf (fewer candidates than k)."""
     if ids.shape[-1] < k:
@@ -187,7 +193,7 @@ class QueryEngine:
             plan.probes = filtered_probes(plan.distances, bounded.weights, plan.budget)
             if self._store.resident:  # every cluster's passing points are counted
                 settle_probes(plan, self._prefix.sizes)
-        plan.runs, plan.ranges = self._store.missing(plan.probed)
+        plan.runs, plan.ranges = self._store.missing(plan.probed, _tests_attributes(plan))
         self._advance(plan)
         return plan
 
@@ -208,11 +214,13 @@ class QueryEngine:
             else:
                 plan.candidates = filtered_candidates(plan, self._store)
                 if plan.path == "filtered" and settle_probes(plan, self._prefix.sizes):
-                    plan.runs, plan.ranges = self._store.missing(plan.probed)
+                    plan.runs, plan.ranges = self._store.missing(plan.probed,
+                                                                 _tests_attributes(plan))
                     self._advance(plan)
                     return
                 if probe_further(plan):
-                    plan.runs, plan.ranges = self._store.missing(plan.probed)
+                    plan.runs, plan.ranges = self._store.missing(plan.probed,
+                                                                 _tests_attributes(plan))
                     self._advance(plan)
                     return
             if plan.view is None:  # nothing can pass the filter
@@ -275,7 +283,8 @@ class QueryEngine:
             # (a filtered query that found too few probes further: clusters again)
             while plan.stage != "ready":
                 if plan.stage == "clusters":
-                    self._store.fetch_missing(plan.probed, plan.fetched)
+                    self._store.fetch_missing(plan.probed, plan.fetched,
+                                              _tests_attributes(plan))
                 else:
                     self._store.fetch_vectors(plan.view[0], plan.runs, plan.fetched)
                 self._received(plan)

@@ -46,6 +46,8 @@ class Prefix:
                               "basis": t.get("vectors_basis")}
         self.cluster_crc32 = t["cluster_crc32"]
         self.cluster_scorer_crc32 = t.get("cluster_scorer_crc32")  # files with row checksums
+        # files with attribute checksums
+        self.cluster_attribute_crc32 = t.get("cluster_attribute_crc32")
         #: per-cluster summaries of the attribute columns (see filtering.columns)
         self.summaries = {name: value for name, value in t.items()
                           if name.startswith("summary.")}

@@ -14,10 +14,13 @@ once:
   vectors. In files with row checksums (``IndexParams.row_checksums``) a
   probed cluster is fetched without its rerank vectors (its scorer part,
   checked against ``cluster_scorer_crc32``), and only the candidates' vector
-  rows are fetched after, each checked against its ``vector_checks`` entry:
-  for the WordNet site's index (rank 48, 4-bit, two facets) that is 30 of a
-  point's 414 bytes for every probed point, and 384 more for the few hundred
-  candidates.
+  rows are fetched after, each checked against its ``vector_checks`` entry;
+  in files with attribute checksums (``IndexParams.attribute_checksums``)
+  a probed cluster's attribute columns come too only for a search with
+  conditions on them (checked against ``cluster_attribute_crc32``), and
+  otherwise never: for the WordNet site's index (rank 48, 4-bit, two facets)
+  that is 28 of a point's 414 bytes for every probed point (30 with the
+  facets), and 384 more for the few hundred candidates.
 
 Both also answer ``missing_vectors(view, positions)``: the vector rows still
 to fetch for candidate ``positions`` of a view (never any for a resident
@@ -29,13 +32,29 @@ from collections import OrderedDict
 import numpy as np
 
 from ..filtering.columns import is_point_tensor
-from ..format.index_file import (RERANK_PARTS, check_attributes, check_values, check_weights,
-                                 invalid, vector_checks)
+from ..format.index_file import (RERANK_PARTS, attribute_order, check_attributes,
+                                 check_values, check_weights, invalid, vector_checks)
 from ..format.safetensors_io import crc32_chain
 from ..metrics import is_euclidean
 from ..quantization import dequantize_rows
 from .clusters import ClusterArrays, scorer_matrix
 from .vectors import RerankVectors
+
+
+#: what a run of clusters fetches (see :meth:`FetchedClusters.missing`): their scorer
+#: parts, or (files with ``attribute_checksums``) their attribute columns
+SCORERS, ATTRIBUTES = "scorers", "attributes"
+
+
+def _adjacent(clusters):
+    """Runs ``(lo, hi)`` of adjacent cluster numbers covering the set ``clusters``."""
+    runs = []
+    for j in sorted(clusters):
+        if runs and runs[-1][1] == j:
+            runs[-1][1] = j + 1
+        else:
+            runs.append([j, j + 1])
+    return [tuple(r) for r in runs]
 
 
 def checked_range(byte_range, buf):
@@ -93,10 +112,10 @@ class ResidentClusters:
             residual=prefix.residual,
             vectors=vectors, attributes={k: v for k, v in t.items() if is_point_tensor(k)})
 
-    def missing(self, probes):
+    def missing(self, probes, attributes=False):
         return [], []
 
-    def fetch_missing(self, probes, fetched):
+    def fetch_missing(self, probes, fetched, attributes=False):
         pass
 
     def supply(self, runs, buffers, fetched):
@@ -126,14 +145,16 @@ class _Cluster:
 
     def __init__(self, j, parts, params, first, attributes, vector_rows, B, bias):
         """Cluster j from its checked rows ``parts`` (starting at position ``first``),
-        with ``attributes`` the names of its attribute tensors, ``vector_rows``
+        with ``attributes`` the names of its attribute tensors among them (None:
+        they come apart, :meth:`FetchedClusters.supply` sets them), ``vector_rows``
         ``(dtype, row shape, with row scales)`` of the rerank vectors fetched later
         (None: they are in ``parts``) and ``B``, ``bias`` its decoded scorer rows."""
         self.j = j
         self.scorer = scorer_matrix(B, bias, params.residual_scorers)
         self.ids, self.sq_norms = _ids_and_norms(parts, params, first)
         self.checks = parts.get("vector_checks")
-        self.attributes = {name: parts[name] for name in attributes}
+        self.attributes = (None if attributes is None
+                           else {name: parts[name] for name in attributes})
         if vector_rows is None:
             self.codes, self.row_scale = parts["vectors"], parts.get("vectors_row_scale")
             self.have = np.ones(len(B), dtype=bool)
@@ -144,7 +165,7 @@ class _Cluster:
             self.have = np.zeros(len(B), dtype=bool)
         self.nbytes = sum(a.nbytes for a in (self.scorer, self.codes,
                                               self.sq_norms, self.ids, self.have,
-                                              *self.attributes.values())) + (
+                                              *(self.attributes or {}).values())) + (
             0 if self.checks is None else self.checks.nbytes)
 
 
@@ -168,12 +189,21 @@ class FetchedClusters:
             check_weights(sum(row_bytes for _, _, row_bytes, _, _ in self.vector_tensors))
         else:
             self.point_tensors, self.vector_tensors = point_tensors, []
+        # files with attribute checksums: the attribute columns apart, for filtered searches
+        apart = set(attribute_order(params))
+        self.attribute_tensors = [t for t in self.point_tensors if t[0] in apart]
+        self.point_tensors = [t for t in self.point_tensors if t[0] not in apart]
+        self._tensors = {SCORERS: self.point_tensors, ATTRIBUTES: self.attribute_tensors}
         # what every fetched cluster needs, in the form the loops below read fast
         # (Python ints and lists: in Pyodide each NumPy scalar costs a call)
         self._starts = prefix.offsets.tolist()
-        self._expected = (prefix.cluster_scorer_crc32 if self.vector_tensors
-                          else prefix.cluster_crc32).tolist()
-        self._attributes = [t[0] for t in self.point_tensors if is_point_tensor(t[0])]
+        self._expected = {
+            SCORERS: (prefix.cluster_scorer_crc32 if self.vector_tensors
+                      else prefix.cluster_crc32).tolist(),
+            ATTRIBUTES: ([] if prefix.cluster_attribute_crc32 is None
+                         else prefix.cluster_attribute_crc32.tolist())}
+        self._attributes = (None if self.attribute_tensors else
+                            [t[0] for t in self.point_tensors if is_point_tensor(t[0])])
         shapes = {name: (dtype, tuple(shape)) for name, _, _, dtype, shape in self.vector_tensors}
         self._vector_rows = (shapes["vectors"] + ("vectors_row_scale" in shapes,)
                              if self.vector_tensors else None)
@@ -187,35 +217,37 @@ class FetchedClusters:
 
     # -- what to fetch ------------------------------------------------------
 
-    def missing(self, probes):
-        """``(runs, ranges)``: runs of adjacent uncached clusters among ``probes`` and
-        the non-empty byte ranges to fetch for them (one per per-point tensor and run)."""
+    def missing(self, probes, attributes=False):
+        """``(runs, ranges)``: what ``probes`` still lack, as runs ``(lo, hi, part)``
+        of adjacent clusters (part :data:`SCORERS`: uncached clusters; with
+        ``attributes``, part :data:`ATTRIBUTES`: clusters whose attribute columns
+        came apart and are not here yet), and the non-empty byte ranges to fetch
+        for them (one per tensor of the part and run)."""
         wanted = {int(j) for j in np.ravel(probes)}
-        runs = self._uncached(wanted)
-        self.stats["cache_hits"] += len(wanted) - sum(hi - lo for lo, hi in runs)
+        runs = self._runs(wanted, attributes)
+        self.stats["cache_hits"] += len(wanted) - sum(hi - lo for lo, hi, part in runs
+                                                      if part == SCORERS)
         return runs, self._ranges(runs)
 
-    def fetch_missing(self, probes, fetched):
-        """Fetch whatever of ``probes`` is not cached (now) through the reader."""
-        runs = self._uncached({int(j) for j in np.ravel(probes)})
+    def fetch_missing(self, probes, fetched, attributes=False):
+        """Fetch whatever of ``probes`` is not here (now) through the reader."""
+        runs = self._runs({int(j) for j in np.ravel(probes)}, attributes)
         if runs:
             self.fetch(runs, fetched)
 
-    def _uncached(self, wanted):
-        missing = sorted(wanted - set(self._cache))
-        runs = []
-        for j in missing:
-            if runs and runs[-1][1] == j:
-                runs[-1][1] = j + 1
-            else:
-                runs.append([j, j + 1])
+    def _runs(self, wanted, attributes):
+        runs = [(lo, hi, SCORERS) for lo, hi in _adjacent(wanted - set(self._cache))]
+        if attributes and self.attribute_tensors:
+            lacking = {j for j in wanted if j not in self._cache
+                       or self._cache[j].attributes is None}
+            runs += [(lo, hi, ATTRIBUTES) for lo, hi in _adjacent(lacking)]
         return runs
 
     def _ranges(self, runs):
         off = self._starts
         return [(start + off[lo] * row_bytes, start + off[hi] * row_bytes)
-                for lo, hi in runs if off[hi] > off[lo]
-                for _, start, row_bytes, _, _ in self.point_tensors]
+                for lo, hi, part in runs if off[hi] > off[lo]
+                for _, start, row_bytes, _, _ in self._tensors[part]]
 
     def fetch(self, runs, fetched):
         """Fetch ``runs`` through the reader and install them."""
@@ -223,10 +255,12 @@ class FetchedClusters:
         self.supply(runs, read_ranges(self.reader, ranges) if ranges else [], fetched)
 
     def supply(self, runs, buffers, fetched):
-        """Install clusters ``runs`` from ``buffers``, the responses to their ranges
-        (see :meth:`missing`), in order. Every byte is checked."""
-        runs = [[int(lo), int(hi)] for lo, hi in runs]
-        if not all(0 <= lo < hi <= self.prefix.n_clusters for lo, hi in runs):
+        """Install ``runs`` (see :meth:`missing`) from ``buffers``, the responses to
+        their ranges, in order: uncached clusters, then attribute columns of
+        clusters (here, or installed by the same call). Every byte is checked."""
+        runs = [(int(lo), int(hi), part) for lo, hi, part in runs]
+        if not all(0 <= lo < hi <= self.prefix.n_clusters and part in self._tensors
+                   and (part == SCORERS or self.attribute_tensors) for lo, hi, part in runs):
             raise ValueError(f"runs of clusters out of range: {runs}")
         wanted = self._ranges(runs)
         if len(buffers) != len(wanted):
@@ -235,35 +269,61 @@ class FetchedClusters:
         for counter in (self.stats, fetched):
             counter["requests"] += len(wanted)
             counter["bytes"] += sum(v.nbytes for v in views)
-        # Every run's rows side by side, one array per tensor: each cluster's bytes
-        # are checked against its CRC, then the values of all of them at once, and
-        # B is decoded once (48 clusters one by one took 26 ms in Pyodide).
-        count = len(self.point_tensors)
-        names = [t[0] for t in self.point_tensors]
-        joined = [b"".join(views[i::count]) for i in range(count)]
-        rows = {name: np.frombuffer(joined[i], dtype).reshape((-1,) + tuple(row_shape))
-                for i, (name, _, _, dtype, row_shape) in enumerate(self.point_tensors)}
-        # each cluster's rows of every tensor, in file order, against its CRC
-        tensors = [(memoryview(b), t[2]) for b, t in zip(joined, self.point_tensors)]
-        off, expected = self._starts, self._expected
-        spans, at = [], 0
-        for lo, hi in runs:
-            for j in range(lo, hi):
-                size = off[j + 1] - off[j]
-                if crc32_chain(b[at * width:(at + size) * width]
-                               for b, width in tensors) != expected[j]:
-                    invalid(f"cluster {j} failed its checksum: the file is corrupted "
-                            "or changed while it was being read")
-                spans.append((j, at, size))
-                at += size
+        of_part = {SCORERS: ([], []), ATTRIBUTES: ([], [])}  # runs, their views
+        at = 0
+        for lo, hi, part in runs:
+            count = len(self._tensors[part]) if self._starts[hi] > self._starts[lo] else 0
+            of_part[part][0].append((lo, hi))
+            of_part[part][1].extend(views[at:at + count])
+            at += count
+        rows, spans = self._checked(SCORERS, *of_part[SCORERS])
         check_values(rows, self.params.n)  # ids in range and distinct, values finite
         check_attributes(rows, self.params)
         B, bias = _point_arrays(rows, self.params)
+        names = [t[0] for t in self.point_tensors]
         for j, at, size in spans:
             if j not in self._cache:
                 self._install(j, {name: rows[name][at:at + size] for name in names},
                               B[at:at + size], bias[at:at + size])
                 fetched["clusters"] += 1
+        rows, spans = self._checked(ATTRIBUTES, *of_part[ATTRIBUTES])
+        check_attributes(rows, self.params)
+        for j, at, size in spans:
+            cluster = self._cache.get(j)
+            if cluster is None:
+                raise ValueError(f"attributes supplied for cluster {j}, which is not here")
+            if cluster.attributes is None:
+                cluster.attributes = {name: rows[name][at:at + size] for name in rows}
+                added = sum(a.nbytes for a in cluster.attributes.values())
+                cluster.nbytes += added
+                self.cached_bytes += added
+
+    def _checked(self, part, runs, views):
+        """The rows of ``runs`` ``(lo, hi)`` of ``part`` from their ``views`` (one per
+        tensor and non-empty run): ``(rows, spans)``, one array per tensor holding
+        every run's rows side by side, and ``(cluster, first row, rows)`` of each
+        cluster, whose bytes were checked against its CRC. (One array per tensor,
+        decoded at once: 48 clusters one by one took 26 ms in Pyodide.)"""
+        tensors = self._tensors[part]
+        count = len(tensors)
+        joined = [b"".join(views[i::count]) for i in range(count)]
+        rows = {name: np.frombuffer(joined[i], dtype).reshape((-1,) + tuple(row_shape))
+                for i, (name, _, _, dtype, row_shape) in enumerate(tensors)}
+        # each cluster's rows of every tensor, in file order, against its CRC
+        chunks = [(memoryview(b), t[2]) for b, t in zip(joined, tensors)]
+        off, expected = self._starts, self._expected[part]
+        spans, at = [], 0
+        for lo, hi in runs:
+            for j in range(lo, hi):
+                size = off[j + 1] - off[j]
+                if crc32_chain(b[at * width:(at + size) * width]
+                               for b, width in chunks) != expected[j]:
+                    what = "attributes' checksum" if part == ATTRIBUTES else "checksum"
+                    invalid(f"cluster {j} failed its {what}: the file is corrupted "
+                            "or changed while it was being read")
+                spans.append((j, at, size))
+                at += size
+        return rows, spans
 
     def _install(self, j, parts, B, bias):
         """Keep cluster j, its rows ``parts`` checked, its scorer rows decoded."""

@@ -14,9 +14,10 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..format import safetensors_io
-from ..format.index_file import (PREFIX_CHECKSUM_KEY, check_publishable, cluster_crc,
-                                 expected_tensors, file_metadata, index_layout, per_point_order,
-                                 prefix_crc, prefix_end, scorer_order, vector_checks)
+from ..format.index_file import (PREFIX_CHECKSUM_KEY, attribute_order, check_publishable,
+                                 cluster_crc, expected_tensors, file_metadata, index_layout,
+                                 per_point_order, prefix_crc, prefix_end, scorer_order,
+                                 vector_checks)
 from ..format.safetensors_io import as_bytes, crc32_chain
 
 #: bytes of the output file checksummed per read
@@ -64,7 +65,9 @@ class _Sink:
         self.names = per_point_order(params)
         self.cluster_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
         self.cluster_scorer_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
+        self.cluster_attribute_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
         self.scorer_names = scorer_order(params)
+        self.attribute_names = attribute_order(params)
 
     def __enter__(self):
         return self
@@ -77,6 +80,8 @@ class _Sink:
         out = {"cluster_crc32": self.cluster_crc32}
         if self.params.row_checksums:
             out["cluster_scorer_crc32"] = self.cluster_scorer_crc32
+        if self.params.attribute_checksums:
+            out["cluster_attribute_crc32"] = self.cluster_attribute_crc32
         return out
 
     def write_cluster(self, j, first_row, parts):
@@ -85,6 +90,8 @@ class _Sink:
             parts = dict(parts, vector_checks=vector_checks(
                 parts["vectors"], parts.get("vectors_row_scale"), self.params.check_bits))
             self.cluster_scorer_crc32[j] = cluster_crc(parts, self.scorer_names)
+        if self.attribute_names:
+            self.cluster_attribute_crc32[j] = cluster_crc(parts, self.attribute_names)
         parts = {name: np.ascontiguousarray(parts[name]) for name in self.names}
         check_publishable(parts)
         self.cluster_crc32[j] = cluster_crc(parts, self.names)
