@@ -236,7 +236,7 @@ def test_site_files_records_and_manifest(small_site):
                                      and p.suffix != ".gz"}
     _check_gzip_siblings(out, on_disk)
     records = read_records((out / s["records"]).read_bytes(), (out / s["offsets"]).read_bytes(),
-                           range(5))
+                           range(5), s["n"], s["length_bytes"])
     assert sorted(r["t"] for r in records) == [f"Doc {i}" for i in range(5)]
     assert all(r["u"] == f"p{r['t'][-1]}.html" and r["f"]["kind"] in ("odd", "even") for r in records)
     # the index's ids are record numbers
@@ -317,7 +317,8 @@ def test_own_vectors_make_a_site_without_a_model(tmp_path):
     assert "model" not in s and (s["n"], s["dim"], s["distance"]) == (40, 24, "cosine")
     index = LorannIndex.load(tmp_path / "out" / s["index"])
     records = read_records((tmp_path / "out" / s["records"]).read_bytes(),
-                           (tmp_path / "out" / s["offsets"]).read_bytes(), range(40))
+                           (tmp_path / "out" / s["offsets"]).read_bytes(), range(40), s["n"],
+                           s["length_bytes"])
     best = index.search(vectors[7], 1)[0]
     assert records[best]["x"] == "doc 7"
     assert set(records[best]) == {"d", "t", "x"}  # no link, heading or fields: left out
@@ -373,7 +374,8 @@ def test_real_documentation_pages_python3_doc(tokenizer, tmp_path):
     model = site_encoder(root / "search", s)
     index = LorannIndex.load(root / "search" / s["index"])
     records = read_records((root / "search" / s["records"]).read_bytes(),
-                           (root / "search" / s["offsets"]).read_bytes(), range(s["n"]))
+                           (root / "search" / s["offsets"]).read_bytes(), range(s["n"]), s["n"],
+                           s["length_bytes"])
     best = records[index.search(model.encode("how do I catch an exception"), 1)[0]]
     assert best["u"].startswith("../tutorial/errors.html#"), best["u"]
 
@@ -398,7 +400,7 @@ def test_facet_fields_become_filters(tmp_path):
     assert [(c["name"], c["kind"]) for c in index.params["attributes"]] == [
         ("kind", "string"), ("tags", "strings")]
     records = read_records((out / s["records"]).read_bytes(), (out / s["offsets"]).read_bytes(),
-                           range(40))
+                           range(40), s["n"], s["length_bytes"])
     ids = index.search(vectors[3], 10, where={"kind": "dog", "tags": "b"})
     assert len(ids) == 10 and all(
         records[i]["f"]["kind"] == "dog" and "b" in records[i]["f"]["tags"] for i in ids if i >= 0)
@@ -489,3 +491,29 @@ def test_explorer_options_are_checked_before_any_work(tmp_path):
         assert r.returncode == 1 and message in r.stderr.strip().splitlines()[-1], (args, r.stderr)
         assert "Traceback" not in r.stderr and "embedd" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_record_offsets_are_anchors_and_lengths(tmp_path):
+    """offsets.bin holds every 64th record's offset and each record's length: 2 bytes a
+    record while all are shorter than 64 KiB, 4 once one is not; a damaged length
+    no longer adds up to the next anchor."""
+    from lorann_wasm.site.records import ANCHOR, anchor_bytes, read_offsets, write_records
+
+    short = [json.dumps({"x": "a" * (i % 300)}).encode() for i in range(2 * ANCHOR + 5)]
+    count, width, head = write_records(tmp_path / "r.bin", tmp_path / "o.bin", short)
+    raw = (tmp_path / "o.bin").read_bytes()
+    assert (count, width, head) == (len(short), 2, anchor_bytes(len(short))) and head == 24
+    assert len(raw) == head + 2 * count
+    want = np.concatenate([[0], np.cumsum([len(r) for r in short])])
+    assert np.array_equal(read_offsets(raw, count, width), want)
+    assert read_records((tmp_path / "r.bin").read_bytes(), raw, [0, 130], count, width) == [
+        json.loads(short[0]), json.loads(short[130])]
+    bad = bytearray(raw)
+    bad[head + 2 * 3] ^= 1  # record 3's length: the anchor of record 64 disagrees
+    with pytest.raises(ValueError, match="do not add up"):
+        read_offsets(bytes(bad), count, width)
+    long = short[:3] + [json.dumps({"x": "b" * 70_000}).encode()]
+    count, width, head = write_records(tmp_path / "r2.bin", tmp_path / "o2.bin", long)
+    assert width == 4 and head == 8
+    assert read_records((tmp_path / "r2.bin").read_bytes(), (tmp_path / "o2.bin").read_bytes(),
+                        [3], count, width)[0]["x"] == "b" * 70_000

@@ -20,7 +20,6 @@ from lorann_wasm.embed.tokenizer import WordPieceTokenizer
 from lorann_wasm.site import builder, publish
 from lorann_wasm.site.documents import Fields, page_url, read_inputs
 from lorann_wasm.site.passages import TokenCounter, split_documents
-from lorann_wasm.site.records import read_records
 
 
 def _docs(*inputs, **kw):

@@ -87,9 +87,10 @@ export class LorannEngine {
     return this.info;
   }
 
-  // Open a site's result records (records.bin, offsets.bin): searchText then
-  // returns the results' records too, fetched in the same rounds as the index.
-  openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = false, cacheName = null,
+  // Open a site's result records (records.bin, offsets.bin; width: bytes of a
+  // record's length, site.json's length_bytes): searchText then returns the
+  // results' records too, fetched in the same rounds as the index.
+  openRecords({ recordsUrl, offsetsUrl, count, width = 2, whole = false, cacheName = null,
                 sizes = null }) {
     return this.call("openRecords", {
       recordsUrl: new URL(recordsUrl, document.baseURI).href,

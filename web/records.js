@@ -2,21 +2,27 @@
 // HTTP Range in the same rounds as the index's bytes.
 //
 // records.bin holds one UTF-8 JSON object per record in id order; offsets.bin
-// holds n + 1 little-endian byte offsets into it, of `width` bytes each (4, or
-// 8 past 4 GiB). A site's ids are its index's storage positions (see
-// LorannIndex.number_by_position), so the records of one cluster lie
-// together: a search fetches the offsets of the clusters it probes with
-// their scorers (round 1), then the records of its candidates with their
-// vectors (round 2), and shows the results with no further round.
+// holds the byte offset of every ANCHOR-th record (uint64, `head` bytes,
+// read when the file is opened), then each record's length (little-endian,
+// `width` bytes: 2, or 4 and 8 for records of 64 KiB and more); see
+// lorann_wasm/site/records.py. A site's ids are its index's storage
+// positions (see LorannIndex.number_by_position), so the records of one
+// cluster lie together: a search fetches the lengths of the clusters it
+// probes (from their block's anchor on) with their scorers (round 1), then
+// the records of its candidates with their vectors (round 2), and shows the
+// results with no further round.
 
 import { RangeFile } from "./ranges.js";
 
 const decoder = new TextDecoder();
+//: records per block of offsets.bin (its anchors), as records.py writes them
+const ANCHOR = 64;
 
 export class Records {
   constructor(count, width) {
     this.count = count;
-    this.width = width;
+    this.width = width;  // bytes of one record length
+    this.head = 8 * (Math.floor(count / ANCHOR) + 1);  // bytes of the anchors
     this.offsets = new Float64Array(count + 1);  // known where `known` says
     this.known = new Uint8Array(count + 1);
     this.bytes = new Map();  // id -> its record's bytes, fetched ahead
@@ -26,22 +32,25 @@ export class Records {
   }
 
   // Open a site's records: whole (both files downloaded now) or by Range.
-  static async open({ recordsUrl, offsetsUrl, count, width = 8, whole = false, fetchWhole }) {
+  static async open({ recordsUrl, offsetsUrl, count, width = 2, whole = false, fetchWhole }) {
     if (!Number.isSafeInteger(count) || count < 0) throw new Error(`bad record count ${count}`);
+    if (![2, 4, 8].includes(width)) throw new Error(`bad record length width ${width}`);
     const store = new Records(count, width);
     if (whole) {
       store.setWhole(await fetchWhole(recordsUrl), await fetchWhole(offsetsUrl));
       return store;
     }
+    const readWhole = (r) => r.arrayBuffer().then((b) => new Uint8Array(b));
     const [records, offsets] = await Promise.all([
-      RangeFile.open(recordsUrl, (r) => r.arrayBuffer().then((b) => new Uint8Array(b))),
-      RangeFile.open(offsetsUrl, (r) => r.arrayBuffer().then((b) => new Uint8Array(b)))]);
+      RangeFile.open(recordsUrl, readWhole),
+      RangeFile.open(offsetsUrl, readWhole, store.head)]);  // (taken from an early open)
     if (records.whole || offsets.whole) {  // a host without Range: both files whole
       store.setWhole(records.whole || await fetchWhole(recordsUrl),
                      offsets.whole || await fetchWhole(offsetsUrl));
     } else {
       store.recordsFile = records.file;
       store.offsetsFile = offsets.file;
+      store._anchors(await offsets.file.read([[0, store.head]]).then(([bytes]) => bytes));
     }
     return store;
   }
@@ -58,18 +67,41 @@ export class Records {
 
   // Both files' bytes: every record is then read locally.
   setWhole(records, offsets) {
-    if (offsets.length !== (this.count + 1) * this.width) {
-      throw new Error(`offsets: ${offsets.length} bytes, expected ${(this.count + 1) * this.width}`);
+    const expected = this.head + this.count * this.width;
+    if (offsets.length !== expected) {
+      throw new Error(`offsets: ${offsets.length} bytes, expected ${expected}`);
     }
-    const view = new DataView(offsets.buffer, offsets.byteOffset, offsets.byteLength);
-    for (let i = 0; i <= this.count; i++) this.offsets[i] = this._offset(view, i * this.width);
-    this.known.fill(1);
+    this._anchors(offsets.subarray(0, this.head));
+    this._lengths(0, offsets.subarray(this.head));
     this.whole = records;
     this.bytes.clear();
   }
 
-  _offset(view, at) {
-    return this.width === 4 ? view.getUint32(at, true) : Number(view.getBigUint64(at, true));
+  // The anchors: the offsets of records 0, ANCHOR, 2 ANCHOR, ... (and of the end).
+  _anchors(bytes) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let k = 0; k * 8 < bytes.length; k++) {
+      this.offsets[k * ANCHOR] = Number(view.getBigUint64(k * 8, true));
+      this.known[k * ANCHOR] = 1;
+    }
+  }
+
+  // The lengths of records a, a + 1, ... (a an anchor's record): their offsets,
+  // each checked against the anchors it reaches.
+  _lengths(a, bytes) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const w = this.width;
+    let offset = this.offsets[a];
+    for (let j = 0; (j + 1) * w <= bytes.length; j++) {
+      offset += w === 2 ? view.getUint16(j * w, true)
+        : w === 4 ? view.getUint32(j * w, true) : Number(view.getBigUint64(j * w, true));
+      const i = a + j + 1;
+      if ((i % ANCHOR === 0 || i === this.count) && this.known[i] && this.offsets[i] !== offset) {
+        throw new Error(`offsets: the lengths before record ${i} do not add up to its anchor`);
+      }
+      this.offsets[i] = offset;
+      this.known[i] = 1;
+    }
   }
 
   _check(ids) {
@@ -78,29 +110,21 @@ export class Records {
     }
   }
 
-  // Fetch the offsets of the records [lo, hi) of each span that are not known yet.
+  // Fetch what the offsets of the records [lo, hi) of each span need: the
+  // lengths from the anchor at or before lo up to hi, unless all are known.
   async loadOffsets(spans, signal) {
+    if (!this.lazy) return;
     const wanted = [];
     for (const [lo, hi] of spans) {
-      let a = lo;
-      while (a < hi) {
-        if (this.known[a] && this.known[a + 1]) { a++; continue; }
-        let b = a + 1;
-        while (b < hi && !(this.known[b] && this.known[b + 1])) b++;
-        wanted.push([a, b]);
-        a = b;
-      }
+      let known = true;
+      for (let i = lo; i <= hi && known; i++) known = this.known[i] === 1;
+      if (!known) wanted.push([lo - (lo % ANCHOR), hi]);
     }
-    if (!wanted.length || !this.lazy) return;
+    if (!wanted.length) return;
     const parts = await this.offsetsFile.read(
-      wanted.map(([a, b]) => [a * this.width, (b + 1) * this.width]), { signal });
-    wanted.forEach(([a, b], i) => {
-      const view = new DataView(parts[i].buffer, parts[i].byteOffset, parts[i].byteLength);
-      for (let j = a; j <= b; j++) {
-        this.offsets[j] = this._offset(view, (j - a) * this.width);
-        this.known[j] = 1;
-      }
-    });
+      wanted.map(([a, b]) => [this.head + a * this.width, this.head + b * this.width]),
+      { signal });
+    wanted.forEach(([a], i) => this._lengths(a, parts[i]));
   }
 
   // Fetch ahead the records of ids whose offsets are known (the others are left

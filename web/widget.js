@@ -59,7 +59,8 @@ export async function openSite(base, onStatus = () => {}) {
   const engine = await LorannEngine.create({
     baseUrl: siteBase, config: site, prefetch: s.model ? [s.model] : [],
     open: s.whole ? [] : [early(s.index, "index", s.index_head || 8),
-                          early(s.records, "records"), early(s.offsets, "records"),
+                          early(s.records, "records"),
+                          early(s.offsets, "records", s.offsets_head || 8),
                           ...(s.tokens ? [early(s.tokens, "model")] : [])],
     onProgress: ({ stage, loaded, total }) => {
       if (stage === "offline") {
@@ -86,7 +87,7 @@ export async function openSite(base, onStatus = () => {}) {
   }
   const records = await engine.openRecords({
     recordsUrl: url(s.records), offsetsUrl: url(s.offsets), count: s.n,
-    width: s.offset_bytes || 8, whole: s.whole || Boolean(handle.info.rangeFallback),
+    width: s.length_bytes, whole: s.whole || Boolean(handle.info.rangeFallback),
     cacheName: cache, sizes: [size(s.records), size(s.offsets)] });
   if (s.model) await engine.warm();
   if (handle.info.rangeFallback) {

@@ -250,7 +250,7 @@ async function loadIndex({ url, lazy = false, cacheBytes = 0, cacheName = null, 
   return info;
 }
 
-async function openRecords({ recordsUrl, offsetsUrl, count, width = 8, whole = false,
+async function openRecords({ recordsUrl, offsetsUrl, count, width = 2, whole = false,
                              cacheName = null, sizes = null }) {
   await opensStarted;
   const cache = sizes ? await openCache(cacheName) : null;

@@ -23,13 +23,14 @@ from .explorer import add_explorer
 from .passages import Passage, check_passage_tokens, split_documents
 from .paths import inside
 from .publish import publish_staged
-from .records import encode_record, offset_width, write_records
+from .records import encode_record, length_width, write_records
 from .runtime import sha256
 
 GENERATOR = "lorann-wasm site"
 #: 2: offsets of offset_bytes each (uint32), prefetch_limit; 3: the model's word-piece
-#: rows in their own file (search.tokens), read by Range beyond the model's head
-FORMAT = 3
+#: rows in their own file (search.tokens), read by Range beyond the model's head;
+#: 4: offsets.bin holds anchors and record lengths (length_bytes, offsets_head)
+FORMAT = 4
 #: word pieces whose rows the model file keeps: the site's most frequent. The
 #: other rows (11.8 MB in all) are read when a query needs them, in one request.
 #: WordNet, 313 queries (lemmas, questions): with 2,048 / 4,096 / 8,192 / 16,384
@@ -68,17 +69,17 @@ SITE_TUNING_QUERIES = 2000
 PART_BYTES = 110
 
 
-def bytes_per_query(index, record_bytes, offset_bytes):
+def bytes_per_query(index, record_bytes, length_bytes):
     """The cost the site's index is tuned by (``tuning_cost`` of
     :meth:`.LorannIndex.build`): the bytes a cold query fetches at a setting,
-    the probed points' scorer rows and record offsets, then the candidates'
-    vectors and records (``record_bytes`` on average), each range with its
-    :data:`PART_BYTES`. The site's file numbers its points by position, so it
-    holds no ids to fetch."""
+    the probed points' scorer rows and record lengths (``length_bytes`` each),
+    then the candidates' vectors and records (``record_bytes`` on average),
+    each range with its :data:`PART_BYTES`. The site's file numbers its points
+    by position, so it holds no ids to fetch."""
     scorer, scorer_ranges, rerank, rerank_ranges = index.fetch_bytes(positional_ids=True)
 
     def cost(c, points, R, arrays):
-        return (points * (scorer + offset_bytes) + c * (scorer_ranges + 1) * PART_BYTES
+        return (points * (scorer + length_bytes) + c * (scorer_ranges + 1) * PART_BYTES
                 + R * (rerank + record_bytes + (rerank_ranges + 1) * PART_BYTES))
     return cost
 
@@ -223,7 +224,7 @@ def build_site(inputs, out, *, fields=Fields(), html_root=None, link_base=None, 
                         n_clusters=site_clusters(len(embeddings)), attributes=columns)
     records = [encode_record(p, docs[p.doc]) for p in passages]
     total = sum(map(len, records))
-    cost = bytes_per_query(index, total / len(records), offset_width(total))
+    cost = bytes_per_query(index, total / len(records), length_width(max(map(len, records))))
     index.build(target_recall=target_recall, executor=executor,
                 tuning_queries=SITE_TUNING_QUERIES, tuning_cost=cost)
     old_ids = index.number_by_position()
@@ -306,8 +307,9 @@ def _assemble(staging, index, old_ids, records, passages, docs, with_model, whol
     os.makedirs(data)
     index.save(os.path.join(data, "index.lorann"))
     head = _prefix_bytes(os.path.join(data, "index.lorann"))
-    _, width = write_records(os.path.join(data, "records.bin"), os.path.join(data, "offsets.bin"),
-                             (records[i] for i in old_ids))
+    _, width, anchors = write_records(os.path.join(data, "records.bin"),
+                                      os.path.join(data, "offsets.bin"),
+                                      (records[i] for i in old_ids))
     search = {"title": title, "documents": len(docs), "passages": len(passages),
               "whole": bool(whole), "fields": list(fields.extra),
               "index": _hashed(staging, "data", "index", ".lorann"),
@@ -315,7 +317,9 @@ def _assemble(staging, index, old_ids, records, passages, docs, with_model, whol
               "index_head": head,
               "records": _hashed(staging, "data", "records", ".bin"),
               "offsets": _hashed(staging, "data", "offsets", ".bin"),
-              "offset_bytes": width, "prefetch_limit": prefetch_limit,
+              # each record's length takes length_bytes; the anchors before them,
+              # offsets_head bytes, are read when the page opens
+              "length_bytes": width, "offsets_head": anchors, "prefetch_limit": prefetch_limit,
               "n": index.n, "dim": index.dim, "distance": index.distance}
     if with_model:
         _write_model(data, passages)
