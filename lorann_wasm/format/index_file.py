@@ -220,16 +220,24 @@ def check_weights(width):
     return weights
 
 
-def cluster_crcs(tensors, params):
-    """``cluster_crc32`` (and with row checksums ``cluster_scorer_crc32``, with
-    attribute checksums ``cluster_attribute_crc32``) of a whole index's tensors: a
-    dict of (C,) arrays, each cluster's CRC over its rows."""
-    offsets = tensors["cluster_offsets"]
+def crc_tensors(params):
+    """The per-cluster checksum tensors an index with :class:`.IndexParams` ``params``
+    holds, each with the per-point tensors it covers (in file order):
+    ``cluster_crc32`` always, ``cluster_scorer_crc32`` with row checksums,
+    ``cluster_attribute_crc32`` with attribute checksums."""
     kinds = {"cluster_crc32": per_point_order(params)}
     if params.row_checksums:
         kinds["cluster_scorer_crc32"] = scorer_order(params)
     if params.attribute_checksums:
         kinds["cluster_attribute_crc32"] = attribute_order(params)
+    return kinds
+
+
+def cluster_crcs(tensors, params):
+    """Each of :func:`crc_tensors` of a whole index's tensors: a dict of (C,)
+    arrays, each cluster's CRC over its rows."""
+    offsets = tensors["cluster_offsets"]
+    kinds = crc_tensors(params)
     return {kind: np.array([cluster_crc({name: tensors[name][offsets[j]:offsets[j + 1]]
                                          for name in names}, names)
                             for j in range(len(offsets) - 1)], dtype=np.uint32)

@@ -14,10 +14,9 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..format import safetensors_io
-from ..format.index_file import (PREFIX_CHECKSUM_KEY, attribute_order, check_publishable,
-                                 cluster_crc, expected_tensors, file_metadata, index_layout,
-                                 per_point_order, prefix_crc, prefix_end, scorer_order,
-                                 vector_checks)
+from ..format.index_file import (PREFIX_CHECKSUM_KEY, check_publishable, cluster_crc,
+                                 crc_tensors, expected_tensors, file_metadata, index_layout,
+                                 per_point_order, prefix_crc, prefix_end, vector_checks)
 from ..format.safetensors_io import as_bytes, crc32_chain
 
 #: bytes of the output file checksummed per read
@@ -63,11 +62,9 @@ class _Sink:
     def __init__(self, params):
         self.params = params
         self.names = per_point_order(params)
-        self.cluster_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
-        self.cluster_scorer_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
-        self.cluster_attribute_crc32 = np.zeros(params.n_clusters, dtype=np.uint32)
-        self.scorer_names = scorer_order(params)
-        self.attribute_names = attribute_order(params)
+        self.crc_names = crc_tensors(params)  # checksum tensor -> the tensors it covers
+        self._crcs = {kind: np.zeros(params.n_clusters, dtype=np.uint32)
+                      for kind in self.crc_names}
 
     def __enter__(self):
         return self
@@ -77,24 +74,17 @@ class _Sink:
 
     def crcs(self):
         """The per-cluster checksum tensors of the prefix."""
-        out = {"cluster_crc32": self.cluster_crc32}
-        if self.params.row_checksums:
-            out["cluster_scorer_crc32"] = self.cluster_scorer_crc32
-        if self.params.attribute_checksums:
-            out["cluster_attribute_crc32"] = self.cluster_attribute_crc32
-        return out
+        return dict(self._crcs)
 
     def write_cluster(self, j, first_row, parts):
         """Store cluster j's per-point rows (``parts``: name -> rows) from ``first_row`` on."""
         if self.params.row_checksums:
             parts = dict(parts, vector_checks=vector_checks(
                 parts["vectors"], parts.get("vectors_row_scale"), self.params.check_bits))
-            self.cluster_scorer_crc32[j] = cluster_crc(parts, self.scorer_names)
-        if self.attribute_names:
-            self.cluster_attribute_crc32[j] = cluster_crc(parts, self.attribute_names)
         parts = {name: np.ascontiguousarray(parts[name]) for name in self.names}
         check_publishable(parts)
-        self.cluster_crc32[j] = cluster_crc(parts, self.names)
+        for kind, names in self.crc_names.items():
+            self._crcs[kind][j] = cluster_crc(parts, names)
         for name in self.names:
             self._put(name, parts[name], first_row)
 
