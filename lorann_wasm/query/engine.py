@@ -193,9 +193,14 @@ class QueryEngine:
             plan.probes = filtered_probes(plan.distances, bounded.weights, plan.budget)
             if self._store.resident:  # every cluster's passing points are counted
                 settle_probes(plan, self._prefix.sizes)
-        plan.runs, plan.ranges = self._store.missing(plan.probed, _tests_attributes(plan))
+        self._ask_for_clusters(plan)
         self._advance(plan)
         return plan
+
+    def _ask_for_clusters(self, plan):
+        """Set what the plan's probed clusters still lack as its runs and ranges (their
+        attribute columns too, for a search that tests them)."""
+        plan.runs, plan.ranges = self._store.missing(plan.probed, _tests_attributes(plan))
 
     def _received(self, plan):
         """What ``plan.ranges`` asked for is here: on to the next stage."""
@@ -214,13 +219,11 @@ class QueryEngine:
             else:
                 plan.candidates = filtered_candidates(plan, self._store)
                 if plan.path == "filtered" and settle_probes(plan, self._prefix.sizes):
-                    plan.runs, plan.ranges = self._store.missing(plan.probed,
-                                                                 _tests_attributes(plan))
+                    self._ask_for_clusters(plan)
                     self._advance(plan)
                     return
                 if probe_further(plan):
-                    plan.runs, plan.ranges = self._store.missing(plan.probed,
-                                                                 _tests_attributes(plan))
+                    self._ask_for_clusters(plan)
                     self._advance(plan)
                     return
             if plan.view is None:  # nothing can pass the filter
