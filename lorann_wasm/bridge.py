@@ -39,6 +39,20 @@ def _count(value, name):
         raise ValueError(f"{name} must be a whole number, got {value!r}") from None
 
 
+def _split(buffers, ranges):
+    """The responses to ``ranges`` as one buffer each, from a list of buffers or from
+    one buffer holding them back to back (checked against the ranges' sizes)."""
+    if not (hasattr(buffers, "to_bytes") or isinstance(buffers, (bytes, bytearray, memoryview))):
+        return [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
+    joined = memoryview(_buffer(buffers)).cast("B")
+    sizes = [b - a for a, b in ranges]
+    if sum(sizes) != joined.nbytes:
+        raise ValueError(f"the responses hold {joined.nbytes} bytes; the ranges asked "
+                         f"for {sum(sizes)}")
+    ends = np.cumsum([0] + sizes).tolist()
+    return [joined[a:b] for a, b in zip(ends[:-1], ends[1:])]
+
+
 def _default(value, name):
     value = _count(value, name)
     return None if value == 0 else value
@@ -154,30 +168,34 @@ class Session:
         next as :meth:`plan` does (the candidates' vector rows after the clusters),
         no ranges when :meth:`finish` can run."""
         plan = self._require_plan()
-        if not (hasattr(buffers, "to_bytes") or isinstance(buffers, (bytes, bytearray,
-                                                                    memoryview))):
-            parts = [part.to_bytes() if hasattr(part, "to_bytes") else part for part in buffers]
-        else:  # one typed array (JS) or buffer: the responses back to back
-            joined = memoryview(_buffer(buffers)).cast("B")
-            sizes = [b - a for a, b in plan.ranges]
-            if sum(sizes) != joined.nbytes:
-                raise ValueError(f"the responses hold {joined.nbytes} bytes; the ranges asked "
-                                 f"for {sum(sizes)}")
-            ends = np.cumsum([0] + sizes).tolist()
-            parts = [joined[a:b] for a, b in zip(ends[:-1], ends[1:])]
-        self.index.supply(plan, parts)
+        self.index.supply(plan, _split(buffers, plan.ranges))
         return json.dumps(self._next(plan))
+
+    def supply_part(self, count, buffers):
+        """Hand over the responses to the first ``count`` ranges asked for (a count
+        in the plan's ``cuts``) while the rest are on their way: their clusters are
+        checked and kept now (see :meth:`.QueryEngine.supply_part`). ``buffers`` as
+        :meth:`supply` takes them; the next :meth:`supply` hands over the rest."""
+        plan = self._require_plan()
+        count = _count(count, "count")
+        if count > len(plan.ranges):
+            raise ValueError(f"{count} ranges handed over; {len(plan.ranges)} are asked for")
+        self.index.supply_part(plan, count, _split(buffers, plan.ranges[:count]))
 
     def _next(self, plan):
         """What a plan needs next, as JSON-ready values: ``ranges`` (byte ranges of
-        the index file), ``spans`` (while clusters are missing: the storage
-        positions ``[first, end)`` of every probed cluster) and ``candidates``
-        (once the clusters are here: the ids of the points to rerank). A site's
-        ids are storage positions, so the worker fetches the probed clusters'
-        record offsets and then the candidates' records in the same rounds."""
-        out = {"ranges": [[a, b] for a, b in plan.ranges], "spans": [], "candidates": None}
+        the index file); while clusters are missing, ``spans`` (the storage
+        positions ``[first, end)`` of every probed cluster) and ``cuts`` (the
+        counts of ranges that end a run of clusters, which :meth:`supply_part`
+        takes); once they are here, ``candidates`` (the ids of the points to
+        rerank). A site's ids are storage positions, so the worker fetches the
+        probed clusters' record offsets and then the candidates' records in the
+        same rounds."""
+        out = {"ranges": [[a, b] for a, b in plan.ranges], "spans": [], "candidates": None,
+               "cuts": []}
         if plan.stage == "clusters":
             out["spans"] = self.index.cluster_spans(np.unique(plan.probed))
+            out["cuts"] = self.index.run_ends(plan)
         elif plan.view is not None and plan.candidates is not None:
             positions = np.asarray(plan.candidates).ravel()
             ids = plan.view[0].ids[positions[positions >= 0]]

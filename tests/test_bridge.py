@@ -119,3 +119,17 @@ def test_supply_takes_the_responses_back_to_back_in_one_buffer(tmp_path):
     need = json.loads(session.plan(data[:1].tobytes(), 1, 5))
     with pytest.raises(ValueError, match="bytes"):
         session.supply(b"".join(raw[a:b] for a, b in need["ranges"]) + b"x")
+    # the clusters that have come may go first (supply_part at a cut), the rest after
+    need = json.loads(session.plan(data[:3].tobytes(), 3, 5))
+    cut = need["cuts"][len(need["cuts"]) // 2]
+    assert 0 < cut < len(need["ranges"]) and need["cuts"][-1] == len(need["ranges"])
+    with pytest.raises(ValueError, match="bytes"):
+        session.supply_part(cut, b"".join(raw[a:b] for a, b in need["ranges"][:cut]) + b"x")
+    with pytest.raises(ValueError, match="are asked for"):
+        session.supply_part(len(need["ranges"]) + 1, b"")
+    session.supply_part(cut, b"".join(raw[a:b] for a, b in need["ranges"][:cut]))
+    need = json.loads(session.supply(b"".join(raw[a:b] for a, b in need["ranges"][cut:])))
+    while need["ranges"]:
+        assert need["cuts"] == []  # the candidates' vectors come whole
+        need = json.loads(session.supply(b"".join(raw[a:b] for a, b in need["ranges"])))
+    assert session.finish()[0].tolist() == answers[0]

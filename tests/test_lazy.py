@@ -223,6 +223,51 @@ def test_plan_and_supply_fetch_for_the_caller(mixture, tmp_path):
     assert full.plan(queries[0], 10).ranges == []
 
 
+@pytest.mark.parametrize("where", [None, {"tag": "b"}])
+def test_clusters_may_be_supplied_in_parts_as_they_arrive(mixture, tmp_path, where):
+    """The worker hands over the clusters that have come while the rest stream in
+    (supply_part at the plan's run ends): the same answer as one supply, and a
+    count that does not end a run, or a part of the wrong stage, is refused."""
+    data, queries = mixture
+    LorannIndex(data, rank=12, n_clusters=150, seed=2, attributes={"tag": ["a", "b", "c"] * 4000}
+                ).build(target_recall=None).save(tmp_path / "i.lorann")
+    full = LorannIndex.load(tmp_path / "i.lorann")
+    raw = (tmp_path / "i.lorann").read_bytes()
+    lazy = LazyIndex(FileReader(tmp_path / "i.lorann"))
+    parted = 0
+    for q in queries[:12]:
+        plan = lazy.plan(q, 10, clusters_to_search=24, where=where)
+        while plan.ranges:
+            ends = lazy.run_ends(plan)
+            if plan.stage == "clusters" and len(ends) > 2:
+                cuts = ends[len(ends) // 3], ends[2 * len(ends) // 3]  # two parts, then the rest
+                with pytest.raises(ValueError, match="do not end a run"):
+                    lazy.supply_part(plan, cuts[0] + 1 if cuts[0] + 1 not in ends else -1,
+                                     [raw[a:b] for a, b in plan.ranges[:cuts[0] + 1]])
+                done = 0
+                for cut in cuts:
+                    if cut > done:
+                        lazy.supply_part(plan, cut - done,
+                                         [raw[a:b] for a, b in plan.ranges[:cut - done]])
+                        done = cut
+                        parted += 1
+                assert plan.stage == "clusters" and len(plan.ranges) == ends[-1] - done
+            else:
+                assert lazy.run_ends(plan) == [] or plan.stage == "clusters"
+            stage = plan.stage
+            lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])
+            if stage == "vectors":
+                assert lazy.run_ends(plan) == []
+        got = lazy.search(plan)
+        assert np.array_equal(got, full.search(q, 10, clusters_to_search=24, where=where))
+    assert parted >= 8  # (later queries find some clusters cached)
+    plan = lazy.plan(queries[20], 10, clusters_to_search=24)
+    lazy.supply(plan, [raw[a:b] for a, b in plan.ranges])
+    if plan.ranges:  # the vectors' stage takes its ranges whole
+        with pytest.raises(ValueError, match="do not end a run"):
+            lazy.supply_part(plan, 1, [raw[a:b] for a, b in plan.ranges[:1]])
+
+
 @pytest.mark.parametrize("kw", [dict(distance="ip", rerank_dtype="int8", quantization_bits=4,
                                      attributes={"tag": ["a", "b", "c"] * 4000}),
                                 dict(distance="l2", rerank_dtype="float16")])

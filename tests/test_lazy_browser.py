@@ -180,3 +180,90 @@ def test_a_file_of_an_older_format_answers_lazily_as_in_cpython(page, site):
     }""", ["indexes/old.lorann", queries.ravel().tolist(), len(queries)])
     assert got["lazy"] and got["rounds"] <= 2
     assert np.array_equal(np.array(got["ids"]).reshape(want.shape), want)
+
+
+def test_a_multipart_answer_is_read_as_it_streams_in(page, site):
+    """ranges.js reads a multipart/byteranges answer as it arrives, cut anywhere
+    (the same parts as whole; a body cut short is an error), and RangeFile.read
+    with onRanges asks in the caller's order and tells of each longer prefix of
+    the ranges that is all here."""
+    got = page.evaluate("""async () => {
+      const { MultipartReader, parseMultipart, RangeFile } = await import("./ranges.js");
+      const enc = new TextEncoder();
+      const type = 'multipart/byteranges; boundary="B0UND"';
+      let text = "\\r\\n";
+      for (const [start, data] of [[3, "abc"], [100, "0123456789"], [7, "x"]]) {
+        text += `--B0UND\\r\\nContent-Type: application/octet-stream\\r\\n` +
+                `Content-Range: bytes ${start}-${start + data.length - 1}/1000\\r\\n\\r\\n${data}\\r\\n`;
+      }
+      const body = enc.encode(text + "--B0UND--\\r\\n");
+      const show = (parts) => JSON.stringify(parts.map((p) => [p.start, p.stop, Array.from(p.bytes)]));
+      const whole = show(parseMultipart(body, type));
+      let cutsAgree = true;
+      for (let i = 0; i <= body.length; i++) {
+        const reader = new MultipartReader(type, i % 2 ? body.length : 0);
+        const early = reader.push(body.subarray(0, i));
+        const late = reader.push(body.subarray(i));
+        cutsAgree = cutsAgree && show(early.concat(late)) === whole && show(reader.end()) === whole;
+      }
+      const byByte = new MultipartReader(type);
+      const seen = [];
+      for (let i = 0; i < body.length; i++) seen.push(...byByte.push(body.subarray(i, i + 1)));
+      let truncated = "";
+      try {
+        parseMultipart(body.subarray(0, body.length - 24), type);
+      } catch (err) { truncated = err.message; }
+
+      const { file } = await RangeFile.open("indexes/small.lorann", null);
+      const ranges = [[5000, 5100], [100, 200], [3000, 3050], [3050, 3100], [4, 4]];
+      const reports = [];
+      const streamed = await file.read(ranges, { onRanges: (done, bytes) =>
+        reports.push([done, bytes.map((b) => Array.from(b))]) });
+      const plain = await file.read(ranges);
+      const same = (a, b) => JSON.stringify(a.map((x) => Array.from(x))) ===
+                             JSON.stringify(b.map((x) => Array.from(x)));
+      return { whole, cutsAgree, byByte: show(seen) === whole, truncated,
+               same: same(streamed, plain), lengths: streamed.map((b) => b.length),
+               dones: reports.map((r) => r[0]),
+               prefixes: reports.every(([done, bytes]) =>
+                 JSON.stringify(bytes) === JSON.stringify(plain.slice(0, done).map((x) => Array.from(x)))) };
+    }""")
+    assert got["whole"] == ('[[3,6,[97,98,99]],[100,110,[48,49,50,51,52,53,54,55,56,57]],'
+                            '[7,8,[120]]]')
+    assert got["cutsAgree"] and got["byByte"], got
+    assert "truncated" in got["truncated"], got
+    assert got["same"] and got["lengths"] == [100, 100, 50, 50, 0], got
+    assert got["dones"] and got["dones"][-1] == 5 and got["dones"] == sorted(set(got["dones"]))
+    assert got["prefixes"], got
+
+
+def test_probed_clusters_are_handed_over_as_they_stream_in(browser, site):
+    """Over a paced link the worker hands the clusters that have come to Python
+    while the rest stream in (supply_part): more calls into Python than plan,
+    supply, supply and finish, and the answers still equal CPython's."""
+    from lorann_wasm.site.serve import serve_in_background
+
+    server, url = serve_in_background(site["root"], rate_mbit=100)
+    try:
+        with local_page(browser, url) as p:
+            p.goto(url + "bench.html")
+            p.wait_for_function("window.LorannEngine !== undefined")
+            got = p.evaluate("""async ([count, c]) => {
+              const engine = await window.LorannEngine.create({});
+              const info = await engine.loadIndex("indexes/big.lorann", { lazy: true });
+              const q = new Float32Array(await (await fetch("indexes/big.queries.bin")).arrayBuffer());
+              const out = [];
+              for (let i = 0; i < count; i++) {
+                const r = await engine.search(q.subarray(i * info.dim, (i + 1) * info.dim), 10,
+                                              { clustersToSearch: c });
+                out.push({ ids: Array.from(r.ids), calls: r.pythonMs.length });
+              }
+              engine.terminate();
+              return out;
+            }""", [4, 48])
+    finally:
+        server.shutdown()
+    lazy = LazyIndex(FileReader(site["big"]))
+    for i, r in enumerate(got):
+        assert r["ids"] == lazy.search(site["queries"][i], 10, clusters_to_search=48).tolist()
+    assert max(r["calls"] for r in got) > 4, got  # plan, a part or more, supply, supply, finish

@@ -17,6 +17,7 @@
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const CRLF2 = encoder.encode("\r\n\r\n");
 //: ranges in one request at most (Apache answers more than 200 whole), and the
 //: longest Range header sent (servers refuse request headers past about 8 kB)
 const MAX_PARTS = 150;
@@ -50,14 +51,16 @@ async function send(url, header, signal) {
   }
 }
 
-// Sorted [start, stop) spans covering ranges, those less than MERGE_GAP apart joined.
-function spans(ranges) {
-  const sorted = ranges.map(([a, b]) => [a, b]).filter(([a, b]) => b > a)
-    .sort((x, y) => x[0] - y[0]);
+// [start, stop) spans covering ranges, those less than MERGE_GAP apart joined:
+// sorted, or with `ordered` in the ranges' own order (joining only a range to
+// the one before it), so that a host answers them in that order.
+function spans(ranges, ordered = false) {
+  const kept = ranges.map(([a, b]) => [a, b]).filter(([a, b]) => b > a);
+  if (!ordered) kept.sort((x, y) => x[0] - y[0]);
   const out = [];
-  for (const [a, b] of sorted) {
+  for (const [a, b] of kept) {
     const last = out[out.length - 1];
-    if (last && a <= last[1] + MERGE_GAP) last[1] = Math.max(last[1], b);
+    if (last && last[0] <= a && a <= last[1] + MERGE_GAP) last[1] = Math.max(last[1], b);
     else out.push([a, b]);
   }
   return out;
@@ -90,29 +93,71 @@ function indexOf(haystack, needle, from) {
   return -1;
 }
 
-// The parts of a multipart/byteranges body: [{ start, stop, bytes }].
-export function parseMultipart(body, contentType) {
-  const m = /boundary="?([^";]+)"?/i.exec(contentType || "");
-  if (!m) throw new Error("a multipart answer without a boundary");
-  const delimiter = encoder.encode(`--${m[1]}`);
-  const parts = [];
-  let at = indexOf(body, delimiter, 0);
-  while (at >= 0) {
-    at += delimiter.length;
-    if (body[at] === 45 && body[at + 1] === 45) break;  // "--": the last delimiter
-    const headEnd = indexOf(body, encoder.encode("\r\n\r\n"), at);
-    if (headEnd < 0) throw new Error("a multipart part without its headers' end");
-    const head = decoder.decode(body.subarray(at, headEnd));
+// A multipart/byteranges body read as it arrives: push(chunk) returns the
+// parts ({ start, stop, bytes }) it completes; end() all of them, or throws if
+// the body stopped short. `size` (Content-Length, if known) sizes the buffer.
+export class MultipartReader {
+  constructor(contentType, size = 0) {
+    const m = /boundary="?([^";]+)"?/i.exec(contentType || "");
+    if (!m) throw new Error("a multipart answer without a boundary");
+    this.delimiter = encoder.encode(`--${m[1]}`);
+    this.buffer = new Uint8Array(Math.max(size, 1024));
+    this.length = 0;  // bytes received
+    this.at = -1;  // where the next delimiter is looked for (-1: the first one)
+    this.parts = [];
+    this.done = false;
+  }
+
+  push(chunk) {
+    if (this.length + chunk.length > this.buffer.length) {
+      // a new buffer: the parts found so far keep viewing the old one
+      const grown = new Uint8Array(Math.max(2 * this.buffer.length, this.length + chunk.length));
+      grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
+    }
+    this.buffer.set(chunk, this.length);
+    this.length += chunk.length;
+    const before = this.parts.length;
+    while (!this.done && this._next());
+    return this.parts.slice(before);
+  }
+
+  // Read one more part (or the closing delimiter) if it is all here.
+  _next() {
+    const body = this.buffer.subarray(0, this.length);
+    const at = indexOf(body, this.delimiter, Math.max(this.at, 0));
+    if (at < 0 || at + this.delimiter.length + 2 > body.length) return false;
+    const from = at + this.delimiter.length;
+    if (body[from] === 45 && body[from + 1] === 45) {  // "--": the last delimiter
+      this.done = true;
+      return false;
+    }
+    const headEnd = indexOf(body, CRLF2, from);
+    if (headEnd < 0) return false;
+    const head = decoder.decode(body.subarray(from, headEnd));
     const r = /content-range:\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)/i.exec(head);
     if (!r) throw new Error("a multipart part without Content-Range");
     const start = Number(r[1]);
     const stop = Number(r[2]) + 1;
-    const from = headEnd + 4;
-    if (from + (stop - start) > body.length) throw new Error("truncated response (multipart)");
-    parts.push({ start, stop, bytes: body.subarray(from, from + stop - start) });
-    at = indexOf(body, delimiter, from + (stop - start));
+    if (headEnd + 4 + (stop - start) > body.length) return false;
+    this.parts.push({ start, stop, bytes: body.subarray(headEnd + 4, headEnd + 4 + stop - start) });
+    this.at = headEnd + 4 + (stop - start);
+    return true;
   }
-  return parts;
+
+  end() {
+    // (a body without its closing delimiter is whole if no part was left half-read)
+    if (this.done || indexOf(this.buffer.subarray(0, this.length), this.delimiter,
+                             Math.max(this.at, 0)) < 0) return this.parts;
+    throw new Error("truncated response (multipart)");
+  }
+}
+
+// The parts of a whole multipart/byteranges body: [{ start, stop, bytes }].
+export function parseMultipart(body, contentType) {
+  const reader = new MultipartReader(contentType, body.length);
+  reader.push(body);
+  return reader.end();
 }
 
 export class RangeFile {
@@ -174,41 +219,61 @@ export class RangeFile {
     return stop <= this.head.length ? this.head.subarray(start, stop) : null;
   }
 
-  // The bytes of each [start, stop) of ranges, in order.
-  async read(ranges, { signal } = {}) {
+  // The bytes of each [start, stop) of ranges, in order. With onRanges, the
+  // ranges are asked for in their own order, and as the answers stream in
+  // onRanges(done, bytes) hears each time more leading ranges are all here
+  // (`done` of them; `bytes` theirs, in order), before read resolves.
+  async read(ranges, { signal, onRanges = null } = {}) {
     for (const [a, b] of ranges) {
       if (!(Number.isSafeInteger(a) && Number.isSafeInteger(b) && 0 <= a && a <= b && b <= this.size)) {
         throw new Error(`bytes ${a}-${b} lie outside ${this.url} (${this.size} bytes)`);
       }
     }
-    const wanted = spans(ranges.filter(([a, b]) => !this.fromHead(a, b)));
-    const got = await this._fetch(wanted, signal);
-    return ranges.map(([a, b]) => {
-      if (b === a) return new Uint8Array(0);
-      const known = this.fromHead(a, b);
-      if (known) return known;
-      const part = got.find((p) => p.start <= a && b <= p.stop);
-      return part.bytes.subarray(a - part.start, b - part.start);
-    });
+    const wanted = spans(ranges.filter(([a, b]) => !this.fromHead(a, b)), Boolean(onRanges));
+    let onPart = null;
+    if (onRanges) {
+      const arrived = [];
+      const here = [];  // the bytes of the leading ranges that are all here
+      onPart = (part) => {
+        if (part) arrived.push(part);
+        const before = here.length;
+        for (let bytes; here.length < ranges.length
+             && (bytes = this._slice(ranges[here.length], arrived)) !== null;) here.push(bytes);
+        if (here.length > before) onRanges(here.length, here.slice());
+      };
+      onPart(null);  // ranges the file's head holds (and empty ones) are here already
+    }
+    const got = await this._fetch(wanted, signal, onPart);
+    return ranges.map((range) => this._slice(range, got));
   }
 
-  async _fetch(wanted, signal) {
+  // The bytes of range [a, b) from the file's head or from parts; null if not there.
+  _slice([a, b], parts) {
+    if (b === a) return new Uint8Array(0);
+    const known = this.fromHead(a, b);
+    if (known) return known;
+    const part = parts.find((p) => p.start <= a && b <= p.stop);
+    return part ? part.bytes.subarray(a - part.start, b - part.start) : null;
+  }
+
+  async _fetch(wanted, signal, onPart) {
     if (!wanted.length) return [];
     if (this.multi && wanted.length > 1) {
-      const answers = await Promise.all(groups(wanted).map((g) => this._request(g, signal)));
+      const answers = await Promise.all(groups(wanted).map((g) => this._request(g, signal, onPart)));
       const parts = answers.flat();
       const missing = wanted.filter(([a, b]) => !parts.some((p) => p.start <= a && b <= p.stop));
       if (!missing.length) return parts;
       this.multi = false;  // the host answered only some ranges: one per request from now on
-      return parts.concat(await this._fetch(missing, signal));
+      return parts.concat(await this._fetch(missing, signal, onPart));
     }
-    const answers = await Promise.all(wanted.map((s) => this._request([s], signal)));
+    const answers = await Promise.all(wanted.map((s) => this._request([s], signal, onPart)));
     return answers.flat();
   }
 
   // One request for ranges: its parts ([] if the host answered whole: then
   // this file is read one range per request from now on).
-  async _request(ranges, signal) {
+  // onPart(part), if given, hears each part as it arrives.
+  async _request(ranges, signal, onPart = null) {
     const header = "bytes=" + ranges.map(([a, b]) => `${a}-${b - 1}`).join(",");
     const response = await send(direct(this.url), header, signal);
     this.stats.requests += 1;
@@ -222,16 +287,37 @@ export class RangeFile {
       if (response.body) await response.body.cancel().catch(() => {});
       throw rangeError(this.url, `HTTP ${response.status} for ${ranges.length} range(s)`);
     }
+    const type = response.headers.get("Content-Type") || "";
+    if (/^multipart\/byteranges/i.test(type)) {
+      const reader = new MultipartReader(type, Number(response.headers.get("Content-Length")) || 0);
+      if (onPart && response.body) {
+        const stream = response.body.getReader();
+        try {
+          for (let chunk = await stream.read(); !chunk.done; chunk = await stream.read()) {
+            this.stats.bytes += chunk.value.length;
+            reader.push(chunk.value).forEach(onPart);
+          }
+        } catch (err) {
+          stream.cancel().catch(() => {});
+          throw err;
+        }
+      } else {
+        const body = new Uint8Array(await response.arrayBuffer());
+        this.stats.bytes += body.length;
+        reader.push(body);
+      }
+      return reader.end();
+    }
     const body = new Uint8Array(await response.arrayBuffer());
     this.stats.bytes += body.length;
-    const type = response.headers.get("Content-Type") || "";
-    if (/^multipart\/byteranges/i.test(type)) return parseMultipart(body, type);
     const r = /bytes\s+(\d+)-(\d+)\//.exec(response.headers.get("Content-Range") || "");
     if (!r) throw rangeError(this.url, "a 206 answer without Content-Range");
     const start = Number(r[1]);
     if (Number(r[2]) + 1 - start !== body.length) {
       throw rangeError(this.url, `truncated response: ${body.length} bytes for ${r[1]}-${r[2]}`);
     }
-    return [{ start, stop: start + body.length, bytes: body }];
+    const part = { start, stop: start + body.length, bytes: body };
+    if (onPart) onPart(part);
+    return [part];
   }
 }

@@ -27,6 +27,9 @@ let background = null;  // { controller } of the chunk being fetched
 //: records fetched ahead of the answer at most (an exact filtered search may
 //: rerank thousands of points; then only the results' records are fetched)
 const RECORDS_AHEAD = 2000;
+//: probed clusters' ranges worth handing to Python before the rest have come
+//: (a call costs about 1 ms in Pyodide; WordNet's first round asks for ~100)
+const PART_RANGES = 24;
 //: bytes of one background chunk: small enough that a search waits little
 //: for the chunk it interrupts (0.2 s at 20 Mbit/s)
 const CHUNK = 512 << 10;
@@ -80,6 +83,10 @@ function join(chunks, length) {
     offset += chunk.length;
   }
   return bytes;
+}
+
+function joined(chunks) {
+  return join(chunks, chunks.reduce((sum, chunk) => sum + chunk.length, 0));
 }
 
 // Files fetched while the runtime starts (url -> promise of the bytes): the
@@ -200,7 +207,7 @@ async function cachedFile(cache, url, size) {
     if (!hit) return null;
     chunks.push(new Uint8Array(await hit.arrayBuffer()));
   }
-  const bytes = join(chunks, chunks.reduce((s, c) => s + c.length, 0));
+  const bytes = joined(chunks);
   return bytes.length === size ? bytes : null;
 }
 
@@ -295,13 +302,27 @@ function traffic() {
            bytes: files.reduce((s, f) => s + f.stats.bytes, 0) };
 }
 
-// One network round: everything the plan needs now, fetched at once.
-async function round(plan, withRecords, rounds) {
+// One network round: everything the plan needs now, fetched at once. While
+// the probed clusters stream in, those that have arrived are handed to Python
+// (supply_part, at the plan's cuts, PART_RANGES at least) so that checking and
+// installing them overlaps the rest of the transfer. Returns the responses to
+// the ranges not handed over yet (null if none were asked for).
+async function round(plan, withRecords, rounds, timed) {
   const start = performance.now();
   const before = traffic();
   const jobs = [];
   let parts = null;
-  if (plan.ranges.length) jobs.push(index.file.read(plan.ranges).then((p) => { parts = p; }));
+  if (plan.ranges.length) {
+    let handed = 0;
+    const onRanges = plan.cuts && plan.cuts.length > 1 ? (done, bytes) => {
+      let cut = handed;
+      for (const c of plan.cuts) if (c <= done && c < plan.ranges.length) cut = c;
+      if (cut - handed < PART_RANGES) return;
+      timed(() => session.supply_part(cut - handed, joined(bytes.slice(handed, cut))));
+      handed = cut;
+    } : null;
+    jobs.push(index.file.read(plan.ranges, { onRanges }).then((p) => { parts = p.slice(handed); }));
+  }
   if (withRecords && records.lazy) {
     if (plan.spans.length) jobs.push(records.loadOffsets(plan.spans));
     if (plan.candidates && plan.candidates.length <= RECORDS_AHEAD) {
@@ -323,15 +344,15 @@ function pending(plan, withRecords) {
 }
 
 // Run work(), a search's network rounds, with the background completion paused
-// (its chunk in flight aborted, fetched again later).
-async function asSearch(work) {
+// (its chunk in flight aborted, fetched again later), after the searches before
+// it: Python holds one planned search at a time.
+let searchesBefore = Promise.resolve();
+function asSearch(work) {
   searching += 1;
   if (background && background.controller) background.controller.abort();
-  try {
-    return await work();
-  } finally {
-    searching -= 1;
-  }
+  const run = searchesBefore.then(work).finally(() => { searching -= 1; });
+  searchesBefore = run.catch(() => {});
+  return run;
 }
 
 // Plan, fetch what the plan needs round by round, finish; with records, the
@@ -352,10 +373,9 @@ function planAndFinish(queries, count, k, clustersToSearch, pointsToRerank, filt
                                                    pointsToRerank, filter)));
     const { path, passing } = plan;
     while (pending(plan, withRecords)) {
-      const parts = await round(plan, withRecords, rounds);
+      const parts = await round(plan, withRecords, rounds, timed);
       // the responses back to back: one copy into Python, not one per range
-      plan = parts ? JSON.parse(timed(() => session.supply(join(parts, parts.reduce(
-        (sum, part) => sum + part.length, 0)))))
+      plan = parts ? JSON.parse(timed(() => session.supply(joined(parts))))
         : { ranges: [], spans: [], candidates: null };
     }
     const out = unpack(timed(() => session.finish()));
@@ -436,7 +456,7 @@ async function loadTokens(texts) {
   const start = performance.now();
   const before = { ...tokens.file.stats };
   const parts = await asSearch(() => tokens.file.read(ranges));
-  session.add_tokens(JSON.stringify(ids), join(parts, parts.reduce((s, p) => s + p.length, 0)));
+  session.add_tokens(JSON.stringify(ids), joined(parts));
   return { requests: tokens.file.stats.requests - before.requests,
            bytes: tokens.file.stats.bytes - before.bytes, ms: performance.now() - start };
 }

@@ -7,7 +7,9 @@ A search is planned, then finished:
    ranges are still missing (none for a resident index). The
    :class:`Plan` is a value the caller may inspect.
 2. A caller that fetches bytes itself (the browser worker, in parallel)
-   hands them over with :meth:`QueryEngine.supply`. Once the probed
+   hands them over with :meth:`QueryEngine.supply` (the clusters may come
+   in parts as they arrive, :meth:`QueryEngine.supply_part`: they are then
+   checked and kept while the rest are on their way). Once the probed
    clusters are here, the approximate stage (:mod:`.candidates`) runs over
    a view of them; if the store still lacks the candidates' rerank vectors
    (lazily loaded files with row checksums), ``plan.ranges`` then lists
@@ -245,6 +247,28 @@ class QueryEngine:
         else:
             return
         self._received(plan)
+
+    def run_ends(self, plan):
+        """The counts of ``plan.ranges`` that end a run of clusters: those
+        :meth:`supply_part` takes (none unless the plan is fetching clusters)."""
+        if plan.stage != "clusters" or not plan.runs:
+            return []
+        return np.cumsum(self._store.range_counts(plan.runs)).tolist()
+
+    def supply_part(self, plan, count, buffers):
+        """Hand over the responses to the first ``count`` of ``plan.ranges`` (byte
+        buffers, in order) while the rest are still on their way: the clusters they
+        hold are checked and kept now, and the plan asks for the rest only.
+        ``count`` must be one of :meth:`run_ends`; the last of them is handed over by
+        :meth:`supply` (an empty list, if every run came in parts)."""
+        self._own(plan)
+        ends = self.run_ends(plan)
+        if count not in ends:
+            raise ValueError(f"{count} ranges do not end a run of clusters this plan asks for "
+                             f"(runs end at {ends[:8]}{'...' if len(ends) > 8 else ''})")
+        runs = sum(1 for end in ends if end <= count)
+        self._store.supply(plan.runs[:runs], buffers, plan.fetched)
+        plan.runs, plan.ranges = plan.runs[runs:], plan.ranges[count:]
 
     def _own(self, plan):
         if not isinstance(plan, Plan) or plan.engine_id != id(self):

@@ -118,6 +118,9 @@ class ResidentClusters:
     def fetch_missing(self, probes, fetched, attributes=False):
         pass
 
+    def range_counts(self, runs):
+        return [0] * len(runs)
+
     def supply(self, runs, buffers, fetched):
         if runs or buffers:
             raise ValueError("this index is fully loaded: there is nothing to supply")
@@ -249,6 +252,12 @@ class FetchedClusters:
                 for lo, hi, part in runs if off[hi] > off[lo]
                 for _, start, row_bytes, _, _ in self._tensors[part]]
 
+    def range_counts(self, runs):
+        """How many of the ranges of ``runs`` (see :meth:`missing`) each run takes, in
+        order: one per tensor of its part, none for a run of empty clusters."""
+        off = self._starts
+        return [len(self._tensors[part]) if off[hi] > off[lo] else 0 for lo, hi, part in runs]
+
     def fetch(self, runs, fetched):
         """Fetch ``runs`` through the reader and install them."""
         ranges = self._ranges(runs)
@@ -271,8 +280,7 @@ class FetchedClusters:
             counter["bytes"] += sum(v.nbytes for v in views)
         of_part = {SCORERS: ([], []), ATTRIBUTES: ([], [])}  # runs, their views
         at = 0
-        for lo, hi, part in runs:
-            count = len(self._tensors[part]) if self._starts[hi] > self._starts[lo] else 0
+        for (lo, hi, part), count in zip(runs, self.range_counts(runs)):
             of_part[part][0].append((lo, hi))
             of_part[part][1].extend(views[at:at + count])
             at += count
