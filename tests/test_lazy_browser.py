@@ -267,3 +267,20 @@ def test_probed_clusters_are_handed_over_as_they_stream_in(browser, site):
     for i, r in enumerate(got):
         assert r["ids"] == lazy.search(site["queries"][i], 10, clusters_to_search=48).tolist()
     assert max(r["calls"] for r in got) > 4, got  # plan, a part or more, supply, supply, finish
+
+
+def test_searches_started_together_each_get_their_own_answer(page, site):
+    """Python holds one planned search at a time: searches started at once on one
+    engine run one after another in the worker, each answered as CPython answers it."""
+    got = page.evaluate("""async ([count, c]) => {
+      const engine = await window.LorannEngine.create({});
+      const info = await engine.loadIndex("indexes/big.lorann", { lazy: true });
+      const q = new Float32Array(await (await fetch("indexes/big.queries.bin")).arrayBuffer());
+      const all = await Promise.all(Array.from({ length: count }, (_, i) =>
+        engine.search(q.subarray(i * info.dim, (i + 1) * info.dim), 10, { clustersToSearch: c })));
+      engine.terminate();
+      return all.map((r) => Array.from(r.ids));
+    }""", [6, 8])
+    lazy = LazyIndex(FileReader(site["big"]))
+    assert got == [lazy.search(site["queries"][i], 10, clusters_to_search=8).tolist()
+                   for i in range(6)]
