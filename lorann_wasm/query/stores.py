@@ -118,9 +118,6 @@ class ResidentClusters:
     def fetch_missing(self, probes, fetched, attributes=False):
         pass
 
-    def range_counts(self, runs):
-        return [0] * len(runs)
-
     def supply(self, runs, buffers, fetched):
         if runs or buffers:
             raise ValueError("this index is fully loaded: there is nothing to supply")
