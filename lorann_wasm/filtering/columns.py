@@ -18,9 +18,10 @@ strings    bit set over ``values``, (n, ceil(V/8)) (C, V) uint32 counts
 The per-point columns are kept in cluster order beside the other per-point
 tensors, with a CRC-32 per cluster of their own (``cluster_attribute_crc32``,
 format 8), so a lazy reader fetches a probed cluster's attributes with its
-scorer only for a search with conditions on them. The summaries sit in the prefix: a filter learns from them, before
-touching any point, which clusters cannot hold a passing point (they are
-neither scored nor fetched) and about how many points pass in the others.
+scorer only for a search with conditions on them. The summaries sit in the
+prefix: a filter learns from them, before touching any point, which clusters
+cannot hold a passing point (they are neither scored nor fetched) and about
+how many points pass in the others.
 
 The schema (name, kind and, for the two string kinds, the sorted distinct
 ``values``) is part of :class:`.IndexParams`, so the header says what the
