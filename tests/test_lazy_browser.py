@@ -237,6 +237,68 @@ def test_a_multipart_answer_is_read_as_it_streams_in(page, site):
     assert got["prefixes"], got
 
 
+def test_a_host_answering_ranges_reordered_or_merged_gives_the_same_bytes(page, site):
+    """A host may answer a multipart request's ranges in another order, or join
+    neighbouring ones into one part: RangeFile.read then gives the same bytes, and
+    onRanges still ends on every range (later, when the first ones come last)."""
+    got = page.evaluate("""async () => {
+      const { RangeFile, parseMultipart } = await import("./ranges.js");
+      const enc = new TextEncoder();
+      const realFetch = window.fetch;
+      let mode = "plain";
+      let joined = 0;  // parts the "merged" host joined to another
+      window.fetch = async (url, init) => {
+        const response = await realFetch(url, init);
+        const type = response.headers.get("Content-Type") || "";
+        if (mode === "plain" || !/^multipart\\/byteranges/i.test(type)) return response;
+        let parts = parseMultipart(new Uint8Array(await response.arrayBuffer()), type);
+        if (mode === "merged") {  // each part joined to the next when they touch or overlap
+          const merged = [];
+          for (const p of [...parts].sort((x, y) => x.start - y.start)) {
+            const last = merged[merged.length - 1];
+            if (last && p.start <= last.stop) {
+              const bytes = new Uint8Array(Math.max(last.stop, p.stop) - last.start);
+              bytes.set(last.bytes);
+              bytes.set(p.bytes, p.start - last.start);
+              merged[merged.length - 1] = { start: last.start, stop: last.start + bytes.length, bytes };
+            } else merged.push(p);
+          }
+          joined += parts.length - merged.length;
+          parts = merged;
+        } else parts = [...parts].reverse();
+        const chunks = [];
+        for (const p of parts) {
+          chunks.push(enc.encode(`\\r\\n--R\\r\\nContent-Range: bytes ${p.start}-${p.stop - 1}/*\\r\\n\\r\\n`), p.bytes);
+        }
+        chunks.push(enc.encode("\\r\\n--R--\\r\\n"));
+        return new Response(new Blob(chunks), { status: 206,
+          headers: { "Content-Type": "multipart/byteranges; boundary=R" } });
+      };
+      // (out of order, so that the reader does not join them itself)
+      const ranges = [[5000, 5100], [200, 260], [100, 200], [3040, 3100], [3000, 3050], [9, 9]];
+      const out = {};
+      for (mode of ["plain", "reversed", "merged"]) {
+        const { file } = await RangeFile.open("indexes/small.lorann", null);
+        const dones = [];
+        const bytes = await file.read(ranges, { onRanges: (done) => dones.push(done) });
+        out[mode] = { bytes: bytes.map((b) => Array.from(b)), dones, requests: file.stats.requests };
+      }
+      window.fetch = realFetch;
+      out.joined = joined;
+      return out;
+    }""")
+    plain = got["plain"]
+    assert [len(b) for b in plain["bytes"]] == [100, 60, 100, 60, 50, 0]
+    raw = open(site["small_path"], "rb").read()
+    assert plain["bytes"][0] == list(raw[5000:5100]) and plain["bytes"][3] == list(raw[3040:3100])
+    assert got["joined"] == 2, got  # the host did join the touching and the overlapping pair
+    for mode in ("reversed", "merged"):
+        assert got[mode]["bytes"] == plain["bytes"], mode
+        assert got[mode]["dones"][-1] == 6, (mode, got[mode])
+        assert got[mode]["requests"] == plain["requests"], (mode, got)  # no range asked again
+    assert got["reversed"]["dones"] == [1, 6] or got["reversed"]["dones"] == [6], got["reversed"]
+
+
 def test_probed_clusters_are_handed_over_as_they_stream_in(browser, site):
     """Over a paced link the worker hands the clusters that have come to Python
     while the rest stream in (supply_part): more calls into Python than plan,
