@@ -29,7 +29,7 @@ let background = null;  // { controller } of the chunk being fetched
 //: Every candidate's record comes in round 2, not only the likeliest: on 560
 //: WordNet queries the top 10 lay within the approximate top 100 of the 300
 //: candidates for 81 % of them (top 200: 95 %), so fewer would often cost a
-//: third round to save about 30 kB.
+//: third round to save about 45 kB (of round 2's 210: 300 records took 70).
 const RECORDS_AHEAD = 2000;
 //: probed clusters' ranges worth handing to Python before the rest have come
 //: (a call costs about 1 ms in Pyodide; WordNet's first round asks for ~100)
