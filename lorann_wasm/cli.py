@@ -76,6 +76,17 @@ def _recall(text):
         raise argparse.ArgumentTypeError(f"expected a recall in (0, 1], got {text!r}") from None
 
 
+def _megabytes(text):
+    """A size in MB, finite and >= 0, as bytes (an int)."""
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = -1.0
+    if not (0 <= mb < 1e12):  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"expected a number of MB >= 0, got {text!r}")
+    return int(round(mb * 1e6))
+
+
 def _recall_or_none(text):
     return None if text.lower() == "none" else _recall(text)
 
@@ -392,7 +403,7 @@ def cmd_site(args):
                        whole=args.whole, title=args.title, target_recall=args.target_recall,
                        facets=args.facet_field, encoder=args.encoder, executor=executor,
                        workers=args.workers,
-                       prefetch_limit=int(round(args.prefetch_limit * 1e6)),
+                       prefetch_limit=args.prefetch_limit,
                        explorer=explorer)
     except AssetError as exc:
         raise CliError(str(exc)) from None
@@ -494,7 +505,7 @@ def make_parser():
     t.add_argument("--title", help="the search page's title")
     t.add_argument("--target-recall", type=_recall, default=TARGET_RECALL,
                    help=f"tune the index for this recall@10 (default {TARGET_RECALL})")
-    t.add_argument("--prefetch-limit", type=float, default=150, metavar="MB",
+    t.add_argument("--prefetch-limit", type=_megabytes, default="150", metavar="MB",
                    help="after its first answer the page downloads the rest of the index and "
                         "records for offline use when they take at most this many MB "
                         "(default 150; 0: never)")
