@@ -9,6 +9,7 @@ first visit, on a host without HTTP Range, and show hostile text as text.
 
 import contextlib
 import json
+import os
 import urllib.request
 
 import numpy as np
@@ -24,7 +25,7 @@ from lorann_wasm.lazy import FileReader, LazyIndex
 from lorann_wasm.site.builder import build_site
 from lorann_wasm.site.documents import Fields
 from lorann_wasm.site.explorer import parse_explorer
-from lorann_wasm.site.serve import serve_in_background
+from lorann_wasm.site.serve import Pacer, serve_in_background
 
 QUERIES = {
     "a large domestic cat": lambda s: s["pos"] == "n" and bool(
@@ -450,6 +451,83 @@ def test_a_cold_query_takes_two_rounds_and_then_the_whole_site_is_local(browser,
             assert page.evaluate("window.lorannSite.info.local") is True
             ids, rounds = _fill(page, "a place where books are kept")
             assert ids == want("a place where books are kept") and rounds == []
+    finally:
+        server.shutdown()
+
+
+def _small_site(folder, **kwargs):
+    docs = [("Owls", "Owls hunt at night."), ("Bread", "A starter makes the dough rise."),
+            ("Trains", "Trains run on steel rails.")]
+    (folder / "v.jsonl").write_text("".join(json.dumps({"title": t, "text": x}) + "\n"
+                                            for t, x in docs))
+    build_site([str(folder / "v.jsonl")], str(folder / "site"), **kwargs)
+    return folder / "site", json.loads((folder / "site" / "site.json").read_text())
+
+
+def test_a_site_over_its_offline_limit_says_so_and_searches_online(browser, tmp_path):
+    """--prefetch-limit: a site whose rest is larger downloads none of it after the
+    first answer, and its status line says that new searches need the network."""
+    site, manifest = _small_site(tmp_path, prefetch_limit=100_000)
+    tokens = "/" + manifest["search"]["tokens"]
+    with _page(browser, site) as (page, url):
+        reads = []  # (path, Range) of every read
+        page.context.on("request", lambda r: r.headers.get("range") and reads.append(
+            (r.url.split("?")[0][len(url) - 1:], r.headers["range"])))
+        _open(page, url)
+        ids, _ = _fill(page, "birds of the night")
+        page.wait_for_function("document.querySelector('#app').dataset.offline === 'skipped'")
+        status = page.inner_text(".lorann-status")
+        assert "New searches need the network" in status and "(0.1 MB)" in status, status
+        _fill(page, "bread dough")
+        assert page.inner_text(".lorann-link") == "Bread"
+        chunk = f"bytes=0-{(512 << 10) - 1}"  # the first chunk of a download
+        assert (tokens, chunk) not in reads and not any(r == chunk for _, r in reads), reads
+        assert page.evaluate("window.lorannSite.engine.encoder.tokens") == "by range"
+
+
+def test_a_stopped_offline_download_goes_on_at_the_next_visit(browser, tmp_path):
+    """The background download keeps each chunk as it comes: stopped half way (the host
+    loses a file), the status line says so, and the next visit fetches only what
+    is missing, then answers new queries with no request."""
+    site, manifest = _small_site(tmp_path)
+    s = manifest["search"]
+    tokens, size = s["tokens"], manifest["files"][s["tokens"]]["bytes"]
+    chunk = 512 << 10
+    every = {f"bytes={i}-{min(size, i + chunk) - 1}" for i in range(0, size, chunk)}
+    assert len(every) >= 8
+    server, url = serve_in_background(str(site))
+    try:
+        with local_page(browser, url) as page:
+            got = []  # (visit, Range, status) of each read of the token rows' file
+            visit = [1]
+            page.context.on("response", lambda r: r.url.split("?")[0] == url + tokens
+                            and r.request.headers.get("range") and got.append(
+                                (visit[0], r.request.headers["range"], r.status)))
+            _open(page, url)
+            server.pacer = Pacer(2e6)  # 16 Mbit/s from now on: the download takes seconds
+            _fill(page, "birds of the night")
+            page.wait_for_function("(window.lorannSite.offline || {}).loaded > 3e6",
+                                   timeout=BOOT_MS)
+            os.rename(site / tokens, site / (tokens + ".away"))
+            page.wait_for_function("document.querySelector('#app').dataset.offline === 'stopped'",
+                                   timeout=BOOT_MS)
+            status = page.inner_text(".lorann-status")
+            assert "download for offline use stopped" in status and "HTTP 404" in status, status
+            os.rename(site / (tokens + ".away"), site / tokens)
+            server.pacer = None
+            first = {r for v, r, code in got if v == 1 and code == 206 and r in every}
+            assert 2 <= len(first) < len(every), got
+            visit[0] = 2
+            _open(page, url)  # a reload
+            _fill(page, "bread dough")
+            page.wait_for_function("document.querySelector('#app').dataset.offline === 'done'",
+                                   timeout=BOOT_MS)
+            second = {r for v, r, code in got if v == 2 and r in every}
+            assert second and not second & first and second | first == every, got
+            before = dict(server.stats)
+            ids, rounds = _fill(page, "trains on rails")
+            assert rounds == [] and server.stats == before
+            assert page.inner_text(".lorann-link") == "Trains"
     finally:
         server.shutdown()
 

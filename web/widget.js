@@ -53,7 +53,10 @@ export async function openSite(base, onStatus = () => {}) {
   const site = await siteConfig(siteBase);
   const s = site.search;
   if (!s) throw new Error("site.json describes no search index");
-  const handle = { site, notices: [], k: 10, offline: null };
+  // offline: the background download, { loaded, total } and then done,
+  // skipped (over the site's limit) or error
+  const handle = { site, notices: [], k: 10, offline: null,
+                   report: (text) => onStatus(text, true) };
   const cache = cacheName(siteBase, site);
   const early = (name, stage, head = 8) => ({ url: name, stage, head, cacheName: cache });
   const engine = await LorannEngine.create({
@@ -117,7 +120,17 @@ function startCompletion(handle) {
   handle.completionStarted = true;
   handle.engine.complete(handle.completion, { cacheName: handle.cacheName,
                                               limit: handle.completionLimit })
-    .catch((err) => { handle.offline = { error: err.message }; });
+    .then((result) => {
+      if (!result.skipped) return;
+      handle.offline = { skipped: true, total: result.total };
+      handle.report(`New searches need the network: the rest of this site (${mb(result.total)}) ` +
+                    `is more than it downloads for offline use (${mb(handle.completionLimit)}).`);
+    })
+    .catch((err) => {  // what is in the cache stays: the next visit goes on from there
+      handle.offline = { error: err.message };
+      handle.report(`The download for offline use stopped (${err.message}); ` +
+                    "the next visit goes on with it.");
+    });
 }
 
 // Search text; returns { groups: [{ doc, title, url, fields, passages: [record] }], ... }.
@@ -283,7 +296,11 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
   const onStatus = (text, background = false) => {
     if (background) {
       offline = text;
-      if (handle && handle.offline && handle.offline.done) element.dataset.offline = "done";
+      const state = handle && handle.offline;  // (handle: not yet while the site opens)
+      if (state) {
+        element.dataset.offline = state.done ? "done" : state.skipped ? "skipped"
+          : state.error ? "stopped" : "downloading";
+      }
     } else {
       said = text;
     }
