@@ -486,9 +486,10 @@ def test_a_site_over_its_offline_limit_says_so_and_searches_online(browser, tmp_
 
 
 def test_a_stopped_offline_download_goes_on_at_the_next_visit(browser, tmp_path):
-    """The background download keeps each chunk as it comes: stopped half way (the host
-    loses a file), the status line says so, and the next visit fetches only what
-    is missing, then answers new queries with no request."""
+    """The background download keeps each chunk as it comes, and gives way to a
+    search (the chunk in flight is dropped and fetched again later): stopped half
+    way (the host loses a file), the status line says so, and the next visit
+    fetches only what is missing, then answers new queries with no request."""
     site, manifest = _small_site(tmp_path)
     s = manifest["search"]
     tokens, size = s["tokens"], manifest["files"][s["tokens"]]["bytes"]
@@ -503,11 +504,28 @@ def test_a_stopped_offline_download_goes_on_at_the_next_visit(browser, tmp_path)
             page.context.on("response", lambda r: r.url.split("?")[0] == url + tokens
                             and r.request.headers.get("range") and got.append(
                                 (visit[0], r.request.headers["range"], r.status)))
+            flight = {"started": [], "ended": []}  # chunk reads of the token rows' file
+            for event, key in (("request", "started"), ("requestfinished", "ended"),
+                               ("requestfailed", "ended")):
+                page.context.on(event, lambda r, key=key: r.url.split("?")[0] == url + tokens
+                                and r.headers.get("range") in every
+                                and flight[key].append((r.headers["range"], r.failure)))
             _open(page, url)
             server.pacer = Pacer(2e6)  # 16 Mbit/s from now on: the download takes seconds
             _fill(page, "birds of the night")
+            page.wait_for_function("(window.lorannSite.offline || {}).loaded > 1e6",
+                                   timeout=BOOT_MS)
+            while len(flight["started"]) <= len(flight["ended"]):  # until a chunk is on its way
+                page.wait_for_timeout(2)
+            pending = flight["started"][-1][0]
+            _fill(page, "bread dough")
+            assert page.inner_text(".lorann-link") == "Bread"
             page.wait_for_function("(window.lorannSite.offline || {}).loaded > 3e6",
                                    timeout=BOOT_MS)
+            dropped = [(r, failure) for r, failure in flight["ended"] if failure]
+            assert len(dropped) == 1 and dropped[0][0] == pending, flight
+            assert "ABORTED" in dropped[0][1], flight
+            assert [r for r, _ in flight["started"]].count(pending) == 2, flight  # fetched again
             os.rename(site / tokens, site / (tokens + ".away"))
             page.wait_for_function("document.querySelector('#app').dataset.offline === 'stopped'",
                                    timeout=BOOT_MS)
