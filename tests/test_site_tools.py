@@ -295,7 +295,9 @@ def test_serve_command_says_what_is_wrong_in_one_line(tmp_path, capsys):
     assert serve.find_sites(tmp_path / "public" / "nothing") == []
     (tmp_path / "empty").mkdir()
     for argv in ([str(site), "--port", "70000"], [str(tmp_path / "missing")],
-                 [str(tmp_path / "empty")], [str(site), "--rate-mbit", "0"]):
+                 [str(tmp_path / "empty")], [str(site), "--rate-mbit", "0"],
+                 [str(site), "--rate-mbit", "nan"], [str(site), "--rate-mbit", "inf"],
+                 [str(site), "--latency-ms", "nan"], [str(site), "--latency-ms", "1e300"]):
         capsys.readouterr()
         assert serve.main(argv) == 1, argv
         err = capsys.readouterr().err

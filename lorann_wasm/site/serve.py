@@ -42,6 +42,9 @@ MAX_RANGES = 1000
 MAX_DIGITS = 18
 #: bytes written at a time when bodies are paced
 PACE_CHUNK = 16 << 10
+#: the slowest link ``serve`` emulates: a minute per round trip, 1 kbit/s
+MAX_LATENCY_MS = 60_000
+MIN_RATE_MBIT = 0.001
 
 
 def parse_ranges(header, size):
@@ -339,8 +342,12 @@ def make_server(folder, port=0, ranges=True, latency_ms=0, rate_mbit=None):
     ``latency_ms`` and ``rate_mbit`` emulate a slower link (see the module)."""
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0-65535, got {port}")
-    if latency_ms < 0 or (rate_mbit is not None and rate_mbit <= 0):
-        raise ValueError("latency must be >= 0 ms and the rate > 0 Mbit/s")
+    # (NaN fails both tests; a sleep of inf, or of 1e300 s, raises in every request)
+    if not 0 <= latency_ms <= MAX_LATENCY_MS:
+        raise ValueError(f"the latency must be 0-{MAX_LATENCY_MS:,} ms, got {latency_ms:g}")
+    if rate_mbit is not None and not MIN_RATE_MBIT <= rate_mbit < float("inf"):
+        raise ValueError(f"the rate must be at least {MIN_RATE_MBIT:g} Mbit/s "
+                         f"(leave it out for no limit), got {rate_mbit:g}")
     handler = functools.partial(Handler, directory=os.path.abspath(folder))
     server = Server(("127.0.0.1", port), handler)
     server.ranges = ranges
