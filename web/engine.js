@@ -101,8 +101,10 @@ export class LorannEngine {
   // Fetch what a lazily opened site still lacks while no search runs, keep it
   // in the cache cacheName, then hold index and records whole: every later
   // query needs no request. files: [{ url, size, role: "index" | "records" |
-  // "offsets" }]; nothing is fetched when they add up to more than limit bytes.
-  // Progress arrives as onProgress({ stage: "offline", loaded, total }).
+  // "offsets" | "tokens" }]; nothing is fetched when they add up to more than
+  // limit bytes (0: no limit): then it resolves to { skipped: true, total }.
+  // Progress arrives as onProgress({ stage: "offline", loaded, total }); a
+  // chunk that fails rejects it, and what came before stays in the cache.
   complete(files, { cacheName = null, limit = 0 } = {}) {
     return this.call("complete", {
       files: files.map((f) => ({ ...f, url: new URL(f.url, document.baseURI).href })),
