@@ -452,7 +452,8 @@ async function loadEncoder({ url, tokensUrl = null, tokensSize = 0, whole = fals
 
 // Fetch the word-piece rows the texts need and the model lacks: one request,
 // none for most queries (the model file holds the site's frequent ones).
-// Returns the round ({ requests, bytes, ms }) or null if nothing was needed.
+// Returns the round ({ requests, bytes, ms, wordPieces: true }) or null if
+// nothing was needed.
 async function loadTokens(texts) {
   if (!tokens) return null;
   const { ids, ranges } = JSON.parse(session.token_ranges(JSON.stringify(texts)));
@@ -462,7 +463,8 @@ async function loadTokens(texts) {
   const parts = await asSearch(() => tokens.file.read(ranges));
   session.add_tokens(JSON.stringify(ids), joined(parts));
   return { requests: tokens.file.stats.requests - before.requests,
-           bytes: tokens.file.stats.bytes - before.bytes, ms: performance.now() - start };
+           bytes: tokens.file.stats.bytes - before.bytes, ms: performance.now() - start,
+           wordPieces: true };
 }
 
 async function embed({ texts }) {

@@ -272,14 +272,19 @@ def _report(out, args):
     ms = [r["ms"] for r in cold]
     print(f"cold queries ({len(cold)}): typed -> shown p50 {statistics.median(ms):.0f} ms, "
           f"p90 {_pct(ms, 90):.0f} ms")
-    rounds = max(len(r["rounds"]) for r in cold)
-    print(f"  rounds per query: at most {rounds}")
-    for i in range(rounds):
-        got = [r["rounds"][i] for r in cold if len(r["rounds"]) > i]
-        print(f"  round {i + 1}: requests median {statistics.median(g['requests'] for g in got):.0f} "
+    print(f"  rounds per query: at most {max(len(r['rounds']) for r in cold)}")
+    # a word-piece round (rows the model file lacks) comes first; the search's own after it
+    words = [r["rounds"][0] for r in cold if r["rounds"] and r["rounds"][0].get("wordPieces")]
+    own = [[g for g in r["rounds"] if not g.get("wordPieces")] for r in cold]
+    labelled = [(f"round {i + 1}", [r[i] for r in own if len(r) > i])
+                for i in range(max(map(len, own)))]
+    if words:
+        labelled.insert(0, (f"word pieces first ({len(words)} of {len(cold)})", words))
+    for label, got in labelled:
+        print(f"  {label}: requests median {statistics.median(g['requests'] for g in got):.0f} "
               f"(max {max(g['requests'] for g in got)}), kB median "
-              f"{statistics.median(g['bytes'] for g in got) / 1e3:.0f} (max "
-              f"{max(g['bytes'] for g in got) / 1e3:.0f}), ms median "
+              f"{statistics.median(g['bytes'] for g in got) / 1e3:.1f} (max "
+              f"{max(g['bytes'] for g in got) / 1e3:.1f}), ms median "
               f"{statistics.median(g['ms'] for g in got):.0f}")
     srv = [r["server"] for r in cold]
     print(f"  at the server per query: requests median {statistics.median(s['requests'] for s in srv):.0f} "
