@@ -77,13 +77,13 @@ def _recall(text):
 
 
 def _megabytes(text):
-    """A size in MB, finite and >= 0, as bytes (an int)."""
+    """A size in MB, from 0 to 1e12, as bytes (an int)."""
     try:
         mb = float(text)
     except ValueError:
         mb = -1.0
-    if not (0 <= mb < 1e12):  # (NaN fails too)
-        raise argparse.ArgumentTypeError(f"expected a number of MB >= 0, got {text!r}")
+    if not 0 <= mb <= 1e12:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"expected a number of MB from 0 to 1e12, got {text!r}")
     return int(round(mb * 1e6))
 
 
