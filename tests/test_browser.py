@@ -82,7 +82,7 @@ RUN_QUERIES = """async ([name, count, k]) => {
     singleDist.push(Array.from(r.distances));
   }
   return { batch: Array.from(batch.ids), batchDist: Array.from(batch.distances),
-           single, singleDist, info };
+           single, singleDist, info, runtime: engine.runtime };
 }"""
 
 
@@ -91,6 +91,7 @@ def test_browser_results_match_cpython(page, site):
     page.wait_for_function("window.LorannEngine !== undefined")
     for name, (index, queries, truth) in site["cases"].items():
         got = page.evaluate(RUN_QUERIES, [name, N_QUERIES, 10])
+        assert got["runtime"]["simd"] is True  # float32 products in WebAssembly SIMD
         assert got["info"]["n"] == index.n and got["info"]["distance"] == index.distance
         want_ids, want_d = index.search(queries, 10, return_distances=True)
         batch = np.array(got["batch"]).reshape(N_QUERIES, 10)
@@ -104,6 +105,50 @@ def test_browser_results_match_cpython(page, site):
         assert abs(r_browser - r_cpython) <= 0.005, (name, r_browser, r_cpython)
         assert abs(recall(single, truth) - r_cpython) <= 0.005
         assert r_cpython >= 0.9, (name, r_cpython)
+
+
+SIMD_PRODUCTS = """async () => {
+  const { loadPyodide } = await import("./pyodide/pyodide.mjs");
+  const { offerProducts } = await import("./products.js");
+  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", location.href).href });
+  await pyodide.loadPackage("numpy");
+  if (!offerProducts(pyodide)) return null;
+  return JSON.parse(pyodide.runPython(`
+import json
+import numpy as np
+from lorann_products import times_transposed
+
+def address(x):
+    return x.__array_interface__["data"][0]
+
+rng = np.random.default_rng(7)
+errors = []
+for m, n, k in [(1, 1, 4), (3, 5, 8), (4, 7, 12), (5, 3, 16), (9, 33, 384), (8, 1536, 384),
+                (13, 384, 1536), (64, 20, 388)]:
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n + 1, k)).astype(np.float32)[:n]
+    c = np.full((m + 1, n), np.nan, np.float32)  # a row past the product must stay untouched
+    times_transposed(address(a), address(b), address(c), m, n, k)
+    want = a.astype(np.float64) @ b.T.astype(np.float64)
+    numpy_error = np.abs(np.einsum("mk,nk->mn", a, b) - want).max()
+    error = np.abs(c[:m] - want).max()  # (NaN where a value was never written)
+    errors.append([m, n, k, float(error) if np.isfinite(error) else 1e30, float(numpy_error),
+                   bool(np.isnan(c[m]).all())])
+json.dumps(errors)
+`));
+}"""
+
+
+def test_simd_products_equal_numpy_in_the_browser(page, site):
+    """The WebAssembly SIMD kernel the worker offers Python (web/products.js), on
+    Pyodide's own memory: ``a @ b.T`` for every row count left over by its
+    blocks of four, short and long rows, as exact as NumPy's float32 sums (against
+    float64), and nothing written past the product."""
+    page.goto(site["url"] + "bench.html")
+    results = page.evaluate(SIMD_PRODUCTS)
+    assert results is not None, "the kernel did not load"
+    for m, n, k, error, numpy_error, untouched in results:  # within float32 rounding
+        assert error <= 2 * numpy_error + 1e-6 and untouched, (m, n, k, error, numpy_error)
 
 
 def _open_demo(page, site, query=""):

@@ -191,3 +191,33 @@ def test_rows_longer_than_a_selection_block(monkeypatch):
     queries = data[:5] + 0.01
     found = index.search(queries, 10, clusters_to_search=16, points_to_rerank=8000)
     assert np.array_equal(found, index.exact_search(queries, 10))
+
+
+def test_times_transposed_hands_float32_products_to_the_simd_kernel(wasm, monkeypatch):
+    """In Pyodide, float32 products with a row length divisible by 4 and enough
+    multiply-adds go to the WebAssembly kernel (web/products.js) by address:
+    here a stand-in reading the same memory. Anything else stays with einsum."""
+    import ctypes
+    calls = []
+
+    def kernel(a, b, c, m, n, k):
+        view = lambda address, shape: np.ctypeslib.as_array(
+            ctypes.cast(address, ctypes.POINTER(ctypes.c_float)), shape)
+        calls.append((m, n, k))
+        view(c, (m, n))[:] = view(a, (m, k)) @ view(b, (n, k)).T
+
+    monkeypatch.setattr(kernels, "simd_times_transposed", kernel)
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal((300, 384)).astype(np.float32)
+    x = rng.standard_normal((2, 5, 384)).astype(np.float32)
+    cases = [(x, 10), (x[0], 5), (x[0, 0], 1), (x[:, ::2], 6),  # 3-D, 2-D, 1-D, strided rows
+             (x[..., :381], None), (x.astype(np.float64), None),  # k % 4, float64
+             (x[0, :1, :100], None)]  # 100 x 300 multiply-adds: fewer than SIMD_MIN
+    for a, rows in cases:
+        calls.clear()
+        bb = b[:, :a.shape[-1]] if a.shape[-1] != 384 else b
+        bb = np.ascontiguousarray(bb, dtype=a.dtype)
+        out = kernels.times_transposed(a, bb)
+        assert out.shape == a.shape[:-1] + (300,)
+        np.testing.assert_allclose(out, a @ bb.T, rtol=1e-4, atol=1e-4)
+        assert calls == ([(rows, 300, 384)] if rows else []), (a.shape, a.dtype, calls)

@@ -234,10 +234,14 @@ def test_facet_filters_match_cpython(browser, wordnet, tmp_path):
 
 
 def test_int8_encoder_in_browser_matches_cpython(browser, wordnet):
+    """The page's encoder (int8 weights, products in WebAssembly SIMD) gives
+    CPython's embeddings, to a cosine of 0.999."""
     texts = [s["gloss"].split(";")[0][:80] for s in wordnet["subset"][::25][:60]]
     with local_page(browser, wordnet["url"]) as page:
         _open(page, wordnet["url"])
         flat = page.evaluate("async (texts) => Array.from(await window.lorannSite.engine.embed(texts))", texts)
+        # the encoder's products ran in the WebAssembly SIMD kernel
+        assert page.evaluate("window.lorannSite.engine.runtime.simd") is True
     browser_vectors = np.array(flat, dtype=np.float32).reshape(len(texts), 384)
     assert np.sum(browser_vectors * wordnet["model"].encode(texts), axis=1).min() >= 0.999
 

@@ -20,6 +20,7 @@ export class LorannEngine {
     this.worker = worker;
     this.config = config;
     this.info = null;
+    this.runtime = null;  // after boot: { pyodide: its version, simd: products in WebAssembly SIMD }
     this.pending = new Map();
     this.nextId = 1;
     this.onProgress = () => {};
@@ -60,9 +61,9 @@ export class LorannEngine {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     const engine = new LorannEngine(worker, config);
     engine.onProgress = onProgress;
-    await engine.call("boot", { baseUrl: base, wheel: config.wheel,
-                                prefetch: prefetch.map((u) => new URL(u, base).href),
-                                open: open.map((f) => ({ ...f, url: new URL(f.url, base).href })) });
+    engine.runtime = await engine.call("boot", {
+      baseUrl: base, wheel: config.wheel, prefetch: prefetch.map((u) => new URL(u, base).href),
+      open: open.map((f) => ({ ...f, url: new URL(f.url, base).href })) });
     if (indexUrl) await engine.loadIndex(new URL(indexUrl, base).href);
     return engine;
   }

@@ -15,6 +15,7 @@
 
 import { RangeFile, direct } from "./ranges.js";
 import { Records } from "./records.js";
+import { offerProducts } from "./products.js";
 
 let pyodide = null;
 let session = null;
@@ -147,13 +148,14 @@ async function boot({ baseUrl, wheel, prefetch = [], open = [] }) {
   progress("runtime");
   const { loadPyodide } = await import(new URL("pyodide.mjs", runtimeUrl).href);
   pyodide = await loadPyodide({ indexURL: runtimeUrl });
+  const simd = offerProducts(pyodide);  // before lorann_wasm is imported
   progress("packages");
   const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
   for (const bytes of await wheels) {
     pyodide.unpackArchive(bytes, "wheel", { extractDir: sitePackages });
   }
   session = pyodide.runPython("from lorann_wasm.bridge import Session; Session()");
-  return { pyodide: pyodide.version };
+  return { pyodide: pyodide.version, simd };
 }
 
 // Python reads the header and the prefix itself, with synchronous Range

@@ -9,9 +9,11 @@ import zipfile
 from .. import __version__
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the engine: its page-side API, its Web Worker and the modules the worker imports
+ENGINE_MODULES = ("engine.js", "worker.js", "records.js", "ranges.js", "products.js")
 #: the pages of a search site (the demo's explorer and benchmark pages are extra)
-SITE_PAGES = ("index.html", "search.js", "widget.js", "engine.js", "worker.js", "records.js",
-              "ranges.js", "sw.js", "offline.js", "style.css")
+SITE_PAGES = ("index.html", "search.js", "widget.js", *ENGINE_MODULES, "sw.js", "offline.js",
+              "style.css")
 #: sub-packages the browser never imports (training runs natively)
 NOT_IN_BROWSER = ("training", "bench", "site", "web")
 #: a fixed time stamp, so the same code always makes the same wheel (and site version)

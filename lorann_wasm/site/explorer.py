@@ -11,9 +11,11 @@ import re
 import shutil
 from dataclasses import dataclass
 
+from .bundle import ENGINE_MODULES, package_wheel, web_folder
+
 #: the explorer's and the benchmark page's files, on top of the search site's engine
-EXPLORER_PAGES = ("explorer.html", "explorer.js", "bench.html", "bench.js", "engine.js",
-                  "worker.js", "records.js", "ranges.js", "style.css")
+EXPLORER_PAGES = ("explorer.html", "explorer.js", "bench.html", "bench.js", *ENGINE_MODULES,
+                  "style.css")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -81,7 +83,6 @@ def add_explorer(site, indexes):
     assembled; returns site.json's ``indexes`` entries (a link to the explorer
     is added by the caller when the site has a search page)."""
     from .. import LorannIndex
-    from .bundle import web_folder
 
     web = web_folder()
     for name in EXPLORER_PAGES:
@@ -108,7 +109,6 @@ def build_explorer_site(out, indexes=(), with_scipy=False):
     """A site of just the explorer and benchmark pages with ``indexes`` (a list of
     :class:`ExplorerIndex` or ``(name, path, title)``), assembled beside ``out``
     and moved into place when complete; returns its manifest."""
-    from .bundle import package_wheel
     from .publish import publish_staged
     from .runtime import copy_runtime
 
