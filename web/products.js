@@ -178,7 +178,9 @@ export function kernelModule() {
 // Load the kernel into a running Pyodide and offer it to Python as the module
 // `lorann_products` (`times_transposed(a, b, c, m, n, k)`, addresses in
 // Pyodide's memory). Returns false, offering nothing, where WebAssembly SIMD
-// or Pyodide's side-module loader is missing.
+// or Pyodide's side-module loader is missing. (That loader, the one Pyodide
+// loads NumPy's extension modules with, is Emscripten's and not a public API:
+// the runtime is pinned, and tests/test_browser.py fails if it stops loading.)
 export function offerProducts(pyodide) {
   const bytes = kernelModule();
   const loader = pyodide._module && pyodide._module.loadWebAssemblyModule;
