@@ -373,6 +373,7 @@ export async function mount(element, { base = "./", k = 10, placeholder = "Searc
       element.dataset.path = found.path;
       element.dataset.rounds = JSON.stringify(found.rounds || []);
       element.dataset.python = JSON.stringify(found.pythonMs || []);
+      element.dataset.embed = String(found.embedMs);  // the query's embedding, ms
       element.dataset.query = query;  // the query these results answer
       element.dataset.answers = String(Number(element.dataset.answers || 0) + 1);
       element.dataset.ids = found.ids.join(" ");
