@@ -116,7 +116,7 @@ SIMD_PRODUCTS = """async () => {
   return JSON.parse(pyodide.runPython(`
 import json
 import numpy as np
-from lorann_products import times_transposed
+from lorann_products import int4_rows, times_transposed
 
 def address(x):
     return x.__array_interface__["data"][0]
@@ -134,21 +134,34 @@ for m, n, k in [(1, 1, 4), (3, 5, 8), (4, 7, 12), (5, 3, 16), (9, 33, 384), (8, 
     error = np.abs(c[:m] - want).max()  # (NaN where a value was never written)
     errors.append([m, n, k, float(error) if np.isfinite(error) else 1e30, float(numpy_error),
                    bool(np.isnan(c[m]).all())])
-json.dumps(errors)
+decoded = []
+for m, w in [(1, 8), (7, 24), (300, 32)]:
+    packed = rng.integers(0, 256, (m, w), dtype=np.uint8)
+    scales = rng.random(m).astype(np.float32)
+    codes = np.empty((m, 2 * w), np.int8)
+    codes[:, 0::2], codes[:, 1::2] = packed & 15, packed >> 4
+    want = (codes.astype(np.float32) - 8) * scales[:, None]
+    out = np.full((m + 1, 2 * w), np.nan, np.float32)
+    int4_rows(address(packed), address(scales), address(out), m, w)
+    decoded.append([m, w, bool(np.array_equal(out[:m], want)), bool(np.isnan(out[m]).all())])
+json.dumps({"products": errors, "int4": decoded})
 `));
 }"""
 
 
-def test_simd_products_equal_numpy_in_the_browser(page, site):
-    """The WebAssembly SIMD kernel the worker offers Python (web/products.js), on
+def test_simd_kernels_equal_numpy_in_the_browser(page, site):
+    """The WebAssembly SIMD kernels the worker offers Python (web/products.js), on
     Pyodide's own memory: ``a @ b.T`` for every row count left over by its
     blocks of four, short and long rows, as exact as NumPy's float32 sums (against
-    float64), and nothing written past the product."""
+    float64); 4-bit rows decoded to NumPy's very values; nothing written past
+    the output."""
     page.goto(site["url"] + "bench.html")
     results = page.evaluate(SIMD_PRODUCTS)
     assert results is not None, "the kernel did not load"
-    for m, n, k, error, numpy_error, untouched in results:  # within float32 rounding
+    for m, n, k, error, numpy_error, untouched in results["products"]:  # float32 rounding
         assert error <= 2 * numpy_error + 1e-6 and untouched, (m, n, k, error, numpy_error)
+    for m, w, equal, untouched in results["int4"]:  # 4-bit rows: NumPy's values exactly
+        assert equal and untouched, (m, w)
 
 
 def _open_demo(page, site, query=""):

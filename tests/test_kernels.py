@@ -221,3 +221,36 @@ def test_times_transposed_hands_float32_products_to_the_simd_kernel(wasm, monkey
         assert out.shape == a.shape[:-1] + (300,)
         np.testing.assert_allclose(out, a @ bb.T, rtol=1e-4, atol=1e-4)
         assert calls == ([(rows, 300, 384)] if rows else []), (a.shape, a.dtype, calls)
+
+
+def test_int4_rows_go_to_the_simd_kernel_where_it_applies(wasm, monkeypatch):
+    """In Pyodide, 4-bit rows whose packed width is a multiple of 8 bytes (and
+    even columns) are decoded by the WebAssembly kernel, by address: here a
+    stand-in reading the same memory, which must give NumPy's own decoding."""
+    import ctypes
+    from lorann_wasm.quantization import dequantize_int4, quantize_int4
+    calls = []
+
+    def kernel(packed, scales, out, m, w):
+        def view(address, shape, ctype):
+            return np.ctypeslib.as_array(ctypes.cast(address, ctypes.POINTER(ctype)), shape)
+        calls.append((m, w))
+        p = view(packed, (m, w), ctypes.c_uint8)
+        codes = np.stack([p & 15, p >> 4], axis=2).reshape(m, 2 * w).astype(np.float32) - 8
+        scale = view(scales, (m,), ctypes.c_float)[:, None]
+        view(out, (m, 2 * w), ctypes.c_float)[:] = codes * scale
+
+    rng = np.random.default_rng(2)
+    for columns, scale_type, used in [(48, np.float32, True), (64, np.float16, True),
+                                      (47, np.float32, False), (40, np.float32, False),
+                                      (48, np.float64, False)]:
+        packed, scales = quantize_int4(rng.standard_normal((30, columns)).astype(np.float32))
+        scales = scales.astype(scale_type)
+        monkeypatch.setattr(kernels, "simd_int4_rows", None)
+        want = dequantize_int4(packed, scales, columns)
+        monkeypatch.setattr(kernels, "simd_int4_rows", kernel)
+        calls.clear()
+        got = dequantize_int4(packed, scales, columns)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.float32 and got.shape == (30, columns)
+        assert calls == ([(30, columns // 2)] if used else []), (columns, scale_type, calls)

@@ -1,8 +1,9 @@
 // Matrix products with WebAssembly SIMD, for Python under Pyodide: NumPy there
 // has no BLAS and no SIMD, and a query's embedding spent most of its time in
 // the encoder's dense products (see kernels.py, which calls this module).
+// Beside them, the decoding of 4-bit rows (a probed cluster's scorer rows).
 //
-// The kernel is a WebAssembly module written out below instruction by
+// The kernels are a WebAssembly module written out below instruction by
 // instruction (no toolchain needed). It is loaded as a Pyodide side module so
 // that it works on Pyodide's own memory: Python hands it the addresses of
 // NumPy arrays, and nothing is copied. Where WebAssembly SIMD is missing the
@@ -68,6 +69,20 @@ const op = {
   f32x4Mul: [SIMD, ...uleb(0xe6)],
   f32x4Add: [SIMD, ...uleb(0xe4)],
   lane: (i) => [SIMD, 0x1f, i],
+  f32Load: [0x2a, 2, 0],
+  f32x4Splat: [SIMD, 0x13],
+  i8x16Splat: [SIMD, 0x0f],
+  v128Load64Zero: [SIMD, ...uleb(0x5d), 0, 0],  // 8 bytes into the low half, offset 0
+  v128Store: [SIMD, 0x0b, 2, 0],
+  v128And: [SIMD, ...uleb(0x4e)],
+  i8x16ShrU: [SIMD, ...uleb(0x6d)],
+  i8x16Sub: [SIMD, ...uleb(0x71)],
+  shuffle: (lanes) => [SIMD, 0x0d, ...lanes],
+  i16x8FromLow: [SIMD, ...uleb(0x87)],  // i16x8.extend_low_i8x16_s
+  i16x8FromHigh: [SIMD, ...uleb(0x88)],
+  i32x4FromLow: [SIMD, ...uleb(0xa7)],  // i32x4.extend_low_i16x8_s
+  i32x4FromHigh: [SIMD, ...uleb(0xa8)],
+  f32x4FromI32x4: [SIMD, ...uleb(0xfa)],  // f32x4.convert_i32x4_s
 };
 
 // `while (!(stop)) { body }`: stop and body are lists of instructions
@@ -75,7 +90,7 @@ function loop(stop, body) {
   return [0x02, 0x40, 0x03, 0x40, ...stop, ...op.brIf(1), ...body, ...op.br(0), 0x0b, 0x0b];
 }
 
-// -- the kernel ----------------------------------------------------------------
+// -- the products ----------------------------------------------------------------
 
 // lorann_times_transposed(a, b, c, m, n, k): c = a @ b.T for float32 C-order
 // a (m, k), b (n, k) and c (m, n), k a multiple of 4. Two rows of b (which
@@ -158,7 +173,56 @@ function kernelBody() {
   return [...uleb(body.length), ...body];
 }
 
-export const KERNEL = "lorann_times_transposed";
+// lorann_int4_rows(packed, scales, out, m, w): out (m, 2w) float32 from
+// packed (m, w) uint8 and scales (m,) float32, w a multiple of 8: out[i, 2j]
+// = ((packed[i, j] & 15) - 8) * scales[i], out[i, 2j + 1] the same of
+// packed[i, j] >> 4 (quantization.py's 4-bit rows). Eight bytes at a time:
+// their low and high nibbles interleaved into sixteen codes, widened to
+// float32 in four vectors, scaled. (NumPy takes a pass over the rows for each
+// of those steps: 2 ms of a WordNet query's 48 probed clusters in Node.)
+const [PACKED, SCALES, OUT, ROWS_M, WIDTH] = [0, 1, 2, 3, 4];
+const [ROW, BYTE, END, SRC, DST] = [5, 6, 7, 8, 9];
+const [SCALE, CODES, WIDE] = [10, 11, 12];
+
+function int4Body() {
+  const interleave = Array.from({ length: 16 }, (_, i) => (i % 2 ? 16 : 0) + (i >> 1));
+  // out[16 k ...]: four of the eight codes widened in WIDE (its low or high four), scaled
+  const store = (k, high) => [
+    ...op.get(DST), ...op.i32(16 * k), ...op.add,
+    ...op.get(WIDE), ...(high ? op.i32x4FromHigh : op.i32x4FromLow),
+    ...op.f32x4FromI32x4, ...op.get(SCALE), ...op.f32x4Mul, ...op.v128Store];
+  const code = [
+    ...op.i32(0), ...op.set(ROW),
+    ...op.get(PACKED), ...op.set(SRC),
+    ...op.get(OUT), ...op.set(DST),
+    ...loop([...op.get(ROW), ...op.get(ROWS_M), ...op.geU], [
+      ...op.get(SCALES), ...op.get(ROW), ...op.i32(2), ...op.shl, ...op.add, ...op.f32Load,
+      ...op.f32x4Splat, ...op.set(SCALE),
+      ...op.get(SRC), ...op.get(WIDTH), ...op.add, ...op.set(END),
+      ...loop([...op.get(SRC), ...op.get(END), ...op.geU], [
+        ...op.get(SRC), ...op.v128Load64Zero, ...op.set(CODES),
+        ...op.get(CODES), ...op.i32(15), ...op.i8x16Splat, ...op.v128And,
+        ...op.get(CODES), ...op.i32(4), ...op.i8x16ShrU,
+        ...op.shuffle(interleave),
+        ...op.i32(8), ...op.i8x16Splat, ...op.i8x16Sub, ...op.set(CODES),
+        ...op.get(CODES), ...op.i16x8FromLow, ...op.set(WIDE),
+        ...store(0, false), ...store(1, true),
+        ...op.get(CODES), ...op.i16x8FromHigh, ...op.set(WIDE),
+        ...store(2, false), ...store(3, true),
+        ...op.get(SRC), ...op.i32(8), ...op.add, ...op.set(SRC),
+        ...op.get(DST), ...op.i32(64), ...op.add, ...op.set(DST),
+      ]),
+      ...op.get(ROW), ...op.i32(1), ...op.add, ...op.set(ROW),
+    ]),
+    0x0b,
+  ];
+  const locals = vector([[...uleb(SCALE - ROW), I32], [...uleb(3), V128]]);
+  const body = [...locals, ...code];
+  return [...uleb(body.length), ...body];
+}
+
+export const TIMES_TRANSPOSED = "lorann_times_transposed";
+export const INT4_ROWS = "lorann_int4_rows";
 
 // The module's bytes: a side module (its "dylink.0" section asks for no memory
 // or table of its own) importing the memory it works on.
@@ -167,31 +231,37 @@ export function kernelModule() {
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(0, [...name("dylink.0"), ...memInfo]),
-    ...section(1, vector([[0x60, ...vector(new Array(6).fill([I32])), 0]])),
+    ...section(1, vector([[0x60, ...vector(new Array(6).fill([I32])), 0],
+                          [0x60, ...vector(new Array(5).fill([I32])), 0]])),
     ...section(2, vector([[...name("env"), ...name("memory"), 0x02, 0x00, 0x00]])),
-    ...section(3, vector([[0]])),
-    ...section(7, vector([[...name(KERNEL), 0x00, 0]])),
-    ...section(10, vector([kernelBody()])),
+    ...section(3, vector([[0], [1]])),
+    ...section(7, vector([[...name(TIMES_TRANSPOSED), 0x00, 0],
+                          [...name(INT4_ROWS), 0x00, 1]])),
+    ...section(10, vector([kernelBody(), int4Body()])),
   ]);
 }
 
-// Load the kernel into a running Pyodide and offer it to Python as the module
-// `lorann_products` (`times_transposed(a, b, c, m, n, k)`, addresses in
-// Pyodide's memory). Returns false, offering nothing, where WebAssembly SIMD
-// or Pyodide's side-module loader is missing. (That loader, the one Pyodide
-// loads NumPy's extension modules with, is Emscripten's and not a public API:
-// the runtime is pinned, and tests/test_browser.py fails if it stops loading.)
+// Load the kernels into a running Pyodide and offer them to Python as the
+// module `lorann_products` (`times_transposed(a, b, c, m, n, k)` and
+// `int4_rows(packed, scales, out, m, w)`, addresses in Pyodide's memory).
+// Returns false, offering nothing, where WebAssembly SIMD or Pyodide's
+// side-module loader is missing. (That loader, the one Pyodide loads NumPy's
+// extension modules with, is Emscripten's and not a public API: the runtime
+// is pinned, and tests/test_browser.py fails if it stops loading.)
 export function offerProducts(pyodide) {
   const bytes = kernelModule();
   const loader = pyodide._module && pyodide._module.loadWebAssemblyModule;
   if (!loader || !WebAssembly.validate(bytes)) return false;
-  let kernel;
+  let kernels;
   try {
-    kernel = loader(bytes, { loadAsync: false, nodelete: true }, "lorann-products.so", {})[KERNEL];
+    kernels = loader(bytes, { loadAsync: false, nodelete: true }, "lorann-products.so", {});
   } catch {
     return false;
   }
-  if (typeof kernel !== "function") return false;
-  pyodide.registerJsModule("lorann_products", { times_transposed: kernel });
+  if ([TIMES_TRANSPOSED, INT4_ROWS].some((name) => typeof kernels[name] !== "function")) {
+    return false;
+  }
+  pyodide.registerJsModule("lorann_products", { times_transposed: kernels[TIMES_TRANSPOSED],
+                                                int4_rows: kernels[INT4_ROWS] });
   return true;
 }
