@@ -90,6 +90,13 @@ function loop(stop, body) {
   return [0x02, 0x40, 0x03, 0x40, ...stop, ...op.brIf(1), ...body, ...op.br(0), 0x0b, 0x0b];
 }
 
+// A function's entry in the code section: its locals past the parameters
+// (`ints` i32, then `vectors` v128) and its instructions.
+function functionBody(ints, vectors, code) {
+  const body = [...vector([[...uleb(ints), I32], [...uleb(vectors), V128]]), ...code, 0x0b];
+  return [...uleb(body.length), ...body];
+}
+
 // -- the products ----------------------------------------------------------------
 
 // lorann_times_transposed(a, b, c, m, n, k): c = a @ b.T for float32 C-order
@@ -160,17 +167,14 @@ function columns(cols) {
   ]);
 }
 
-function kernelBody() {
+function productsBody() {
   const code = [
     ...op.get(K), ...op.i32(2), ...op.shl, ...op.set(KB),
     ...op.i32(0), ...op.set(J),
     ...columns(2),
     ...columns(1),  // the last row of b when n is odd
-    0x0b,
   ];
-  const locals = vector([[...uleb(ACCS - J), I32], [...uleb(8 + 3), V128]]);
-  const body = [...locals, ...code];
-  return [...uleb(body.length), ...body];
+  return functionBody(ACCS - J, 8 + 3, code);
 }
 
 // lorann_int4_rows(packed, scales, out, m, w): out (m, 2w) float32 from
@@ -181,8 +185,8 @@ function kernelBody() {
 // float32 in four vectors, scaled. (NumPy takes a pass over the rows for each
 // of those steps: 2 ms of a WordNet query's 48 probed clusters in Node.)
 const [PACKED, SCALES, OUT, ROWS_M, WIDTH] = [0, 1, 2, 3, 4];
-const [ROW, BYTE, END, SRC, DST] = [5, 6, 7, 8, 9];
-const [SCALE, CODES, WIDE] = [10, 11, 12];
+const [ROW, END, SRC, DST] = [5, 6, 7, 8];
+const [SCALE, CODES, WIDE] = [9, 10, 11];
 
 function int4Body() {
   const interleave = Array.from({ length: 16 }, (_, i) => (i % 2 ? 16 : 0) + (i >> 1));
@@ -214,11 +218,8 @@ function int4Body() {
       ]),
       ...op.get(ROW), ...op.i32(1), ...op.add, ...op.set(ROW),
     ]),
-    0x0b,
   ];
-  const locals = vector([[...uleb(SCALE - ROW), I32], [...uleb(3), V128]]);
-  const body = [...locals, ...code];
-  return [...uleb(body.length), ...body];
+  return functionBody(SCALE - ROW, 3, code);
 }
 
 export const TIMES_TRANSPOSED = "lorann_times_transposed";
@@ -237,7 +238,7 @@ export function kernelModule() {
     ...section(3, vector([[0], [1]])),
     ...section(7, vector([[...name(TIMES_TRANSPOSED), 0x00, 0],
                           [...name(INT4_ROWS), 0x00, 1]])),
-    ...section(10, vector([kernelBody(), int4Body()])),
+    ...section(10, vector([productsBody(), int4Body()])),
   ]);
 }
 

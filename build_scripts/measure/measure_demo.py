@@ -120,7 +120,9 @@ def _ask(page, query):
         raise RuntimeError(f"{query!r}: {status}")
     data = page.evaluate("({...document.querySelector('#app').dataset})")
     return {"query": query, "ms": float(data["latency"]), "rounds": json.loads(data["rounds"]),
-            "python_ms": json.loads(data["python"]), "embed_ms": float(data["embed"]),
+            "python_ms": json.loads(data["python"]),
+            # (a site built before the widget kept it has none)
+            "embed_ms": float(data["embed"]) if "embed" in data else None,
             "ids": [int(i) for i in data["ids"].split()] if data.get("ids") else []}
 
 
@@ -136,6 +138,12 @@ def _type(page, query, delay_ms):
     if data.get("query") != query:
         raise RuntimeError(f"{query!r}: {page.inner_text('.lorann-status')}")
     return {"query": query, "ms": float(data["latency"]), "answers": int(data["answers"]) - n}
+
+
+def _embedding(rows, label):
+    """``label`` and the median embedding of ``rows``, or "" if the site reports none."""
+    ms = [r["embed_ms"] for r in rows if r["embed_ms"] is not None]
+    return f"{label} median {statistics.median(ms):.0f} ms" if ms else ""
 
 
 def _pct(values, p):
@@ -291,9 +299,8 @@ def _report(out, args):
           f"(max {max(s['requests'] for s in srv)}), kB median "
           f"{statistics.median(s['bytes'] for s in srv) / 1e3:.0f} (max {max(s['bytes'] for s in srv) / 1e3:.0f})")
     py = [sum(r["python_ms"]) for r in cold]
-    print(f"  in Python (plan, supplies, finish): median {statistics.median(py):.0f} ms; "
-          f"embedding (word pieces' rows included): median "
-          f"{statistics.median(r['embed_ms'] for r in cold):.0f} ms")
+    embedding = _embedding(cold, "; embedding (word pieces' rows included):")
+    print(f"  in Python (plan, supplies, finish): median {statistics.median(py):.0f} ms{embedding}")
     if out["typed"]:
         t = out["typed"]
         ms = [r["ms"] for r in t]
@@ -307,8 +314,8 @@ def _report(out, args):
     a = out["after_completion"]
     ms = [r["ms"] for r in a["queries"]]
     print(f"after it, {len(ms)} new queries: {a['requests']} requests; p50 "
-          f"{statistics.median(ms):.0f} ms, max {max(ms):.0f} ms; embedding median "
-          f"{statistics.median(r['embed_ms'] for r in a['queries']):.0f} ms")
+          f"{statistics.median(ms):.0f} ms, max {max(ms):.0f} ms"
+          + _embedding(a["queries"], "; embedding"))
     o = out["offline"]
     ms = [r["ms"] for r in o["queries"]]
     print(f"server stopped: {len(ms)} new queries answered, p50 {statistics.median(ms):.0f} ms; "
