@@ -193,18 +193,22 @@ def test_rows_longer_than_a_selection_block(monkeypatch):
     assert np.array_equal(found, index.exact_search(queries, 10))
 
 
+def _memory(address, shape, dtype=np.float32):
+    """The array of ``shape`` at ``address``: what a WebAssembly kernel reads and writes."""
+    import ctypes
+    return np.ctypeslib.as_array(
+        ctypes.cast(address, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype))), shape)
+
+
 def test_times_transposed_hands_float32_products_to_the_simd_kernel(wasm, monkeypatch):
     """In Pyodide, float32 products with a row length divisible by 4 and enough
     multiply-adds go to the WebAssembly kernel (web/products.js) by address:
     here a stand-in reading the same memory. Anything else stays with einsum."""
-    import ctypes
     calls = []
 
     def kernel(a, b, c, m, n, k):
-        view = lambda address, shape: np.ctypeslib.as_array(
-            ctypes.cast(address, ctypes.POINTER(ctypes.c_float)), shape)
         calls.append((m, n, k))
-        view(c, (m, n))[:] = view(a, (m, k)) @ view(b, (n, k)).T
+        _memory(c, (m, n))[:] = _memory(a, (m, k)) @ _memory(b, (n, k)).T
 
     monkeypatch.setattr(kernels, "simd_times_transposed", kernel)
     rng = np.random.default_rng(1)
@@ -227,18 +231,14 @@ def test_int4_rows_go_to_the_simd_kernel_where_it_applies(wasm, monkeypatch):
     """In Pyodide, 4-bit rows whose packed width is a multiple of 8 bytes (and
     even columns) are decoded by the WebAssembly kernel, by address: here a
     stand-in reading the same memory, which must give NumPy's own decoding."""
-    import ctypes
     from lorann_wasm.quantization import dequantize_int4, quantize_int4
     calls = []
 
     def kernel(packed, scales, out, m, w):
-        def view(address, shape, ctype):
-            return np.ctypeslib.as_array(ctypes.cast(address, ctypes.POINTER(ctype)), shape)
         calls.append((m, w))
-        p = view(packed, (m, w), ctypes.c_uint8)
+        p = _memory(packed, (m, w), np.uint8)
         codes = np.stack([p & 15, p >> 4], axis=2).reshape(m, 2 * w).astype(np.float32) - 8
-        scale = view(scales, (m,), ctypes.c_float)[:, None]
-        view(out, (m, 2 * w), ctypes.c_float)[:] = codes * scale
+        _memory(out, (m, 2 * w))[:] = codes * _memory(scales, (m,))[:, None]
 
     rng = np.random.default_rng(2)
     for columns, scale_type, used in [(48, np.float32, True), (64, np.float16, True),
